@@ -82,6 +82,16 @@ class ChildSide {
   // Serves rounds until the parent announces an empty one; per_message(seq) moves one message.
   template <class PerMessage>
   void serve(PerMessage&& per_message) {
+    serve_batched([&](std::uint64_t seq, std::uint64_t) {
+      per_message(seq);
+      return std::uint64_t{1};
+    });
+  }
+
+  // Same, for receivers that take several messages per call: per_batch(first_seq, max) moves
+  // between 1 and max messages and returns how many.
+  template <class PerBatch>
+  void serve_batched(PerBatch&& per_batch) {
     Control& c = peer_.ctl();
     c.child_ready.store(1, std::memory_order_release);
     std::uint64_t seq = 0, last = 0;
@@ -96,7 +106,11 @@ class ChildSide {
       last = r;
       const std::uint64_t n = c.round_count.load(std::memory_order_relaxed);
       if (n == 0) return;
-      for (std::uint64_t i = 0; i < n; ++i) per_message(seq++);
+      for (std::uint64_t left = n; left > 0;) {
+        const std::uint64_t k = per_batch(seq, left);
+        seq += k;
+        left -= k;
+      }
       c.t_end_ns.store(now_ns(), std::memory_order_relaxed);
       c.round_done.store(r, std::memory_order_release);
     }
@@ -171,6 +185,23 @@ auto run_forked(const CaseSpec& spec, ChildFn&& child_fn, ParentFn&& parent_fn) 
 
 std::uint64_t initial_round(std::size_t payload) noexcept;
 
+// Warm-up: untimed rounds, growing, until they add up to spec.warmup_s and the last one lasted at
+// least a third of it (a short round's rate is noise). Returns the last round's rate (per second),
+// from which the timed round is sized. run(n) moves n messages and returns the seconds it took.
+template <class Run>
+double calibrate(const CaseSpec& spec, std::uint64_t n, std::uint64_t max_n, Run&& run) {
+  double warm = 0, rate = 0;
+  for (int i = 0; i < 16; ++i) {
+    const double s = run(n);
+    warm += s;
+    rate = double(n) / s;
+    if (warm >= spec.warmup_s && s >= spec.warmup_s / 3) break;
+    const double want = std::max(spec.warmup_s - warm, spec.warmup_s / 2);
+    n = std::clamp<std::uint64_t>(std::uint64_t(rate * want), n, max_n);
+  }
+  return rate;
+}
+
 template <class Send>
 ThroughputResult drive_throughput(ParentSide& p, const CaseSpec& spec, Send&& send) {
   std::uint64_t seq = 0;
@@ -181,15 +212,7 @@ ThroughputResult drive_throughput(ParentSide& p, const CaseSpec& spec, Send&& se
     });
     return std::max(double(t1 - t0) * 1e-9, 1e-7);
   };
-  std::uint64_t n = initial_round(spec.payload);
-  double warm = 0, rate = 0;
-  for (int i = 0; i < 12; ++i) {
-    const double s = run(n);
-    warm += s;
-    rate = double(n) / s;
-    if (warm >= spec.warmup_s) break;
-    n = std::clamp<std::uint64_t>(std::uint64_t(rate * (spec.warmup_s - warm) * 1.2), 1, 1u << 30);
-  }
+  const double rate = calibrate(spec, initial_round(spec.payload), 1u << 30, run);
   const std::uint64_t timed = std::clamp<std::uint64_t>(std::uint64_t(rate * spec.budget_s), 8, 4'000'000'000ull);
   return {timed, run(timed)};
 }
@@ -199,19 +222,14 @@ LatencyResult percentiles(std::vector<std::uint64_t>& rtt_ns);
 template <class RoundTrip>
 LatencyResult drive_latency(ParentSide& p, const CaseSpec& spec, RoundTrip&& rt) {
   std::uint64_t seq = 0;
-  std::uint64_t n = std::max<std::uint64_t>(initial_round(spec.payload) / 8, 4);
-  double warm = 0, rate = 0;
-  for (int i = 0; i < 12; ++i) {
+  auto run = [&](std::uint64_t n) {
     const std::int64_t t0 = now_ns();
     p.round(n, [&] {
       for (std::uint64_t k = 0; k < n; ++k) rt(seq++);
     });
-    const double s = std::max(double(now_ns() - t0) * 1e-9, 1e-7);
-    warm += s;
-    rate = double(n) / s;
-    if (warm >= spec.warmup_s) break;
-    n = std::clamp<std::uint64_t>(std::uint64_t(rate * (spec.warmup_s - warm) * 1.2), 1, 1u << 26);
-  }
+    return std::max(double(now_ns() - t0) * 1e-9, 1e-7);
+  };
+  const double rate = calibrate(spec, std::max<std::uint64_t>(initial_round(spec.payload) / 8, 4), 1u << 26, run);
   const std::uint64_t timed = std::clamp<std::uint64_t>(std::uint64_t(rate * spec.budget_s), 8, 20'000'000);
   std::vector<std::uint64_t> rtt(timed);
   p.round(timed, [&] {

@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> transport_args, size_args, pattern_args;
   std::string json_path, plot_path;
   double budget = 0;
-  app.add_flag("--quick", quick, "Short run: sizes 64 B..1 MiB, ~0.25 s per case (< 60 s in all)");
+  app.add_flag("--quick", quick, "Short run: sizes 64 B..1 MiB, ~0.35 s per timed round (< 60 s in all)");
   app.add_option("--transport", transport_args, "Transports to run (repeatable or comma list; default all)")
       ->delimiter(',');
   app.add_option("--size", size_args, "Payload sizes, e.g. 64,1KiB,64K,1MiB (default 64 B, 1 KiB, 64 KiB, 1 MiB, +16 MiB without --quick)")
@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
   app.add_option("--pattern", pattern_args, "throughput and/or latency (default both)")->delimiter(',');
   app.add_option("--json", json_path, "Write the results as JSON to FILE");
   app.add_option("--plot", plot_path, "Render FILE.png with gnuplot (throughput and latency panels)");
-  app.add_option("--budget", budget, "Seconds aimed at for each timed round (default 0.25 with --quick, 1.5 otherwise)")
+  app.add_option("--budget", budget, "Seconds aimed at for each timed round (default 0.35 with --quick, 1.5 otherwise)")
       ->check(CLI::Range(0.01, 60.0));
   app.add_flag("--list", list, "List the transports and exit");
   std::uint64_t fault_seq = ~std::uint64_t(0);
@@ -134,7 +134,7 @@ int main(int argc, char** argv) {
   const CpuPair cpus = pick_cpus();
   const MachineInfo machine = machine_info();
   CaseSpec base;
-  base.budget_s = budget > 0 ? budget : (quick ? 0.25 : 1.5);
+  base.budget_s = budget > 0 ? budget : (quick ? 0.35 : 1.5);
   base.warmup_s = quick ? 0.05 : 0.25;
   base.watchdog_s = 20 + 10 * (base.budget_s + base.warmup_s);
   base.producer_cpu = cpus.producer;

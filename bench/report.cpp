@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -53,16 +54,24 @@ MachineInfo machine_info() {
 
 namespace {
 
+// Three significant digits without exponent notation.
+std::string sig3(double v) {
+  if (v >= 100) return fmt::format("{:.0f}", v);
+  if (v >= 10) return fmt::format("{:.1f}", v);
+  return fmt::format("{:.2f}", v);
+}
+
 std::string si(double v) {
-  if (v >= 1e9) return fmt::format("{:.3g}G", v / 1e9);
-  if (v >= 1e6) return fmt::format("{:.3g}M", v / 1e6);
-  if (v >= 1e3) return fmt::format("{:.3g}k", v / 1e3);
-  return fmt::format("{:.3g}", v);
+  if (v >= 1e9) return sig3(v / 1e9) + "G";
+  if (v >= 1e6) return sig3(v / 1e6) + "M";
+  if (v >= 1e3) return sig3(v / 1e3) + "k";
+  return sig3(v);
 }
 
 std::string ns(std::uint64_t v) {
-  if (v >= 10'000'000) return fmt::format("{:.3g} ms", double(v) / 1e6);
-  if (v >= 10'000) return fmt::format("{:.3g} us", double(v) / 1e3);
+  if (v >= 1'000'000'000) return sig3(double(v) / 1e9) + " s";
+  if (v >= 1'000'000) return sig3(double(v) / 1e6) + " ms";
+  if (v >= 10'000) return sig3(double(v) / 1e3) + " us";
   return fmt::format("{} ns", v);
 }
 
@@ -211,6 +220,13 @@ std::string slurp(const std::string& path) {
   return ss.str();
 }
 
+// One colour per transport, the same in both panels (registry order).
+const char* colour(std::size_t i) {
+  static const char* const palette[] = {"#d62728", "#ff7f0e", "#8c564b", "#e377c2", "#1f77b4", "#17becf",
+                                        "#2ca02c", "#9467bd", "#7f7f7f", "#bcbd22", "#393b79", "#637939"};
+  return palette[i % (sizeof palette / sizeof palette[0])];
+}
+
 // A gnuplot single-quoted string literal ('' stands for ').
 std::string gp_str(const std::string& s) {
   std::string out = "'";
@@ -246,6 +262,9 @@ bool write_plot(const std::string& png_path, const MachineInfo& m, const std::ve
     for (const auto& r : results)
       if (r.transport == t && r.pattern == p && !r.skipped) return true;
     return false;
+  };
+  auto index_of = [&](const std::string& t) {
+    return std::size_t(std::find(order.begin(), order.end(), t) - order.begin());
   };
   std::vector<std::string> tp_series, lat_series;
   bool have_memcpy = false;
@@ -290,6 +309,13 @@ bool write_plot(const std::string& png_path, const MachineInfo& m, const std::ve
     if (!tp || !lat) return fail("cannot write the data files in " + dir);
   }
 
+  // Bars start at the decade below the smallest p50, so the smallest bar stays visible.
+  double lat_floor_us = 1e9;
+  for (const auto& r : results)
+    if (r.pattern == Pattern::latency && !r.skipped && r.lat.p50_ns > 0)
+      lat_floor_us = std::min(lat_floor_us, double(r.lat.p50_ns) / 1000.0);
+  lat_floor_us = lat_floor_us < 1e9 ? std::pow(10.0, std::floor(std::log10(lat_floor_us / 2))) : 0.01;
+
   std::string xt;
   for (auto s : sizes) xt += fmt::format("{}\"{}\" {}", xt.empty() ? "" : ", ", format_size(s), s);
 
@@ -309,8 +335,9 @@ bool write_plot(const std::string& png_path, const MachineInfo& m, const std::ve
   {
     std::vector<std::string> parts;
     for (std::size_t i = 0; i < tp_series.size(); ++i)
-      parts.push_back(fmt::format("'{}/throughput.dat' using 1:{} with linespoints lw 2 pt 7 title columnheader({})",
-                                  dir, i + 3, i + 3));
+      parts.push_back(fmt::format("'{}/throughput.dat' using 1:{} with linespoints lw {} pt 7 lc rgb '{}' title columnheader({})",
+                                  dir, i + 3, tp_series[i].rfind("flatring", 0) == 0 ? 3 : 2,
+                                  colour(index_of(tp_series[i])), i + 3));
     if (have_memcpy)
       parts.push_back(fmt::format("'{}/throughput.dat' using 1:{} with lines dt 2 lw 3 lc rgb 'black' title 'memcpy (ceiling)'",
                                   dir, tp_series.size() + 3));
@@ -322,6 +349,7 @@ bool write_plot(const std::string& png_path, const MachineInfo& m, const std::ve
   gp << "unset logscale\nunset xrange\nset xtics auto\n"
      << "set title 'ping-pong round trip, p50'\n"
      << "set logscale y\n"
+     << "set yrange [" << lat_floor_us << ":*]\n"
      << "set xlabel 'payload size'\nset ylabel 'round trip p50 (microseconds)'\n"
      << "set style data histograms\nset style histogram clustered gap 1\n"
      << "set style fill solid 0.85 border -1\nset boxwidth 0.9\n";
@@ -332,7 +360,8 @@ bool write_plot(const std::string& png_path, const MachineInfo& m, const std::ve
     gp << "plot ";
     for (std::size_t i = 0; i < lat_series.size(); ++i)
       gp << (i ? ", \\\n     " : "")
-         << fmt::format("'{}/latency.dat' using {}:xtic(1) title columnheader({})", dir, i + 2, i + 2);
+         << fmt::format("'{}/latency.dat' using {}:xtic(1) lc rgb '{}' title columnheader({})", dir, i + 2,
+                        colour(index_of(lat_series[i])), i + 2);
     gp << "\n";
   }
   gp << "unset multiplot\n";

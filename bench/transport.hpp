@@ -14,7 +14,9 @@
 // with Sender::send(std::uint64_t seq) sending one payload-sized message that carries seq (use
 // stamp()), and Receiver::recv(std::uint64_t seq) receiving one and check()ing it. Both may spin;
 // spinning code calls Peer::spin_check(). Receiver::recv must block in the transport's waiting
-// receive when Channel::Config::pattern is latency if the transport has one.
+// receive when ChannelConfig::pattern is latency if the transport has one. A Receiver may also
+// have std::uint64_t recv_many(std::uint64_t first_seq, std::uint64_t max) (receive and check
+// 1..max messages) which the throughput pattern then uses instead of recv.
 #pragma once
 
 #include "common.hpp"
@@ -64,7 +66,10 @@ class ChannelTransport final : public Transport {
         spec,
         [&](ChildSide& c) {
           auto rx = fwd.receiver(c.peer());
-          c.serve([&](std::uint64_t seq) { rx.recv(seq); });
+          if constexpr (requires { rx.recv_many(std::uint64_t{}, std::uint64_t{}); })
+            c.serve_batched([&](std::uint64_t seq, std::uint64_t max) { return rx.recv_many(seq, max); });
+          else
+            c.serve([&](std::uint64_t seq) { rx.recv(seq); });
         },
         [&](ParentSide& p) {
           auto tx = fwd.sender(p.peer());

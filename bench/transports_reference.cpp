@@ -3,7 +3,8 @@
 //                       pinned to the producer CPU, source and destination touched beforehand.
 //   cacheline-pingpong  round trip of one cache line between the two processes: one atomic in an
 //                       anonymous MAP_SHARED mapping, the parent stores 2k+1 and spins until the
-//                       child, which spins on it, stores 2k+2 (latency pattern, 64 B only).
+//                       child, which spins on it, stores 2k+2; both check the value they get
+//                       (latency pattern, 64 B only).
 #include "transport.hpp"
 
 #include <sched.h>
@@ -47,15 +48,7 @@ class MemcpyReference final : public Transport {
       }
       return std::max(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 1e-7);
     };
-    std::uint64_t n = initial_round(len);
-    double warm = 0, rate = 0;
-    for (int i = 0; i < 12; ++i) {
-      const double s = copies(n);
-      warm += s;
-      rate = double(n) / s;
-      if (warm >= spec.warmup_s) break;
-      n = std::clamp<std::uint64_t>(std::uint64_t(rate * (spec.warmup_s - warm) * 1.2), 1, 1ull << 34);
-    }
+    const double rate = calibrate(spec, initial_round(len), 1ull << 34, copies);
     const std::uint64_t timed = std::clamp<std::uint64_t>(std::uint64_t(rate * spec.budget_s), 8, 1ull << 36);
     const double s = copies(timed);
     sched_setaffinity(0, sizeof saved, &saved);
@@ -91,22 +84,27 @@ class CachelinePingpong final : public Transport {
         [&](ChildSide& c) {
           Peer& peer = c.peer();
           c.serve([&](std::uint64_t seq) {
-            const std::uint64_t want = 2 * seq + 1;
-            while (line->load(std::memory_order_acquire) != want) {
+            // Wait for the line to change, then check it carries this round trip's value.
+            std::uint64_t v;
+            while ((v = line->load(std::memory_order_acquire)) == 2 * seq) {
               cpu_relax();
               peer.spin_check();
             }
-            line->store(want + 1, std::memory_order_release);
+            if (v != 2 * seq + 1) fail_message(seq, v, 0, 8, 8);
+            line->store(v + 1, std::memory_order_release);
           });
         },
         [&](ParentSide& p) {
           Peer& peer = p.peer();
           return drive_latency(p, spec, [&](std::uint64_t seq) {
-            line->store(2 * seq + 1, std::memory_order_release);
-            while (line->load(std::memory_order_acquire) != 2 * seq + 2) {
+            const std::uint64_t ping = 2 * seq + 1 + (seq == g_fault_seq ? 2 : 0);
+            line->store(ping, std::memory_order_release);
+            std::uint64_t v;
+            while ((v = line->load(std::memory_order_acquire)) == ping) {
               cpu_relax();
               peer.spin_check();
             }
+            if (v != 2 * seq + 2) fail_message(seq, v, 0, 8, 8);
           });
         });
   }

@@ -179,7 +179,10 @@ extern "C" void on_child_exit(int) {}  // only there to make blocking calls retu
 
 extern "C" void on_fatal_signal(int sig) {
   const pid_t child = g_child;
-  if (child > 0) kill(child, SIGKILL);
+  if (child > 0) {
+    kill(child, SIGKILL);
+    waitpid(child, nullptr, 0);
+  }
   for (auto& s : g_slots)
     if (s.used) remove_name(s.kind, s.name);
   if (sig == SIGALRM) {

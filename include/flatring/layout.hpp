@@ -1,0 +1,214 @@
+// The shared-memory layout: a contract between separately built processes.
+//
+// Everything in this file lives in the segment and is therefore UNTRUSTED input for every party but
+// the one that wrote it. The structs are plain standard-layout types with fixed sizes and offsets,
+// checked at compile time below. Nothing in the segment is a pointer; positions are byte counters.
+//
+//   offset 0        SegmentHeader      immutable after create; `magic` is published last
+//   offset 256      ProducerLine       written by the producer side only (published tail)
+//   offset 384      ConsumerLine       written by the consumer side only (published head)
+//   offset 512      WaitLine (data)    futex word + sleeper count for "not empty"
+//   offset 640      WaitLine (space)   futex word + sleeper count for "not full"
+//   offset 768      Counters (retired) totals folded in from peers that detached or died
+//   offset 896      OwnerLine          single-role ownership words (spsc producer/consumer)
+//   offset 1024     PeerSlot[kMaxPeers] one 128-byte line per attached process (liveness, stats)
+//   ring_offset     record area, `capacity` bytes, page aligned so it can be mapped read-only
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+namespace flatring {
+
+/// How a ring is shared. Recorded in the header at create; opening with another mode fails.
+enum class Mode : std::uint32_t {
+  spsc = 1,       ///< one producer, one consumer (the default)
+  mpsc = 2,       ///< many producers, one consumer
+  mpmc = 3,       ///< many producers, many consumers, each record to exactly one consumer
+  broadcast = 4,  ///< one producer, many consumers, every consumer sees every record
+};
+
+namespace layout {
+
+inline constexpr std::uint64_t kMagic = 0x474E495254414C46ull;  // "FLATRING", little-endian
+inline constexpr std::uint32_t kVersion = 1;
+// Fixed, not std::hardware_destructive_interference_size: both sides must agree whatever their
+// compiler flags. 128 also keeps the adjacent-line prefetcher from coupling neighbours.
+inline constexpr std::size_t kLine = 128;
+inline constexpr std::size_t kRecordAlign = 16;  // FlatBuffers roots need <= 16 (force_align max)
+inline constexpr std::size_t kRecordHeaderSize = 16;
+inline constexpr std::size_t kPageSize = 4096;
+inline constexpr std::uint32_t kMaxPeers = 32;
+inline constexpr std::size_t kMinCapacity = 4096;
+inline constexpr std::uint64_t kMaxCapacity = 1ull << 40;  // 1 TiB: far beyond any mapping here
+// Frame words keep the payload length in the low 48 bits.
+inline constexpr std::uint64_t kLengthBits = 48;
+inline constexpr std::uint64_t kLengthMask = (1ull << kLengthBits) - 1;
+
+/// Record types, stored in the top byte of the frame word. 0 is never a valid frame word, which
+/// is how "not yet committed" reads.
+enum class RecordType : std::uint8_t {
+  data = 1,       ///< a committed record
+  padding = 2,    ///< skip to the end of the ring (records are never split at the end)
+  abandoned = 3,  ///< a claim whose producer died (multi-producer recovery); skipped
+};
+
+/// Every record starts with this 16-byte header, at a 16-byte aligned offset; the payload follows.
+///
+/// `frame` is the commit word: (type << 56) | payload_length. The producer writes the payload, then
+/// stores `frame` with release (seq_cst, for the futex handshake); the consumer loads it with
+/// acquire, and only then reads the payload. Before committing, the producer zeroes the frame word
+/// of the *next* record position, so a consumer that arrives there reads 0 ("not yet") instead of
+/// bytes left over from the previous lap.
+struct RecordHeader {
+  std::atomic<std::uint64_t> frame;
+  std::uint64_t aux;  // reserved for multi-producer claims (owner slot); 0 in spsc
+};
+
+constexpr std::uint64_t make_frame(RecordType type, std::uint64_t length) noexcept {
+  return (static_cast<std::uint64_t>(type) << 56) | (length & kLengthMask);
+}
+constexpr RecordType frame_type(std::uint64_t frame) noexcept {
+  return static_cast<RecordType>(frame >> 56);
+}
+constexpr std::uint64_t frame_length(std::uint64_t frame) noexcept { return frame & kLengthMask; }
+constexpr std::uint64_t frame_flags(std::uint64_t frame) noexcept {
+  return (frame >> kLengthBits) & 0xFF;
+}
+/// Bytes a record of `payload` bytes occupies in the ring, header included.
+constexpr std::uint64_t frame_size(std::uint64_t payload) noexcept {
+  return (kRecordHeaderSize + payload + (kRecordAlign - 1)) & ~std::uint64_t{kRecordAlign - 1};
+}
+
+/// Written once by the creator, then read-only for everyone. `magic` is stored last (release), so
+/// an opener that sees the magic sees the whole header.
+struct SegmentHeader {
+  std::atomic<std::uint64_t> magic;
+  std::uint32_t version;
+  std::uint32_t header_size;  // sizeof(SegmentHeader), a cheap cross-build check
+  std::uint32_t mode;         // Mode
+  std::uint32_t flags;
+  std::uint64_t capacity;         // bytes in the record area, a power of two
+  std::uint64_t max_record_size;  // largest payload a producer may commit
+  std::uint64_t ring_offset;      // where the record area starts
+  std::uint64_t segment_size;     // ring_offset + capacity: the file's exact size
+  char file_identifier[4];        // FlatBuffers file_identifier of the root type, or zeros
+  std::uint32_t reserved0;
+  std::uint64_t schema_hash;  // FNV-1a 64 of the root type's fully qualified name, or 0 (raw)
+  std::uint32_t creator_pid;
+  std::uint32_t reserved1;
+  std::uint64_t creator_start_time;  // /proc/<pid>/stat starttime, against pid reuse
+  std::uint64_t created_unix_ns;
+  std::uint8_t reserved[256 - 96];
+};
+
+/// Owned by the producer side. `tail` is the position just past the last committed record, stored
+/// before that record's frame word so a consumer that has seen the frame also sees the tail.
+struct alignas(kLine) ProducerLine {
+  std::atomic<std::uint64_t> tail;
+  std::uint8_t pad[kLine - 8];
+};
+
+/// Owned by the consumer side. `head` is the position up to which records have been released.
+struct alignas(kLine) ConsumerLine {
+  std::atomic<std::uint64_t> head;
+  std::uint8_t pad[kLine - 8];
+};
+
+/// One futex handshake. Sleepers bump `waiters` and re-check before they sleep on `futex`; a waker
+/// touches `futex` and calls futex(2) only when `waiters` is non-zero. Written only around sleeps,
+/// so the line stays shared-clean in both caches on the hot path.
+struct alignas(kLine) WaitLine {
+  std::atomic<std::uint32_t> futex;
+  std::atomic<std::uint32_t> waiters;
+  std::uint8_t pad[kLine - 8];
+};
+
+/// Statistics. Each PeerSlot's counters are written by that peer alone (relaxed stores to its own
+/// line); readers treat every value as an untrusted number.
+enum Counter : std::uint32_t {
+  records_written,
+  bytes_written,
+  records_read,
+  bytes_read,
+  verify_failures,
+  corrupt_records,
+  abandoned_records,
+  too_large,
+  full_waits,
+  empty_waits,
+  futex_sleeps,
+  futex_wakes,
+  kCounterCount
+};
+
+struct alignas(kLine) Counters {
+  std::atomic<std::uint64_t> value[kCounterCount];
+  std::uint8_t pad[kLine - 8 * kCounterCount];
+};
+
+enum class Role : std::uint32_t { none = 0, producer = 1, consumer = 2, observer = 3 };
+
+/// Ownership of the single-writer roles. Each word holds (slot index + 1) of the owning PeerSlot,
+/// or 0. Taken with CAS; a word whose owner is dead may be taken over with CAS.
+struct alignas(kLine) OwnerLine {
+  std::atomic<std::uint32_t> producer;
+  std::atomic<std::uint32_t> consumer;
+  std::uint8_t pad[kLine - 8];
+};
+
+/// One attached process (one attachment within it). `pid` is 0 when the slot is free; a claimer
+/// CASes it from 0 to its pid, then fills `start_time` and `role` (role last, with release).
+/// kReaping marks a slot whose dead owner is being folded away by another process.
+struct alignas(kLine) PeerSlot {
+  std::atomic<std::uint32_t> pid;
+  std::atomic<std::uint32_t> role;  // Role; none while being claimed
+  std::atomic<std::uint64_t> start_time;
+  std::atomic<std::uint64_t> cursor;  // broadcast/mpmc: this consumer's position
+  std::uint64_t reserved;
+  std::atomic<std::uint64_t> counter[kCounterCount];
+};
+inline constexpr std::uint32_t kReaping = 0xFFFFFFFFu;
+
+/// The control area at the start of every segment.
+struct Control {
+  SegmentHeader header;
+  ProducerLine producer;
+  ConsumerLine consumer;
+  WaitLine data;   // consumers sleep here for "not empty"
+  WaitLine space;  // producers sleep here for "not full"
+  Counters retired;
+  OwnerLine owners;
+  PeerSlot peers[kMaxPeers];
+};
+
+inline constexpr std::size_t kControlSize = sizeof(Control);
+/// The record area starts at the first page boundary after the control area.
+inline constexpr std::size_t kRingOffset = (kControlSize + kPageSize - 1) & ~(kPageSize - 1);
+
+// ---- compile-time checks: a mismatch here means two builds would disagree about the segment ----
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free,
+              "64-bit atomics in shared memory must be lock-free, or they are process-local locks");
+static_assert(std::atomic<std::uint32_t>::is_always_lock_free,
+              "32-bit atomics (futex words) must be lock-free");
+static_assert(sizeof(std::atomic<std::uint64_t>) == 8 && sizeof(std::atomic<std::uint32_t>) == 4,
+              "atomics must have the size of the plain integer: the layout is byte-exact");
+static_assert(std::is_standard_layout_v<Control>, "the segment layout must be standard-layout");
+static_assert(std::is_standard_layout_v<RecordHeader> && sizeof(RecordHeader) == kRecordHeaderSize,
+              "record header is exactly 16 bytes, so payloads stay 16-byte aligned");
+static_assert(sizeof(SegmentHeader) == 256, "header size is part of layout version 1");
+static_assert(sizeof(PeerSlot) == kLine, "one peer per cache line: peers never share a line");
+static_assert(sizeof(Counters) == kLine, "counters fit one line");
+static_assert(offsetof(Control, producer) == 256 && offsetof(Control, consumer) == 384 &&
+                  offsetof(Control, data) == 512 && offsetof(Control, space) == 640 &&
+                  offsetof(Control, retired) == 768 && offsetof(Control, owners) == 896 &&
+                  offsetof(Control, peers) == 1024,
+              "control offsets are part of layout version 1");
+static_assert(offsetof(SegmentHeader, schema_hash) == 64 && offsetof(SegmentHeader, capacity) == 24,
+              "header offsets are part of layout version 1");
+static_assert(kRingOffset == 8192, "record area offset is part of layout version 1");
+
+}  // namespace layout
+}  // namespace flatring

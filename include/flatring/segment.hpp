@@ -1,0 +1,195 @@
+// The segment: naming, creating, opening and validating a ring's shared memory, and attaching to it.
+//
+// Named segments are POSIX shared memory objects (Boost.Interprocess shared_memory_object), which on
+// Linux live in /dev/shm/flatring.<name>. Everything read from the segment is validated once at open
+// and kept in a private SegmentInfo; the hot path never re-reads the header.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "flatring/layout.hpp"
+#include "flatring/liveness.hpp"
+#include "flatring/status.hpp"
+
+namespace flatring {
+
+/// Identity of a ring's record schema: the FlatBuffers file_identifier plus a 64-bit FNV-1a hash of
+/// the root type's fully qualified name (e.g. "app.Order"). All zero means "raw bytes, no schema".
+struct SchemaId {
+  char file_identifier[4] = {0, 0, 0, 0};
+  std::uint64_t hash = 0;
+
+  [[nodiscard]] static SchemaId of(std::string_view fully_qualified_name,
+                                   std::string_view file_identifier) noexcept;
+  [[nodiscard]] bool raw() const noexcept;
+  [[nodiscard]] std::string identifier() const;  // printable, "" when none
+  friend bool operator==(const SchemaId&, const SchemaId&) noexcept;
+};
+
+/// 64-bit FNV-1a. Stable across builds and platforms; used for schema identity.
+[[nodiscard]] constexpr std::uint64_t fnv1a64(std::string_view s) noexcept {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+/// Options for Ring::create.
+struct RingOptions {
+  /// Bytes in the record area. A power of two, at least 4096.
+  std::uint64_t capacity = 1u << 20;
+  /// Largest payload a producer may commit. 0 means the largest the capacity allows:
+  /// capacity / 2 - 64. Must satisfy 2 * frame_size(max_record_size) + 16 <= capacity, so that a
+  /// record of the maximum size always fits once the consumer has caught up, wherever the ring
+  /// wraps.
+  std::uint64_t max_record_size = 0;
+  Mode mode = Mode::spsc;
+  /// File mode of the segment. 0600 by default (owner only). Widen deliberately, e.g. 0660.
+  unsigned permissions = 0600;
+};
+
+/// Options for Ring::open.
+struct OpenOptions {
+  /// When set, open fails with Errc::wrong_schema unless the ring's schema matches.
+  std::optional<SchemaId> expect_schema = std::nullopt;
+  /// When set, open fails with Errc::wrong_mode unless the ring's mode matches.
+  std::optional<Mode> expect_mode = std::nullopt;
+  /// Accept a segment owned by another uid. Off by default: another user's segment is untrusted.
+  bool allow_foreign_owner = false;
+  /// Accept a group- or world-writable segment. Off by default.
+  bool allow_shared_write = false;
+};
+
+/// What a validated header says, copied out of shared memory once.
+struct SegmentInfo {
+  std::string name;
+  Mode mode = Mode::spsc;
+  std::uint64_t capacity = 0;
+  std::uint64_t max_record_size = 0;
+  std::uint64_t ring_offset = 0;
+  std::uint64_t segment_size = 0;
+  SchemaId schema;
+  ProcessToken creator;
+  std::uint64_t created_unix_ns = 0;
+  std::uint32_t owner_uid = 0;
+  std::uint32_t file_mode = 0;  // permission bits
+};
+
+/// Largest max_record_size a ring of `capacity` bytes accepts.
+[[nodiscard]] constexpr std::uint64_t max_record_size_for(std::uint64_t capacity) noexcept {
+  return capacity / 2 - 64;
+}
+
+namespace detail {
+class Mapping;
+}
+
+/// A handle to a mapped ring segment. Cheap to copy (shared ownership of the mapping); the mapping
+/// goes away with the last handle. Writers, readers, producers and consumers keep a copy.
+class Ring {
+ public:
+  /// Creates the segment `name` exclusively (fails with Errc::already_exists if it exists), with
+  /// mode options.permissions (0600 by default), and maps it.
+  /// \throws Error (invalid_name, invalid_options, already_exists, permission_denied, system_error)
+  [[nodiscard]] static Ring create(std::string_view name, const RingOptions& options,
+                                   const SchemaId& schema = {});
+  /// Opens an existing segment, checking ownership, permissions, every header field and the real
+  /// size of the segment before anything else is used.
+  /// \throws Error naming what is wrong (not_found, not_flatring, wrong_version, wrong_schema,
+  ///   wrong_mode, size_mismatch, corrupt_header, unsafe_owner, unsafe_permissions, ...)
+  [[nodiscard]] static Ring open(std::string_view name, const OpenOptions& options = {});
+  /// Removes the name. Processes that have it mapped keep their mapping. Returns false if there
+  /// was nothing to remove.
+  static bool remove(std::string_view name) noexcept;
+  /// True if a segment with this name exists (flatring's or not).
+  [[nodiscard]] static bool exists(std::string_view name) noexcept;
+  /// \throws Error(invalid_name) unless `name` is 1-200 characters of [A-Za-z0-9._-] and does
+  /// not start with '.'.
+  static void validate_name(std::string_view name);
+  /// Where a segment lives on Linux: "/dev/shm/flatring.<name>".
+  [[nodiscard]] static std::string path_of(std::string_view name);
+  /// Names of the flatring segments in /dev/shm.
+  [[nodiscard]] static std::vector<std::string> list();
+
+  [[nodiscard]] const SegmentInfo& info() const noexcept;
+  /// The control area (header, positions, wait words, peer slots). Shared and untrusted.
+  [[nodiscard]] layout::Control& control() const noexcept;
+  /// The record area, mapped read-only unless a writer has attached in this process.
+  [[nodiscard]] const std::byte* data() const noexcept;
+  /// The record area mapped read-write (mapped on first use). Used by writers only.
+  [[nodiscard]] std::byte* writable_data() const;
+
+  /// Reclaims peer slots (and spsc role ownership) of processes that have died, folding their
+  /// counters into the retired totals. Returns how many were reclaimed.
+  std::uint32_t reap_dead_peers() const noexcept;
+
+  Ring() = default;
+
+ private:
+  explicit Ring(std::shared_ptr<detail::Mapping> m) : map_(std::move(m)) {}
+  std::shared_ptr<detail::Mapping> map_;
+};
+
+/// Removes a ring's name when it goes out of scope: easy cleanup for tests and examples.
+class RemoveGuard {
+ public:
+  explicit RemoveGuard(std::string name) : name_(std::move(name)) {}
+  RemoveGuard(const RemoveGuard&) = delete;
+  RemoveGuard& operator=(const RemoveGuard&) = delete;
+  ~RemoveGuard() { Ring::remove(name_); }
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+
+ private:
+  std::string name_;
+};
+
+/// One process's claim on a peer slot (and, for the spsc roles, on the role itself). Released on
+/// destruction: counters are folded into the retired totals and the slot is freed.
+class Attachment {
+ public:
+  /// \throws Error(role_taken) if `exclusive` and a live process holds the role;
+  ///   Error(no_free_slot) if every slot is held by a live process.
+  Attachment(Ring ring, layout::Role role, bool exclusive);
+  Attachment(Attachment&&) noexcept;
+  Attachment& operator=(Attachment&&) = delete;
+  Attachment(const Attachment&) = delete;
+  ~Attachment();
+
+  [[nodiscard]] layout::PeerSlot& slot() const noexcept { return *slot_; }
+  [[nodiscard]] std::uint32_t index() const noexcept { return index_; }
+  /// True when this attachment took the role over from a dead process.
+  [[nodiscard]] bool took_over() const noexcept { return took_over_; }
+  /// Adds to one of this peer's counters. Single writer: a relaxed load and store, no RMW.
+  void count(layout::Counter c, std::uint64_t n = 1) const noexcept {
+    auto& v = slot_->counter[c];
+    v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  [[nodiscard]] const Ring& ring() const noexcept { return ring_; }
+
+ private:
+  void release() noexcept;
+  Ring ring_;
+  layout::PeerSlot* slot_ = nullptr;
+  std::uint32_t index_ = 0;
+  layout::Role role_ = layout::Role::none;
+  bool exclusive_ = false;
+  bool took_over_ = false;
+};
+
+/// Liveness of peers with `role` (untrusted slot contents are only used for kill(pid, 0) and
+/// /proc lookups). `any_attached` tells whether any slot holds the role at all.
+struct PeerCensus {
+  std::uint32_t alive = 0;
+  std::uint32_t dead = 0;
+};
+[[nodiscard]] PeerCensus census(const Ring& ring, layout::Role role) noexcept;
+
+}  // namespace flatring

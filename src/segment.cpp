@@ -1,0 +1,518 @@
+#include "flatring/segment.hpp"
+
+#include <boost/interprocess/exceptions.hpp>
+#include <boost/interprocess/mapped_region.hpp>
+#include <boost/interprocess/permissions.hpp>
+#include <boost/interprocess/shared_memory_object.hpp>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <dirent.h>
+#include <mutex>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace bip = boost::interprocess;
+
+namespace flatring {
+
+// ---------------------------------------------------------------- SchemaId
+
+SchemaId SchemaId::of(std::string_view fqn, std::string_view ident) noexcept {
+  SchemaId id;
+  for (std::size_t i = 0; i < 4 && i < ident.size(); ++i) id.file_identifier[i] = ident[i];
+  id.hash = fnv1a64(fqn);
+  return id;
+}
+
+bool SchemaId::raw() const noexcept {
+  return hash == 0 && file_identifier[0] == 0 && file_identifier[1] == 0 &&
+         file_identifier[2] == 0 && file_identifier[3] == 0;
+}
+
+std::string SchemaId::identifier() const {
+  std::string s;
+  for (char c : file_identifier) {
+    if (c == 0) break;
+    s.push_back((c >= 0x20 && c < 0x7f) ? c : '?');
+  }
+  return s;
+}
+
+bool operator==(const SchemaId& a, const SchemaId& b) noexcept {
+  return a.hash == b.hash && std::memcmp(a.file_identifier, b.file_identifier, 4) == 0;
+}
+
+namespace detail {
+
+// The process-local view of one segment: the control area mapped read-write, the record area
+// mapped read-only, and (for writers, on demand) the record area mapped read-write as well.
+class Mapping {
+ public:
+  SegmentInfo info;
+  bip::mapped_region control_region;
+  bip::mapped_region data_ro;
+  std::once_flag rw_once;
+  bip::mapped_region data_rw;
+  bip::shared_memory_object shm;  // kept open for the read-write remap
+
+  layout::Control& control() noexcept {
+    return *static_cast<layout::Control*>(control_region.get_address());
+  }
+};
+
+}  // namespace detail
+
+namespace {
+
+constexpr std::string_view kPrefix = "flatring.";
+
+std::string shm_name(std::string_view name) { return std::string(kPrefix) + std::string(name); }
+
+[[noreturn]] void fail(Errc code, std::string_view name, const std::string& what) {
+  throw Error(code, "flatring ring '" + std::string(name) + "': " + what);
+}
+
+Errc errc_of(const bip::interprocess_exception& e) {
+  switch (e.get_error_code()) {
+    case bip::already_exists_error: return Errc::already_exists;
+    case bip::not_found_error: return Errc::not_found;
+    case bip::security_error: return Errc::permission_denied;
+    default: return Errc::system_error;
+  }
+}
+
+int fd_of(const bip::shared_memory_object& shm) { return shm.get_mapping_handle().handle; }
+
+std::uint64_t now_unix_ns() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+}
+
+void validate_options(std::string_view name, RingOptions& o) {
+  if (o.capacity < layout::kMinCapacity || o.capacity > layout::kMaxCapacity ||
+      !std::has_single_bit(o.capacity)) {
+    fail(Errc::invalid_options, name,
+         "capacity " + std::to_string(o.capacity) + " must be a power of two between " +
+             std::to_string(layout::kMinCapacity) + " and " + std::to_string(layout::kMaxCapacity));
+  }
+  if (o.max_record_size == 0) o.max_record_size = max_record_size_for(o.capacity);
+  if (o.max_record_size > max_record_size_for(o.capacity)) {
+    fail(Errc::invalid_options, name,
+         "max_record_size " + std::to_string(o.max_record_size) + " needs capacity >= 2 * (" +
+             "max_record_size + 64); the largest for capacity " + std::to_string(o.capacity) +
+             " is " + std::to_string(max_record_size_for(o.capacity)));
+  }
+  if ((o.permissions & ~0777u) != 0 || (o.permissions & 0600u) != 0600u) {
+    fail(Errc::invalid_options, name, "permissions must be within 0777 and include 0600");
+  }
+  switch (o.mode) {
+    case Mode::spsc: case Mode::mpsc: case Mode::mpmc: case Mode::broadcast: break;
+    default: fail(Errc::invalid_options, name, "unknown mode");
+  }
+}
+
+// Checks a header copied out of the segment. Every field is checked before any is used.
+void validate_header(std::string_view name, const layout::SegmentHeader& h, std::uint64_t magic,
+                     std::uint64_t real_size) {
+  if (magic != layout::kMagic) {
+    fail(Errc::not_flatring, name, "not a flatring segment (bad magic; foreign, or not initialized)");
+  }
+  if (h.version != layout::kVersion) {
+    fail(Errc::wrong_version, name, "layout version " + std::to_string(h.version) +
+                                        ", this build reads version " +
+                                        std::to_string(layout::kVersion));
+  }
+  if (h.header_size != sizeof(layout::SegmentHeader)) {
+    fail(Errc::corrupt_header, name, "header size " + std::to_string(h.header_size));
+  }
+  if (h.mode < 1 || h.mode > 4) fail(Errc::corrupt_header, name, "unknown mode " + std::to_string(h.mode));
+  if (h.capacity < layout::kMinCapacity || h.capacity > layout::kMaxCapacity ||
+      !std::has_single_bit(h.capacity)) {
+    fail(Errc::corrupt_header, name, "capacity " + std::to_string(h.capacity) + " out of range");
+  }
+  if (h.max_record_size == 0 || h.max_record_size > max_record_size_for(h.capacity)) {
+    fail(Errc::corrupt_header, name,
+         "max_record_size " + std::to_string(h.max_record_size) + " too large for capacity");
+  }
+  if (h.ring_offset != layout::kRingOffset) {
+    fail(Errc::corrupt_header, name, "ring offset " + std::to_string(h.ring_offset));
+  }
+  if (h.segment_size != h.ring_offset + h.capacity) {
+    fail(Errc::corrupt_header, name, "segment size field disagrees with capacity");
+  }
+  if (real_size != h.segment_size) {
+    fail(Errc::size_mismatch, name,
+         "segment is " + std::to_string(real_size) + " bytes but its header says " +
+             std::to_string(h.segment_size) + " (truncated or resized)");
+  }
+}
+
+bip::mapped_region map(const bip::shared_memory_object& shm, bip::mode_t mode, std::uint64_t offset,
+                       std::uint64_t size) {
+  return bip::mapped_region(shm, mode, static_cast<bip::offset_t>(offset),
+                            static_cast<std::size_t>(size));
+}
+
+bool slot_alive(const layout::PeerSlot& s) noexcept {
+  std::uint32_t pid = s.pid.load(std::memory_order_acquire);
+  if (pid == 0) return false;
+  if (pid == layout::kReaping) return true;  // someone else is reclaiming it
+  return is_alive(ProcessToken{pid, s.start_time.load(std::memory_order_acquire)});
+}
+
+// Takes a dead owner's slot: only the CAS winner folds its counters, so nothing is counted twice.
+bool reclaim_slot(layout::Control& c, std::uint32_t index, std::uint32_t dead_pid) noexcept {
+  auto& s = c.peers[index];
+  std::uint32_t expected = dead_pid;
+  if (!s.pid.compare_exchange_strong(expected, layout::kReaping, std::memory_order_acq_rel)) {
+    return false;
+  }
+  for (std::uint32_t k = 0; k < layout::kCounterCount; ++k) {
+    c.retired.value[k].fetch_add(s.counter[k].load(std::memory_order_relaxed),
+                                 std::memory_order_relaxed);
+    s.counter[k].store(0, std::memory_order_relaxed);
+  }
+  s.role.store(0, std::memory_order_relaxed);
+  s.start_time.store(0, std::memory_order_relaxed);
+  s.cursor.store(0, std::memory_order_relaxed);
+  s.pid.store(0, std::memory_order_release);  // pairs with the claimer's CAS (acquire)
+  return true;
+}
+
+std::atomic<std::uint32_t>& owner_word(layout::Control& c, layout::Role role) {
+  return role == layout::Role::producer ? c.owners.producer : c.owners.consumer;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- Ring: names
+
+void Ring::validate_name(std::string_view name) {
+  if (name.empty() || name.size() > 200) {
+    fail(Errc::invalid_name, name, "a name must have 1 to 200 characters");
+  }
+  if (name.front() == '.') fail(Errc::invalid_name, name, "a name must not start with '.'");
+  for (char ch : name) {
+    bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '_' || ch == '-';
+    if (!ok) fail(Errc::invalid_name, name, "names may hold only A-Z a-z 0-9 . _ -");
+  }
+}
+
+std::string Ring::path_of(std::string_view name) { return "/dev/shm/" + shm_name(name); }
+
+bool Ring::remove(std::string_view name) noexcept {
+  try {
+    validate_name(name);
+    return bip::shared_memory_object::remove(shm_name(name).c_str());
+  } catch (...) {
+    return false;
+  }
+}
+
+bool Ring::exists(std::string_view name) noexcept {
+  try {
+    validate_name(name);
+  } catch (...) {
+    return false;
+  }
+  struct stat st {};
+  return ::lstat(path_of(name).c_str(), &st) == 0;
+}
+
+std::vector<std::string> Ring::list() {
+  std::vector<std::string> names;
+  if (DIR* d = ::opendir("/dev/shm")) {
+    while (dirent* e = ::readdir(d)) {
+      std::string_view n(e->d_name);
+      if (n.substr(0, kPrefix.size()) == kPrefix && n.size() > kPrefix.size()) {
+        names.emplace_back(n.substr(kPrefix.size()));
+      }
+    }
+    ::closedir(d);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// ---------------------------------------------------------------- Ring: create / open
+
+Ring Ring::create(std::string_view name, const RingOptions& options, const SchemaId& schema) {
+  validate_name(name);
+  RingOptions o = options;
+  validate_options(name, o);
+
+  auto m = std::make_shared<detail::Mapping>();
+  const std::string full = shm_name(name);
+  try {
+    bip::permissions perm(o.permissions);
+    m->shm = bip::shared_memory_object(bip::create_only, full.c_str(), bip::read_write, perm);
+  } catch (const bip::interprocess_exception& e) {
+    fail(errc_of(e), name, std::string("create: ") + e.what());
+  }
+  const std::uint64_t size = layout::kRingOffset + o.capacity;
+  try {
+    m->shm.truncate(static_cast<bip::offset_t>(size));
+    m->control_region = map(m->shm, bip::read_write, 0, layout::kRingOffset);
+    m->data_ro = map(m->shm, bip::read_only, layout::kRingOffset, o.capacity);
+  } catch (const bip::interprocess_exception& e) {
+    bip::shared_memory_object::remove(full.c_str());
+    fail(errc_of(e), name, std::string("create: ") + e.what());
+  }
+
+  // The new file is all zeros: positions, wait words, slots and the first frame word start at 0.
+  auto& h = m->control().header;
+  h.version = layout::kVersion;
+  h.header_size = sizeof(layout::SegmentHeader);
+  h.mode = static_cast<std::uint32_t>(o.mode);
+  h.flags = 0;
+  h.capacity = o.capacity;
+  h.max_record_size = o.max_record_size;
+  h.ring_offset = layout::kRingOffset;
+  h.segment_size = size;
+  std::memcpy(h.file_identifier, schema.file_identifier, 4);
+  h.schema_hash = schema.hash;
+  ProcessToken self = self_process();
+  h.creator_pid = self.pid;
+  h.creator_start_time = self.start_time;
+  h.created_unix_ns = now_unix_ns();
+  // SYNC POINT WRITE: publishes the header; pairs with the opener's read of the magic.
+  h.magic.store(layout::kMagic, std::memory_order_release);
+
+  SegmentInfo& info = m->info;
+  info.name = std::string(name);
+  info.mode = o.mode;
+  info.capacity = o.capacity;
+  info.max_record_size = o.max_record_size;
+  info.ring_offset = layout::kRingOffset;
+  info.segment_size = size;
+  info.schema = schema;
+  info.creator = self;
+  info.created_unix_ns = h.created_unix_ns;
+  info.owner_uid = static_cast<std::uint32_t>(::geteuid());
+  info.file_mode = o.permissions;
+  return Ring(std::move(m));
+}
+
+Ring Ring::open(std::string_view name, const OpenOptions& options) {
+  validate_name(name);
+  auto m = std::make_shared<detail::Mapping>();
+  const std::string full = shm_name(name);
+  try {
+    m->shm = bip::shared_memory_object(bip::open_only, full.c_str(), bip::read_write);
+  } catch (const bip::interprocess_exception& e) {
+    int err = e.get_native_error();
+    if (err == ELOOP) fail(Errc::unsafe_permissions, name, "the segment is a symbolic link");
+    fail(errc_of(e), name, std::string("open: ") + e.what());
+  }
+  const int fd = fd_of(m->shm);
+
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) fail(Errc::system_error, name, std::string("fstat: ") + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) fail(Errc::unsafe_permissions, name, "the segment is not a regular file");
+  if (st.st_uid != ::geteuid() && !options.allow_foreign_owner) {
+    fail(Errc::unsafe_owner, name,
+         "owned by uid " + std::to_string(st.st_uid) + ", not by this process's uid " +
+             std::to_string(::geteuid()) + " (OpenOptions::allow_foreign_owner)");
+  }
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && !options.allow_shared_write) {
+    fail(Errc::unsafe_permissions, name,
+         "group- or world-writable (mode 0" +
+             std::to_string(((st.st_mode >> 6) & 7) * 100 + ((st.st_mode >> 3) & 7) * 10 +
+                            (st.st_mode & 7)) +
+             "; OpenOptions::allow_shared_write)");
+  }
+  const auto real_size = static_cast<std::uint64_t>(st.st_size);
+
+  // Read the header with pread, not through a mapping: a short or shrinking file can then only
+  // give a short read, never SIGBUS.
+  layout::SegmentHeader h;
+  std::memset(static_cast<void*>(&h), 0, sizeof h);
+  ssize_t got = ::pread(fd, static_cast<void*>(&h), sizeof h, 0);
+  if (got < 0) fail(Errc::system_error, name, std::string("read header: ") + std::strerror(errno));
+  if (static_cast<std::size_t>(got) < sizeof(std::uint64_t)) {
+    fail(Errc::not_flatring, name, "segment too small to be flatring (" + std::to_string(real_size) + " bytes)");
+  }
+  std::uint64_t magic = 0;
+  std::memcpy(&magic, static_cast<const void*>(&h), sizeof magic);
+  if (magic == layout::kMagic && static_cast<std::size_t>(got) < sizeof h) {
+    fail(Errc::size_mismatch, name, "truncated: " + std::to_string(real_size) + " bytes, smaller than the header");
+  }
+  validate_header(name, h, magic, real_size);
+
+  SchemaId schema;
+  std::memcpy(schema.file_identifier, h.file_identifier, 4);
+  schema.hash = h.schema_hash;
+  if (options.expect_schema && !(*options.expect_schema == schema)) {
+    fail(Errc::wrong_schema, name,
+         "schema mismatch: the ring holds '" + schema.identifier() + "' (hash " +
+             std::to_string(schema.hash) + "), the caller expects '" +
+             options.expect_schema->identifier() + "' (hash " +
+             std::to_string(options.expect_schema->hash) + ")");
+  }
+  const auto mode = static_cast<Mode>(h.mode);
+  if (options.expect_mode && *options.expect_mode != mode) {
+    fail(Errc::wrong_mode, name, "the ring's mode is " + std::to_string(h.mode) + ", expected " +
+                                     std::to_string(static_cast<unsigned>(*options.expect_mode)));
+  }
+
+  try {
+    m->control_region = map(m->shm, bip::read_write, 0, layout::kRingOffset);
+    m->data_ro = map(m->shm, bip::read_only, layout::kRingOffset, h.capacity);
+  } catch (const bip::interprocess_exception& e) {
+    fail(errc_of(e), name, std::string("map: ") + e.what());
+  }
+
+  SegmentInfo& info = m->info;
+  info.name = std::string(name);
+  info.mode = mode;
+  info.capacity = h.capacity;
+  info.max_record_size = h.max_record_size;
+  info.ring_offset = h.ring_offset;
+  info.segment_size = h.segment_size;
+  info.schema = schema;
+  info.creator = ProcessToken{h.creator_pid, h.creator_start_time};
+  info.created_unix_ns = h.created_unix_ns;
+  info.owner_uid = st.st_uid;
+  info.file_mode = st.st_mode & 0777;
+  return Ring(std::move(m));
+}
+
+const SegmentInfo& Ring::info() const noexcept { return map_->info; }
+layout::Control& Ring::control() const noexcept { return map_->control(); }
+const std::byte* Ring::data() const noexcept {
+  return static_cast<const std::byte*>(map_->data_ro.get_address());
+}
+
+std::byte* Ring::writable_data() const {
+  std::call_once(map_->rw_once, [this] {
+    try {
+      map_->data_rw = map(map_->shm, bip::read_write, map_->info.ring_offset, map_->info.capacity);
+    } catch (const bip::interprocess_exception& e) {
+      fail(errc_of(e), map_->info.name, std::string("map for writing: ") + e.what());
+    }
+  });
+  return static_cast<std::byte*>(map_->data_rw.get_address());
+}
+
+std::uint32_t Ring::reap_dead_peers() const noexcept {
+  layout::Control& c = control();
+  std::uint32_t reaped = 0;
+  for (std::uint32_t i = 0; i < layout::kMaxPeers; ++i) {
+    auto& s = c.peers[i];
+    std::uint32_t pid = s.pid.load(std::memory_order_acquire);
+    if (pid == 0 || pid == layout::kReaping) continue;
+    if (is_alive(ProcessToken{pid, s.start_time.load(std::memory_order_acquire)})) continue;
+    for (auto role : {layout::Role::producer, layout::Role::consumer}) {
+      std::uint32_t mine = i + 1;
+      owner_word(c, role).compare_exchange_strong(mine, 0, std::memory_order_acq_rel);
+    }
+    if (reclaim_slot(c, i, pid)) ++reaped;
+  }
+  return reaped;
+}
+
+PeerCensus census(const Ring& ring, layout::Role role) noexcept {
+  PeerCensus out;
+  for (const auto& s : ring.control().peers) {
+    if (s.pid.load(std::memory_order_acquire) == 0) continue;
+    if (s.role.load(std::memory_order_acquire) != static_cast<std::uint32_t>(role)) continue;
+    if (slot_alive(s)) ++out.alive;
+    else ++out.dead;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- Attachment
+
+Attachment::Attachment(Ring ring, layout::Role role, bool exclusive)
+    : ring_(std::move(ring)), role_(role), exclusive_(exclusive) {
+  layout::Control& c = ring_.control();
+  const ProcessToken self = self_process();
+  for (int attempt = 0; attempt < 2 && slot_ == nullptr; ++attempt) {
+    for (std::uint32_t i = 0; i < layout::kMaxPeers; ++i) {
+      std::uint32_t expected = 0;
+      // SYNC POINT: acquire pairs with the release that freed the slot.
+      if (c.peers[i].pid.compare_exchange_strong(expected, self.pid, std::memory_order_acq_rel)) {
+        slot_ = &c.peers[i];
+        index_ = i;
+        break;
+      }
+    }
+    if (slot_ == nullptr) ring_.reap_dead_peers();
+  }
+  if (slot_ == nullptr) {
+    fail(Errc::no_free_slot, ring_.info().name,
+         "all " + std::to_string(layout::kMaxPeers) + " peer slots are held by live processes");
+  }
+  slot_->start_time.store(self.start_time, std::memory_order_relaxed);
+  slot_->cursor.store(0, std::memory_order_relaxed);
+  for (auto& v : slot_->counter) v.store(0, std::memory_order_relaxed);
+  slot_->role.store(static_cast<std::uint32_t>(role), std::memory_order_release);
+
+  if (!exclusive_) return;
+  auto& owner = owner_word(c, role);
+  const std::uint32_t mine = index_ + 1;
+  for (;;) {
+    std::uint32_t cur = owner.load(std::memory_order_acquire);
+    if (cur == 0) {
+      if (owner.compare_exchange_strong(cur, mine, std::memory_order_acq_rel)) return;
+      continue;
+    }
+    // The owner word is untrusted: an index out of range, or one naming a free, foreign-role or
+    // dead slot, does not hold the role.
+    bool held = false;
+    std::uint32_t dead_pid = 0;
+    if (cur <= layout::kMaxPeers) {
+      const auto& s = c.peers[cur - 1];
+      if (s.role.load(std::memory_order_acquire) == static_cast<std::uint32_t>(role) &&
+          slot_alive(s)) {
+        held = true;
+      } else {
+        dead_pid = s.pid.load(std::memory_order_acquire);
+      }
+    }
+    if (held) {
+      const std::string who = std::to_string(c.peers[cur - 1].pid.load(std::memory_order_relaxed));
+      exclusive_ = false;  // we never held the role
+      release();
+      fail(Errc::role_taken, ring_.info().name,
+           std::string(role == layout::Role::producer ? "producer" : "consumer") +
+               " role is held by live process " + who + " (spsc allows one)");
+    }
+    if (owner.compare_exchange_strong(cur, mine, std::memory_order_acq_rel)) {
+      took_over_ = true;
+      if (cur <= layout::kMaxPeers && dead_pid != 0 && dead_pid != layout::kReaping) {
+        reclaim_slot(c, cur - 1, dead_pid);
+      }
+      return;
+    }
+  }
+}
+
+Attachment::Attachment(Attachment&& o) noexcept
+    : ring_(o.ring_), slot_(o.slot_), index_(o.index_), role_(o.role_), exclusive_(o.exclusive_),
+      took_over_(o.took_over_) {
+  o.slot_ = nullptr;
+}
+
+Attachment::~Attachment() { release(); }
+
+void Attachment::release() noexcept {
+  if (slot_ == nullptr) return;
+  layout::Control& c = ring_.control();
+  if (exclusive_) {
+    std::uint32_t mine = index_ + 1;
+    owner_word(c, role_).compare_exchange_strong(mine, 0, std::memory_order_acq_rel);
+  }
+  std::uint32_t pid = slot_->pid.load(std::memory_order_relaxed);
+  if (pid == self_process().pid) reclaim_slot(c, index_, pid);
+  slot_ = nullptr;
+}
+
+}  // namespace flatring

@@ -1,0 +1,38 @@
+#include "flatring/wait.hpp"
+
+#include <cerrno>
+#include <climits>
+#include <ctime>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace flatring::wait {
+
+static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t),
+              "futex(2) operates on a plain 32-bit word");
+
+WaitResult futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected,
+                      std::chrono::nanoseconds timeout) noexcept {
+  if (timeout.count() <= 0) return WaitResult::timed_out;
+  timespec ts{};
+  ts.tv_sec = static_cast<time_t>(timeout.count() / 1'000'000'000);
+  ts.tv_nsec = static_cast<long>(timeout.count() % 1'000'000'000);
+  // FUTEX_WAIT's timeout is relative (CLOCK_MONOTONIC).
+  long rc = ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT, expected, &ts,
+                      nullptr, 0);
+  if (rc == 0) return WaitResult::woken;
+  switch (errno) {
+    case ETIMEDOUT: return WaitResult::timed_out;
+    case EAGAIN: return WaitResult::value_changed;
+    default: return WaitResult::interrupted;
+  }
+}
+
+int futex_wake(std::atomic<std::uint32_t>& word, int count) noexcept {
+  long rc = ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE, count, nullptr,
+                      nullptr, 0);
+  return rc < 0 ? 0 : static_cast<int>(rc);
+}
+
+}  // namespace flatring::wait

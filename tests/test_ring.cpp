@@ -1,0 +1,319 @@
+// The ring algorithm, white-box: positions at every edge, padding at every offset, corrupt slots.
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <thread>
+#include <vector>
+
+#include "helpers.hpp"
+
+using namespace flatring;
+using namespace std::chrono_literals;
+using fr_test::check_pattern;
+using fr_test::fill_pattern;
+using fr_test::unique_name;
+
+namespace {
+
+constexpr std::uint64_t kCap = 4096;
+
+std::vector<std::byte> pattern(std::size_t n, std::uint64_t seq) {
+  std::vector<std::byte> v(n);
+  fill_pattern(v, seq);
+  return v;
+}
+
+// Writes then reads one record, checking every byte. Returns false on any mismatch.
+bool round_trip(Writer& w, Reader& r, std::size_t size, std::uint64_t seq) {
+  auto payload = pattern(size, seq);
+  if (w.try_write(payload) != Status::ok) return false;
+  auto got = r.try_read();
+  if (!got) return false;
+  bool ok = got->bytes.size() == size && check_pattern(got->bytes, seq) &&
+            reinterpret_cast<std::uintptr_t>(got->bytes.data()) % 16 == 0;
+  r.release();
+  return ok;
+}
+
+// Moves an empty ring's position to `offset` with filler records (never padding).
+void move_to(Writer& w, Reader& r, std::uint64_t offset) {
+  const std::uint64_t max_frame = layout::frame_size(w.max_record_size());
+  for (int i = 0; i < 8 && (w.position() & (kCap - 1)) != offset; ++i) {
+    std::uint64_t cur = w.position() & (kCap - 1);
+    std::uint64_t gap = (offset - cur) & (kCap - 1);
+    std::uint64_t frame = std::min({gap, max_frame, kCap - cur});
+    if (gap - frame != 0 && gap - frame < 16) frame -= 16;
+    REQUIRE(round_trip(w, r, frame - 16, 7));
+  }
+  REQUIRE((w.position() & (kCap - 1)) == offset);
+}
+
+struct Fixture {
+  std::string name = unique_name("ring");
+  RemoveGuard guard{name};
+  Ring ring = Ring::create(name, {.capacity = kCap});
+};
+
+}  // namespace
+
+TEST_CASE("a record wraps correctly at every offset of a small ring", "[ring]") {
+  Fixture f;
+  Writer w(f.ring);
+  Reader r(f.ring);
+  const std::size_t max = w.max_record_size();
+  std::uint64_t seq = 1000;
+  for (std::uint64_t offset = 0; offset < kCap; offset += 16) {
+    for (std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{15}, std::size_t{16},
+                             std::size_t{17}, std::size_t{200}, std::size_t{1000}, max}) {
+      move_to(w, r, offset);
+      const std::uint64_t before = w.position();
+      const std::uint64_t frame = layout::frame_size(size);
+      const bool pads = frame > kCap - offset;
+      CAPTURE(offset, size);
+      REQUIRE(round_trip(w, r, size, ++seq));
+      CHECK(w.position() - before == frame + (pads ? kCap - offset : 0));
+      CHECK(r.position() == w.position());
+      CHECK(r.try_read().status() == Status::empty);
+    }
+  }
+}
+
+TEST_CASE("full and empty edges", "[ring]") {
+  Fixture f;
+  Writer w(f.ring);
+  Reader r(f.ring);
+  CHECK(r.try_read().status() == Status::empty);
+  auto payload = pattern(64, 0);
+  // Each 64-byte record takes an 80-byte frame; 16 bytes stay free for the next frame word.
+  const std::uint64_t fits = (kCap - 16) / layout::frame_size(64);
+  for (std::uint64_t i = 0; i < fits; ++i) REQUIRE(w.try_write(payload) == Status::ok);
+  CHECK(w.try_write(payload) == Status::full);
+  CHECK(w.try_write({}) == Status::full);  // the last 16 bytes are the next frame word
+  CHECK(w.try_reserve(0).status() == Status::full);
+  for (std::uint64_t i = 0; i < fits; ++i) {
+    auto got = r.try_read();
+    REQUIRE(got);
+    CHECK(got->bytes.size() == 64);
+    r.release();
+    if (i == 0) {
+      CHECK(w.try_write({}) == Status::ok);  // space came back
+    }
+  }
+  auto got = r.try_read();
+  REQUIRE(got);
+  CHECK(got->bytes.size() == 0);
+  r.release();
+  CHECK(r.try_read().status() == Status::empty);
+  CHECK(r.position() == w.position());
+}
+
+TEST_CASE("a record of exactly the maximum size fits, and one byte more is rejected untouched", "[ring]") {
+  Fixture f;
+  Writer w(f.ring);
+  Reader r(f.ring);
+  const std::size_t max = w.max_record_size();
+  auto big = pattern(max + 1, 5);
+  const auto before = w.position();
+  CHECK(w.try_write(big) == Status::too_large);
+  CHECK(w.try_reserve(max + 1).status() == Status::too_large);
+  CHECK(w.position() == before);
+  CHECK(r.try_read().status() == Status::empty);
+  CHECK(f.ring.control().peers[w.ring().control().owners.producer.load() - 1]
+            .counter[layout::too_large].load() == 2);
+  for (std::uint64_t offset : {std::uint64_t{0}, std::uint64_t{16}, kCap / 2, kCap - 16}) {
+    move_to(w, r, offset);
+    CAPTURE(offset);
+    CHECK(round_trip(w, r, max, 6));
+  }
+}
+
+TEST_CASE("reserve, commit less, and abort", "[ring]") {
+  Fixture f;
+  Writer w(f.ring);
+  Reader r(f.ring);
+  auto span = w.try_reserve(100);
+  REQUIRE(span);
+  CHECK(span->size() == 100);
+  CHECK(reinterpret_cast<std::uintptr_t>(span->data()) % 16 == 0);
+  CHECK(w.try_reserve(10).status() == Status::invalid_state);  // one reservation at a time
+  fill_pattern(span->first(40), 9);
+  CHECK(r.try_read().status() == Status::empty);  // nothing visible before commit
+  CHECK(w.commit(101) == Status::invalid_state);
+  CHECK(w.commit(40) == Status::ok);
+  CHECK(w.commit(40) == Status::invalid_state);
+  auto got = r.try_read();
+  REQUIRE(got);
+  CHECK(got->bytes.size() == 40);
+  CHECK(check_pattern(got->bytes, 9));
+  r.release();
+
+  const auto before = w.position();
+  REQUIRE(w.try_reserve(500));
+  w.abort();
+  CHECK(w.position() == before);
+  CHECK(r.try_read().status() == Status::empty);
+  CHECK(round_trip(w, r, 33, 10));
+}
+
+TEST_CASE("try_read returns the same record until it is released, and poll batches", "[ring]") {
+  Fixture f;
+  Writer w(f.ring);
+  Reader r(f.ring);
+  for (std::uint64_t i = 0; i < 10; ++i) REQUIRE(w.try_write(pattern(8 + i, i)) == Status::ok);
+  auto a = r.try_read();
+  auto b = r.try_read();
+  REQUIRE((a && b));
+  CHECK(a->bytes.data() == b->bytes.data());
+  std::uint64_t expect = 0;
+  auto n = r.poll([&](std::span<const std::byte> bytes) {
+    CHECK(bytes.size() == 8 + expect);
+    CHECK(check_pattern(bytes, expect));
+    ++expect;
+  }, 100);
+  CHECK(n == 10);
+  CHECK(f.ring.control().consumer.head.load() == w.position());
+  CHECK(r.poll([](auto) {}, 100) == 0);
+  CHECK(r.last_status() == Status::empty);
+}
+
+TEST_CASE("corrupt length slots are reported, never followed", "[ring]") {
+  Fixture f;
+  Writer w(f.ring);
+  Reader r(f.ring);
+  std::byte* data = f.ring.writable_data();
+  auto& slot = detail::header_at(data, 0).frame;
+  auto corrupt_with = [&](std::uint64_t frame) {
+    slot.store(frame);
+    CHECK(r.try_read().status() == Status::corrupt);
+    CHECK(r.try_read().status() == Status::corrupt);  // stays put, does not advance
+    CHECK(r.position() == 0);
+  };
+  REQUIRE(w.try_write(pattern(32, 1)) == Status::ok);
+
+  SECTION("larger than the maximum record size") {
+    corrupt_with(layout::make_frame(layout::RecordType::data, w.max_record_size() + 1));
+    corrupt_with(layout::make_frame(layout::RecordType::data, layout::kLengthMask));
+  }
+  SECTION("larger than what the producer has published") {
+    corrupt_with(layout::make_frame(layout::RecordType::data, 1000));
+  }
+  SECTION("padding that does not end at the end of the ring (misaligned)") {
+    corrupt_with(layout::make_frame(layout::RecordType::padding, 32));
+  }
+  SECTION("unknown type or flag bits") {
+    corrupt_with(layout::make_frame(static_cast<layout::RecordType>(9), 32));
+    corrupt_with(layout::make_frame(layout::RecordType::data, 32) | (1ull << 50));
+  }
+  SECTION("a published tail beyond the capacity") {
+    f.ring.control().producer.tail.store(kCap * 4);
+    corrupt_with(layout::make_frame(layout::RecordType::data, 1000));
+  }
+  // Corruption is counted once per position, and skip_to_tail resumes the stream.
+  const auto& counters = f.ring.control().peers[f.ring.control().owners.consumer.load() - 1].counter;
+  CHECK(counters[layout::corrupt_records].load() == 1);
+  f.ring.control().producer.tail.store(w.position());
+  CHECK(r.skip_to_tail() == w.position());
+  CHECK(round_trip(w, r, 48, 2));
+}
+
+TEST_CASE("a consumer cannot trick the producer with an impossible head", "[ring]") {
+  Fixture f;
+  Writer w(f.ring);
+  auto p = pattern(1000, 1);
+  while (w.try_write(p) == Status::ok) {
+  }
+  f.ring.control().consumer.head.store(w.position() + 4096);  // ahead of the tail
+  CHECK(w.try_write(p) == Status::corrupt);
+  f.ring.control().consumer.head.store(8);  // misaligned
+  CHECK(w.try_write(p) == Status::corrupt);
+}
+
+TEST_CASE("blocking read times out, and wakes on a write", "[ring][wait]") {
+  Fixture f;
+  Reader r(f.ring, {.spin = 0ns});
+  CHECK(r.read(20ms).status() == Status::timed_out);
+  CHECK(r.read(0ns).status() == Status::timed_out);
+  pid_t child = fr_test::spawn([&] {
+    Writer w(f.ring);
+    std::this_thread::sleep_for(100ms);  // the reader is asleep on the futex by then
+    return w.try_write(pattern(77, 3)) == Status::ok ? 0 : 1;
+  });
+  auto got = r.read(60s);
+  REQUIRE(got);
+  CHECK(check_pattern(got->bytes, 3));
+  CHECK(fr_test::join(child) == 0);
+  const auto& c = f.ring.control().peers[f.ring.control().owners.consumer.load() - 1].counter;
+  CHECK(c[layout::futex_sleeps].load() >= 1);
+  CHECK(f.ring.control().retired.value[layout::futex_wakes].load() >= 1);
+}
+
+TEST_CASE("blocking write: timed out, no consumer, dead consumer, and woken by a release", "[ring][wait]") {
+  Fixture f;
+  Writer w(f.ring, {.spin = 0ns, .liveness_interval = 20ms});
+  auto p = pattern(500, 1);
+  while (w.try_write(p) == Status::ok) {
+  }
+  SECTION("no consumer attached") { CHECK(w.write(p, 10s) == Status::no_consumer); }
+  SECTION("consumer attached but idle") {
+    Reader r(f.ring);
+    CHECK(w.write(p, 30ms) == Status::timed_out);
+  }
+  SECTION("consumer dies") {
+    pid_t child = fr_test::spawn([&] {
+      Reader r(f.ring);
+      (void)r.try_read();
+      ::raise(SIGKILL);
+      return 0;
+    });
+    fr_test::join(child);
+    CHECK(w.write(p, 10s) == Status::peer_dead);
+    CHECK(w.write(p, 10s) == Status::no_consumer);
+  }
+  SECTION("consumer releases") {
+    pid_t child = fr_test::spawn([&] {
+      Reader r(f.ring);
+      std::this_thread::sleep_for(100ms);
+      return r.poll([](auto) {}, 1000) > 0 ? 0 : 1;
+    });
+    CHECK(w.write(p, 60s) == Status::ok);
+    CHECK(fr_test::join(child) == 0);
+  }
+}
+
+TEST_CASE("a blocked reader learns that its producer died", "[ring][wait]") {
+  Fixture f;
+  Reader r(f.ring, {.spin = 0ns, .liveness_interval = 20ms});
+  pid_t child = fr_test::spawn([&] {
+    Writer w(f.ring);
+    ::raise(SIGKILL);
+    return 0;
+  });
+  fr_test::join(child);
+  CHECK(r.read(10s).status() == Status::peer_dead);
+  CHECK(r.read(30ms).status() == Status::timed_out);  // no producer now: just waits
+}
+
+TEST_CASE("a new producer resumes after one that died mid-commit", "[ring]") {
+  Fixture f;
+  Reader r(f.ring);
+  {
+    Writer w(f.ring);
+    REQUIRE(w.try_write(pattern(40, 1)) == Status::ok);
+  }
+  // Simulate a death after publishing the tail but before the frame word: a hole at the tail.
+  auto& ctrl = f.ring.control();
+  const auto tail = ctrl.producer.tail.load();
+  ctrl.producer.tail.store(tail + layout::frame_size(100));
+  Writer w2(f.ring);
+  CHECK(w2.position() == tail);
+  REQUIRE(w2.try_write(pattern(50, 2)) == Status::ok);
+  auto a = r.try_read();
+  REQUIRE(a);
+  CHECK(check_pattern(a->bytes, 1));
+  r.release();
+  auto b = r.try_read();
+  REQUIRE(b);
+  CHECK(check_pattern(b->bytes, 2));
+  r.release();
+}

@@ -20,13 +20,16 @@ void require_mode(const Ring& ring, const char* who) {
 enum class Slept { woken, timed_out, check_peers };
 
 // Waits on `line` until `ready()` or the deadline. The sleeper's half of the Dekker handshake:
-// waiters.fetch_add (seq_cst), then ready() must make a seq_cst load of the condition.
+// waiters.fetch_add, then sleeper_fence (membarrier), then ready() re-checks the condition.
 // check_peers: a liveness interval passed without a wake-up; the caller looks at its peers.
 template <class Ready>
 Slept sleep_until(layout::WaitLine& line, const Attachment& self, Ready&& ready,
                    detail::Clock::time_point deadline, std::chrono::nanoseconds slice) {
   line.waiters.fetch_add(1, std::memory_order_seq_cst);
-  const std::uint32_t seen = line.futex.load(std::memory_order_seq_cst);
+  // Without membarrier a waker on the light fence could miss us: bound the sleep instead.
+  if (!wait::sleeper_fence()) slice = std::min(slice, std::chrono::nanoseconds(std::chrono::milliseconds(1)));
+  // Acquire: pairs with the waker's futex.fetch_add (release) that follows its progress.
+  const std::uint32_t seen = line.futex.load(std::memory_order_acquire);
   Slept out = Slept::woken;
   if (!ready()) {
     const auto now = detail::Clock::now();
@@ -111,7 +114,7 @@ Result<std::span<std::byte>> Writer::reserve(std::size_t n, std::chrono::nanosec
       r = try_reserve(n);
       if (r.status() != Status::full) return r;
     }
-    Slept s = sleep_until(ctrl_->space, self_, [&] { return has_room(std::memory_order_seq_cst); },
+    Slept s = sleep_until(ctrl_->space, self_, [&] { return has_room(std::memory_order_acquire); },
                            deadline, wait_.liveness_interval);
     r = try_reserve(n);
     if (r.status() != Status::full) return r;
@@ -145,7 +148,6 @@ Reader::Reader(Ring ring, WaitOptions wait)
                              std::to_string(tail));
   }
   head_ = head;
-  tail_cache_ = tail;
 }
 
 Result<RecordView> Reader::read(std::chrono::nanoseconds timeout) {
@@ -161,7 +163,7 @@ Result<RecordView> Reader::read(std::chrono::nanoseconds timeout) {
       r = try_read();
       if (r.status() != Status::empty) return r;
     }
-    Slept s = sleep_until(ctrl_->data, self_, [&] { return frame_present(std::memory_order_seq_cst); },
+    Slept s = sleep_until(ctrl_->data, self_, [&] { return frame_present(std::memory_order_acquire); },
                            deadline, wait_.liveness_interval);
     r = try_read();
     if (r.status() != Status::empty) return r;
@@ -182,7 +184,6 @@ std::uint64_t Reader::skip_to_tail() noexcept {
   const std::uint64_t skipped = t - head_;
   held_ = false;
   head_ = t;
-  tail_cache_ = t;
   publish_head();
   return skipped;
 }

@@ -4,6 +4,7 @@
 #include <climits>
 #include <ctime>
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -33,6 +34,33 @@ int futex_wake(std::atomic<std::uint32_t>& word, int count) noexcept {
   long rc = ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE, count, nullptr,
                       nullptr, 0);
   return rc < 0 ? 0 : static_cast<int>(rc);
+}
+
+namespace {
+std::atomic<pid_t> registered_pid{0};
+std::atomic<int> membarrier_state{0};  // 0 unknown, 1 available, -1 unavailable
+
+long membarrier(int cmd) noexcept { return ::syscall(SYS_membarrier, cmd, 0u, 0); }
+}  // namespace
+
+bool register_waker() noexcept {
+  const pid_t self = ::getpid();
+  if (registered_pid.load(std::memory_order_acquire) == self) return true;
+  if (membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) != 0) return false;
+  registered_pid.store(self, std::memory_order_release);
+  return true;
+}
+
+bool sleeper_fence() noexcept {
+  if (membarrier_state.load(std::memory_order_relaxed) >= 0) {
+    if (membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0) {
+      membarrier_state.store(1, std::memory_order_relaxed);
+      return true;
+    }
+    membarrier_state.store(-1, std::memory_order_relaxed);
+  }
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  return false;
 }
 
 }  // namespace flatring::wait

@@ -11,15 +11,18 @@
 //
 // Memory ordering (SPSC):
 //  producer commit:  tail.store(new, relaxed); next.frame.store(0, relaxed);
-//                    this.frame.store(w, seq_cst)            -- SYNC POINT WRITE (release + Dekker)
+//                    this.frame.store(w, release)            -- SYNC POINT WRITE
 //  consumer read:    w = this.frame.load(acquire)             -- SYNC POINT READ, pairs with above
-//                    then payload reads; tail.load(relaxed) is already >= the end of this record
-//  consumer release: head.store(new, seq_cst)                -- pairs with producer's head.load
+//                    then payload reads. The consumer never reads `tail` on the hot path: the
+//                    frame word itself says whether a record is there, so the only line that moves
+//                    from producer to consumer per record is the record's own.
+//  consumer release: head.store(new, release)                -- pairs with producer's head.load
 //  producer reserve: head.load(acquire) only when its cached head says full (rigtorp/Aeron cache)
-// Both sleep handshakes are Dekker pairs on seq_cst operations: the sleeper increments `waiters`
-// then re-checks the condition (seq_cst load); the waker stores its progress (seq_cst) then loads
-// `waiters`. In the single total order one of them sees the other, so no wake-up is lost, and the
-// waker makes a futex syscall only when someone is asleep.
+// Both sleep handshakes are Dekker pairs: the sleeper increments `waiters`, fences, then re-checks
+// the condition; the waker stores its progress, fences, then loads `waiters`. One of them sees the
+// other, so no wake-up is lost, and the waker makes a futex syscall only when someone is asleep.
+// The fences are asymmetric (wait.hpp): a compiler-only fence on the waker's hot path, membarrier(2)
+// on the sleeper's way to sleep; so a commit costs a plain store, not a locked instruction.
 #pragma once
 
 #include <algorithm>
@@ -165,18 +168,19 @@ class Writer {
     ctrl_->producer.tail.store(next, std::memory_order_relaxed);
     detail::header_at(data_, next & mask_).frame.store(0, std::memory_order_relaxed);
     // SYNC POINT WRITE: publishes payload, tail and the zeroed next slot; pairs with the
-    // consumer's acquire load. seq_cst: the Dekker half of the consumer's sleep handshake.
+    // consumer's acquire load.
     detail::header_at(data_, offset)
-        .frame.store(layout::make_frame(layout::RecordType::data, used), std::memory_order_seq_cst);
+        .frame.store(layout::make_frame(layout::RecordType::data, used), std::memory_order_release);
     tail_ = next;
     reserved_ = kNone;
     ++records_;
     bytes_ += used;
     self_.slot().counter[layout::records_written].store(records_, std::memory_order_relaxed);
     self_.slot().counter[layout::bytes_written].store(bytes_, std::memory_order_relaxed);
-    // Dekker partner of the consumer's waiters.fetch_add; relaxed would let this load pass the
-    // frame store above and miss a sleeper.
-    if (ctrl_->data.waiters.load(std::memory_order_seq_cst) != 0) detail::wake_all(ctrl_->data, self_);
+    // Dekker partner of the consumer's waiters.fetch_add + sleeper_fence. Relaxed is enough after
+    // the waker fence: the fence pair orders it after the frame store for any sleeper.
+    wait::waker_fence(fast_wake_);
+    if (ctrl_->data.waiters.load(std::memory_order_relaxed) != 0) detail::wake_all(ctrl_->data, self_);
     return Status::ok;
   }
 
@@ -231,6 +235,7 @@ class Writer {
   std::uint64_t reserved_ = kNone;
   std::uint64_t records_ = 0;
   std::uint64_t bytes_ = 0;
+  bool fast_wake_ = wait::register_waker();
 };
 
 /// The consumer side of an spsc ring. Records are read in place (read-only mapping) and stay valid
@@ -306,15 +311,6 @@ class Reader {
     return Status::corrupt;
   }
 
-  // True if [head_, end) lies within what the producer has published. The tail is untrusted.
-  bool covered(std::uint64_t end) noexcept {
-    if (end <= tail_cache_) return true;  // tail_cache_ was validated when it was loaded
-    const std::uint64_t t = ctrl_->producer.tail.load(std::memory_order_acquire);
-    if (t < head_ || t - head_ > capacity_) return false;
-    tail_cache_ = t;
-    return end <= t;
-  }
-
   Result<RecordView> next() noexcept {
     for (int hop = 0; hop < 2; ++hop) {
       const std::uint64_t offset = head_ & mask_;
@@ -331,14 +327,14 @@ class Reader {
         case layout::RecordType::data: {
           if (len > max_record_) return corrupt();
           const std::uint64_t frame = layout::frame_size(len);
-          if (frame > to_end || !covered(head_ + frame)) return corrupt();
+          if (frame > to_end) return corrupt();  // would run past the end of the mapping
           held_view_ = std::span<const std::byte>(data_ + offset + layout::kRecordHeaderSize, len);
           held_frame_ = frame;
           held_ = true;
           return RecordView{held_view_, head_};
         }
         case layout::RecordType::padding:
-          if (len + layout::kRecordHeaderSize != to_end || !covered(head_ + to_end)) return corrupt();
+          if (len + layout::kRecordHeaderSize != to_end) return corrupt();
           head_ += to_end;
           // Publish at once: the producer may be waiting for exactly these bytes.
           publish_head();
@@ -362,9 +358,10 @@ class Reader {
     self_.slot().counter[layout::records_read].store(records_, std::memory_order_relaxed);
     self_.slot().counter[layout::bytes_read].store(bytes_, std::memory_order_relaxed);
     // SYNC POINT WRITE: frees the space; pairs with the producer's acquire load of head.
-    // seq_cst: Dekker half of the producer's sleep handshake.
-    ctrl_->consumer.head.store(head_, std::memory_order_seq_cst);
-    if (ctrl_->space.waiters.load(std::memory_order_seq_cst) != 0) detail::wake_all(ctrl_->space, self_);
+    ctrl_->consumer.head.store(head_, std::memory_order_release);
+    // Dekker half of the producer's sleep handshake (see Writer::commit).
+    wait::waker_fence(fast_wake_);
+    if (ctrl_->space.waiters.load(std::memory_order_relaxed) != 0) detail::wake_all(ctrl_->space, self_);
   }
 
   Ring ring_;
@@ -376,7 +373,6 @@ class Reader {
   std::uint64_t mask_;
   std::uint64_t max_record_;
   std::uint64_t head_ = 0;
-  std::uint64_t tail_cache_ = 0;
   std::uint64_t held_frame_ = 0;
   std::span<const std::byte> held_view_;
   bool held_ = false;
@@ -384,6 +380,7 @@ class Reader {
   std::uint64_t corrupt_at_ = ~std::uint64_t{0};
   std::uint64_t records_ = 0;
   std::uint64_t bytes_ = 0;
+  bool fast_wake_ = wait::register_waker();
 };
 
 }  // namespace flatring

@@ -3,6 +3,7 @@
 
 #include "flatring/layout.hpp"    // IWYU pragma: export
 #include "flatring/liveness.hpp"  // IWYU pragma: export
+#include "flatring/mp.hpp"        // IWYU pragma: export
 #include "flatring/ring.hpp"      // IWYU pragma: export
 #include "flatring/segment.hpp"   // IWYU pragma: export
 #include "flatring/status.hpp"    // IWYU pragma: export

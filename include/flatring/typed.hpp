@@ -91,8 +91,10 @@ class AlignedBuffer {
 
 }  // namespace detail
 
-/// Sends finished FlatBuffers of `Root` into a ring. \pre one thread at a time.
-template <class Root>
+/// Sends finished FlatBuffers of `Root` into a ring. `RawWriter` is the ring mode's producer
+/// endpoint: Writer (spsc) or BroadcastWriter, MpscWriter, ... (see mp.hpp for the aliases).
+/// \pre one thread at a time.
+template <class Root, class RawWriter = Writer>
 class Producer {
  public:
   /// \throws Error(wrong_schema) if the ring was not created for Root; the Writer's errors.
@@ -113,7 +115,7 @@ class Producer {
   }
 
   /// The raw writer underneath (for reserve/commit of pre-built bytes).
-  [[nodiscard]] Writer& raw() noexcept { return writer_; }
+  [[nodiscard]] RawWriter& raw() noexcept { return writer_; }
 
  private:
   static bool has_identifier(const flatbuffers::FlatBufferBuilder& fbb) noexcept {
@@ -122,7 +124,7 @@ class Producer {
     if (fbb.GetSize() < sizeof(flatbuffers::uoffset_t) + flatbuffers::kFileIdentifierLength) return false;
     return flatbuffers::BufferHasIdentifier(fbb.GetBufferPointer(), id);
   }
-  Writer writer_;
+  RawWriter writer_;
 };
 
 /// How a Consumer verifies.
@@ -139,8 +141,10 @@ struct ConsumerOptions {
 };
 
 /// Receives verified records of `Root`. The pointer a receive returns stays valid until the next
-/// receive on this consumer (or its destruction). \pre one thread at a time.
-template <class Root>
+/// receive on this consumer (or its destruction). `RawReader` is the ring mode's consumer
+/// endpoint: Reader (spsc) or BroadcastReader, MpscReader, ... (see mp.hpp for the aliases).
+/// \pre one thread at a time.
+template <class Root, class RawReader = Reader>
 class Consumer {
  public:
   /// \throws Error(wrong_schema) if the ring was not created for Root; the Reader's errors.
@@ -164,7 +168,7 @@ class Consumer {
 
   /// The bytes of the record last returned (verified), valid as long as the pointer.
   [[nodiscard]] std::span<const std::byte> bytes() const noexcept { return current_; }
-  [[nodiscard]] Reader& raw() noexcept { return reader_; }
+  [[nodiscard]] RawReader& raw() noexcept { return reader_; }
   [[nodiscard]] const ConsumerOptions& options() const noexcept { return options_; }
 
  private:
@@ -199,7 +203,7 @@ class Consumer {
     return Status::verify_failed;
   }
 
-  Reader reader_;
+  RawReader reader_;
   ConsumerOptions options_;
   detail::AlignedBuffer scratch_;
   std::span<const std::byte> current_;

@@ -142,11 +142,14 @@ TEST_CASE("broadcast: consumers joining while the producer streams see a gapless
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::broadcast});
   const std::uint64_t count = fr_test::scaled(100'000);
-  fr_test::SharedWords shared(1);
+  fr_test::SharedWords shared(2);
+  constexpr int kJoiners = 3;
   pid_t producer = fr_test::spawn([&] {
     BroadcastWriter w(Ring::open(name));
     std::byte buf[64];
     for (std::uint64_t seq = 0; seq < count; ++seq) {
+      // Every joiner must be in before the last record, or it would wait for nothing.
+      if (seq == count - 1) fr_test::wait_for([&] { return shared[1].load() == kJoiners; });
       make_record(buf, seq);
       if (w.write({buf, record_size(seq)}, 30s) != Status::ok) return 2;
       if (seq == count / 10) shared[0].store(1);  // let the joiners in mid-stream
@@ -155,10 +158,11 @@ TEST_CASE("broadcast: consumers joining while the producer streams see a gapless
   });
   fr_test::wait_for([&] { return shared[0].load() == 1; });
   std::vector<pid_t> joiners;
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < kJoiners; ++i) {
     joiners.push_back(fr_test::spawn([&] {
       std::this_thread::sleep_for(std::chrono::milliseconds(i));  // spread the joins out
       BroadcastReader r(Ring::open(name));
+      shared[1].fetch_add(1);
       return expect_run(r, ~0ull, count - 1);
     }));
   }

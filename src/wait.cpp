@@ -57,7 +57,10 @@ bool sleeper_fence() noexcept {
       membarrier_state.store(1, std::memory_order_relaxed);
       return true;
     }
-    membarrier_state.store(-1, std::memory_order_relaxed);
+    // Only a definite "no" is remembered; anything else is tried again next time.
+    if (errno == ENOSYS || errno == EINVAL || errno == EPERM) {
+      membarrier_state.store(-1, std::memory_order_relaxed);
+    }
   }
   std::atomic_thread_fence(std::memory_order_seq_cst);
   return false;

@@ -326,3 +326,77 @@ TEST_CASE("a new producer resumes after one that died mid-commit", "[ring]") {
   CHECK(check_pattern(b->bytes, 2));
   r.release();
 }
+
+TEST_CASE("impossible positions are refused at attach, without walking forever", "[ring]") {
+  Fixture f;
+  auto& ctrl = f.ring.control();
+  auto expect_corrupt_state = [&](auto make) {
+    try {
+      make();
+      FAIL("attached");
+    } catch (const Error& e) {
+      CHECK(e.code() == Errc::corrupt_state);
+    }
+  };
+  SECTION("positions near 2^64 with valid-looking frames everywhere") {
+    std::byte* data = f.ring.writable_data();
+    for (std::uint64_t off = 0; off < kCap; off += 16) {
+      detail::header_at(data, off).frame.store(layout::make_frame(layout::RecordType::data, 0));
+    }
+    ctrl.consumer.head.store(~std::uint64_t{0} - 31);   // 2^64 - 32
+    ctrl.producer.tail.store(~std::uint64_t{0} - 15);   // 2^64 - 16
+    Writer w(f.ring);  // the recovery walk stops at the published tail instead of wrapping to 0
+    CHECK(w.position() == ~std::uint64_t{0} - 15);
+  }
+  SECTION("a full capacity between head and tail") {
+    ctrl.producer.tail.store(kCap);
+    expect_corrupt_state([&] { Writer w(f.ring); });
+    expect_corrupt_state([&] { Reader r(f.ring); });
+  }
+  SECTION("tail behind head, or misaligned") {
+    ctrl.consumer.head.store(64);
+    expect_corrupt_state([&] { Reader r(f.ring); });
+    ctrl.consumer.head.store(0);
+    ctrl.producer.tail.store(8);
+    expect_corrupt_state([&] { Writer w(f.ring); });
+  }
+}
+
+TEST_CASE("the published tail always names a zeroed frame word", "[ring]") {
+  Fixture f;
+  Writer w(f.ring);
+  Reader r(f.ring);
+  std::byte* data = f.ring.writable_data();
+  // Fill every frame word with last-lap garbage, then check after each commit (including ones
+  // that pad at the wrap) that the word at the published tail reads "not yet".
+  for (std::uint64_t off = 0; off < kCap; off += 16) {
+    detail::header_at(data, off).frame.store(layout::make_frame(layout::RecordType::data, 8));
+  }
+  detail::header_at(data, 0).frame.store(0);
+  for (std::uint64_t i = 0; i < 200; ++i) {
+    REQUIRE(w.try_write(pattern(100 + (i * 37) % 900, i)) == Status::ok);
+    const auto tail = f.ring.control().producer.tail.load();
+    CHECK(tail == w.position());
+    CHECK(detail::header_at(data, tail & (kCap - 1)).frame.load() == 0);
+    REQUIRE(r.try_read());
+    r.release();
+  }
+  CHECK(r.skip_to_tail() == 0);
+  CHECK(r.try_read().status() == Status::empty);
+}
+
+TEST_CASE("a takeover clears a sleeper count left by a peer that died asleep", "[ring][wait]") {
+  Fixture f;
+  pid_t child = fr_test::spawn([&] {
+    Reader r(f.ring, {.spin = std::chrono::nanoseconds(0)});
+    (void)r.read(std::chrono::seconds(30));  // asleep on the futex when killed
+    return 0;
+  });
+  while (f.ring.control().data.waiters.load() == 0) std::this_thread::sleep_for(1ms);
+  ::kill(child, SIGKILL);
+  fr_test::join(child);
+  CHECK(f.ring.control().data.waiters.load() == 1);
+  Reader r(f.ring);
+  CHECK(r.attachment().took_over());
+  CHECK(f.ring.control().data.waiters.load() == 0);
+}

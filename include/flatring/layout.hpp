@@ -58,8 +58,8 @@ enum class RecordType : std::uint8_t {
 /// Every record starts with this 16-byte header, at a 16-byte aligned offset; the payload follows.
 ///
 /// `frame` is the commit word: (type << 56) | payload_length. The producer writes the payload, then
-/// stores `frame` with release (seq_cst, for the futex handshake); the consumer loads it with
-/// acquire, and only then reads the payload. Before committing, the producer zeroes the frame word
+/// stores `frame` with release; the consumer loads it with acquire, and only then reads the
+/// payload. Before committing, the producer zeroes the frame word
 /// of the *next* record position, so a consumer that arrives there reads 0 ("not yet") instead of
 /// bytes left over from the previous lap.
 struct RecordHeader {

@@ -10,7 +10,7 @@
 // after 5.8 years of continuous traffic, so wrap-around of the counters is not handled.
 //
 // Memory ordering (SPSC):
-//  producer commit:  tail.store(new, relaxed); next.frame.store(0, relaxed);
+//  producer commit:  next.frame.store(0, relaxed); tail.store(new, release);
 //                    this.frame.store(w, release)            -- SYNC POINT WRITE
 //  consumer read:    w = this.frame.load(acquire)             -- SYNC POINT READ, pairs with above
 //                    then payload reads. The consumer never reads `tail` on the hot path: the
@@ -164,9 +164,10 @@ class Writer {
     if (reserved_ == kNone || used > reserved_) return Status::invalid_state;
     const std::uint64_t offset = tail_ & mask_;
     const std::uint64_t next = tail_ + layout::frame_size(used);
-    // Relaxed: both are ordered before the frame store below, which is a release.
-    ctrl_->producer.tail.store(next, std::memory_order_relaxed);
+    // The next frame word is zeroed before the tail that names it is published (release), so a
+    // reader that jumps to the tail (skip_to_tail) never finds last lap's bytes there.
     detail::header_at(data_, next & mask_).frame.store(0, std::memory_order_relaxed);
+    ctrl_->producer.tail.store(next, std::memory_order_release);
     // SYNC POINT WRITE: publishes payload, tail and the zeroed next slot; pairs with the
     // consumer's acquire load.
     detail::header_at(data_, offset)
@@ -202,7 +203,8 @@ class Writer {
   Status refresh_head() noexcept {
     // SYNC POINT READ: pairs with the consumer's head store; after it the space is free.
     const std::uint64_t h = ctrl_->consumer.head.load(std::memory_order_acquire);
-    if (h > tail_ || tail_ - h > capacity_ || (h & (layout::kRecordAlign - 1)) != 0) {
+    if (h > tail_ || tail_ - h > capacity_ - layout::kRecordHeaderSize ||
+        (h & (layout::kRecordAlign - 1)) != 0) {
       self_.count(layout::corrupt_records);
       return Status::corrupt;
     }
@@ -212,8 +214,8 @@ class Writer {
 
   void publish_padding(std::uint64_t offset, std::uint64_t to_end) noexcept {
     const std::uint64_t next = tail_ + to_end;
-    ctrl_->producer.tail.store(next, std::memory_order_relaxed);
     detail::header_at(data_, 0).frame.store(0, std::memory_order_relaxed);
+    ctrl_->producer.tail.store(next, std::memory_order_release);  // see commit
     // SYNC POINT WRITE (padding): pairs with the consumer's acquire load of this frame word.
     detail::header_at(data_, offset)
         .frame.store(layout::make_frame(layout::RecordType::padding,

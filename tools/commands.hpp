@@ -1,0 +1,80 @@
+// The flatring tool's subcommands. main.cpp parses the command line into these options; each
+// command returns normally on success and throws ToolError (or flatring::Error) on failure.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace flatring::tool {
+
+struct CreateOptions {
+  std::string name;
+  std::uint64_t capacity = 1u << 20;
+  std::uint64_t max_record_size = 0;  // 0: the largest the capacity allows
+  std::string schema;                 // .fbs; empty: a raw ring
+  std::string root_type;
+  std::string mode = "spsc";
+  std::string permissions = "0600";
+  bool json = false;
+};
+
+struct LsOptions {
+  bool json = false;
+};
+
+struct StatOptions {
+  std::string name;
+  bool watch = false;
+  double interval = 1.0;    // seconds between samples with --watch
+  std::uint64_t count = 0;  // samples with --watch; 0: until interrupted
+  bool json = false;
+};
+
+struct RmOptions {
+  std::string name;
+  bool force = false;
+  bool json = false;
+};
+
+struct GcOptions {
+  bool dry_run = false;
+  bool json = false;
+};
+
+struct TailOptions {
+  std::string name;
+  std::string schema;
+  std::string root_type;
+  std::uint64_t last = 10;  // -n
+  bool follow = false;
+  std::uint64_t count = 0;  // stop after this many records; 0: no limit
+  double poll = 0.01;       // seconds between polls while following
+  bool consume = false;
+  bool pretty = false;
+  bool json = false;
+};
+
+struct SendOptions {
+  std::string name;
+  std::string schema;
+  std::string root_type;
+  std::string input;       // file, or "-" for stdin
+  double timeout = 5.0;    // seconds to wait for space, per record
+  bool quiet = false;
+};
+
+void run_create(const CreateOptions& o);
+void run_ls(const LsOptions& o);
+void run_stat(const StatOptions& o);
+void run_rm(const RmOptions& o);
+void run_gc(const GcOptions& o);
+void run_tail(const TailOptions& o);
+void run_send(const SendOptions& o);
+
+/// Set by SIGINT/SIGTERM: long-running commands (stat --watch, tail --follow) stop cleanly,
+/// releasing their peer slot.
+bool stop_requested() noexcept;
+/// Sleeps up to `seconds`, returning early when a stop is requested.
+void sleep_for(double seconds) noexcept;
+
+}  // namespace flatring::tool

@@ -37,6 +37,7 @@ struct RmOptions {
 };
 
 struct GcOptions {
+  std::string prefix;  // only rings whose names start with this
   bool dry_run = false;
   bool json = false;
 };

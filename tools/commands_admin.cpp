@@ -322,6 +322,7 @@ void run_gc(const GcOptions& o) {
   json kept = json::array();
   json errors = json::array();
   for (const std::string& name : Ring::list()) {
+    if (name.rfind(o.prefix, 0) != 0) continue;
     try {
       const Snapshot s = snapshot(open_for_inspection(name));
       if (!s.stale()) {

@@ -122,6 +122,7 @@ int run(int argc, char** argv) {
 
   GcOptions gc;
   auto* g = app.add_subcommand("gc", "Remove stale rings: creator dead and no live peer attached");
+  g->add_option("--prefix", gc.prefix, "Only rings whose names start with this");
   g->add_flag("--dry-run,-n", gc.dry_run, "Only list what would be removed");
   g->add_flag("--json", gc.json, "Print the result as JSON");
 

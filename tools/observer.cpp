@@ -86,7 +86,7 @@ void Observer::start_at_last(std::size_t n) {
   // At most capacity / 16 records fit in the ring: the walk ends even if the producer keeps going.
   for (std::uint64_t steps = 0; steps <= capacity_ / layout::kRecordAlign; ++steps) {
     const Frame f = frame_at(pos);
-    if (f.size == 0 || f.bad) break;
+    if (f.bad || f.size == 0) break;
     if (!f.padding) {
       last.push_back(pos);
       if (last.size() > n) last.pop_front();
@@ -108,12 +108,12 @@ Observed Observer::next() {
       return out;
     }
     const Frame f = frame_at(pos_);
-    if (f.size == 0) return {Observed::Kind::not_yet, pos_, pos_, {}};
     if (f.bad) {
       // A frame word of a later lap fails the checks too; a head past pos_ tells them apart.
       if (load_head(head) && head > pos_) continue;
       return {Observed::Kind::corrupt, pos_, pos_, {}};
     }
+    if (f.size == 0) return {Observed::Kind::not_yet, pos_, pos_, {}};
     if (f.padding) {
       pos_ += f.size;
       continue;

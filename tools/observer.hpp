@@ -49,7 +49,7 @@ class Observer {
 
  private:
   struct Frame {
-    std::uint64_t size = 0;    ///< bytes the record occupies; 0: nothing committed yet
+    std::uint64_t size = 0;    ///< bytes the record occupies; 0: nothing committed yet (or bad)
     std::uint64_t length = 0;  ///< payload bytes
     bool padding = false;
     bool bad = false;          ///< the frame word is impossible here

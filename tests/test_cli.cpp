@@ -453,8 +453,8 @@ TEST_CASE("tail --follow prints records as they are committed and stops on a sig
       REQUIRE(producer.send(fbb, 30s) == Status::ok);
     }
     REQUIRE(fr_test::join(consumer) == 0);
-    // The consumer may overtake the observer: whatever tail shows is in order and intact, and
-    // what it missed is reported, never shown half-copied.
+    // The consumer may overtake the observer: whatever tail shows is in order and intact, never
+    // half-copied. (How a skip is reported is checked deterministically in the observer test.)
     follow.signal(SIGTERM);
     const auto out = follow.wait();
     CHECK(out.code == 0);
@@ -471,7 +471,6 @@ TEST_CASE("tail --follow prints records as they are committed and stops on a sig
       REQUIRE(j["payload"].size() == 64);
       for (std::size_t i = 0; i < 64; ++i) REQUIRE(j["payload"][i] == std::to_integer<int>(expect[i]));
     }
-    if (out.lines().size() < 40) CHECK(out.err.find("before they could be copied") != std::string::npos);
   }
 
   SECTION("without a consumer every record is seen") {

@@ -14,6 +14,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <flatring/mp.hpp>
+
 #include "helpers.hpp"
 #include "observer.hpp"
 
@@ -649,4 +651,31 @@ TEST_CASE("the observer reports records the consumer released before it got to t
   frame.store(layout::make_frame(layout::RecordType::data, ring.info().capacity));
   CHECK(obs.next().kind == tool::Observed::Kind::corrupt);
   frame.store(0);
+}
+
+TEST_CASE("ls measures a broadcast ring's fill from its slowest live consumer", "[cli]") {
+  const auto name = unique_name("cli-bcast");
+  RemoveGuard guard(name);
+  auto ring = create_ring<Msg>(name, {.capacity = 4096, .mode = Mode::broadcast});
+  BroadcastWriter w(ring);
+  BroadcastReader fast(ring);
+  BroadcastReader slow(ring);
+  std::byte rec[40]{};
+  for (int i = 0; i < 3; ++i) REQUIRE(w.try_write(rec) == Status::ok);
+  REQUIRE(fast.try_read());
+  fast.release();
+  const json entry = find_ring(json::parse(run({"ls", "--json"}).out), name);
+  REQUIRE(entry.is_object());
+  CHECK(entry["mode"] == "broadcast");
+  CHECK(entry["positions_valid"] == true);
+  CHECK(entry["fill"] == 3 * layout::frame_size(40));
+  std::vector<std::uint64_t> cursors;
+  for (const auto& p : entry["peers"]) {
+    if (p["role"] == "consumer") cursors.push_back(p["cursor"]);
+  }
+  std::sort(cursors.begin(), cursors.end());
+  CHECK(cursors == std::vector<std::uint64_t>{0, layout::frame_size(40)});
+  const auto tail = run({"tail", name, "--schema", kMsgSchema});
+  CHECK(tail.code == 9);
+  CHECK(one_line_error(tail, "observing a broadcast ring is not supported"));
 }

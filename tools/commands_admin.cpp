@@ -31,12 +31,14 @@ json counts_json(const Counts& c) {
   return j;
 }
 
-json peer_json(const PeerRow& p) {
-  return {{"slot", p.slot},
-          {"pid", p.reaping ? json(nullptr) : json(p.pid)},
-          {"role", role_name(p.role)},
-          {"alive", p.alive},
-          {"reaping", p.reaping}};
+json peer_json(const PeerRow& p, Mode mode) {
+  json j = {{"slot", p.slot},
+            {"pid", p.reaping ? json(nullptr) : json(p.pid)},
+            {"role", role_name(p.role)},
+            {"alive", p.alive},
+            {"reaping", p.reaping}};
+  if (mode == Mode::broadcast) j["cursor"] = p.cursor;
+  return j;
 }
 
 std::string peer_text(const PeerRow& p) {
@@ -62,7 +64,7 @@ std::string fill_text(const Snapshot& s) {
 
 json snapshot_json(const Snapshot& s) {
   json peers = json::array();
-  for (const auto& p : s.peers) peers.push_back(peer_json(p));
+  for (const auto& p : s.peers) peers.push_back(peer_json(p, s.info.mode));
   return {{"name", s.info.name},
           {"mode", mode_name(s.info.mode)},
           {"permissions", octal_mode(s.info.file_mode)},
@@ -177,7 +179,7 @@ void print_stat(const Snapshot& s, bool json_out) {
   if (json_out) {
     json peers = json::array();
     for (const auto& p : s.peers) {
-      json row = peer_json(p);
+      json row = peer_json(p, s.info.mode);
       row["counters"] = counts_json(p.counts);
       peers.push_back(row);
     }

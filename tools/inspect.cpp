@@ -85,8 +85,6 @@ Snapshot snapshot(const Ring& ring) {
   // nothing is read through these positions.
   s.head = c.consumer.head.load(std::memory_order_acquire);
   s.tail = c.producer.tail.load(std::memory_order_acquire);
-  s.positions_valid = ((s.head | s.tail) & (layout::kRecordAlign - 1)) == 0 && s.head <= s.tail &&
-                      s.tail - s.head <= s.info.capacity;
   for (std::uint32_t i = 0; i < layout::kMaxPeers; ++i) {
     const layout::PeerSlot& slot = c.peers[i];
     // Acquire: pairs with the claimer's CAS and the reaper's release of the slot.
@@ -96,6 +94,8 @@ Snapshot snapshot(const Ring& ring) {
     row.slot = i;
     row.role = slot.role.load(std::memory_order_acquire);  // pairs with the claimer's release
     row.counts = load_counts(slot.counter);
+    // Relaxed: a display value, checked before use like every other.
+    row.cursor = slot.cursor.load(std::memory_order_relaxed);
     if (pid == layout::kReaping) {
       row.reaping = true;
     } else {
@@ -107,6 +107,20 @@ Snapshot snapshot(const Ring& ring) {
     s.peers.push_back(row);
   }
   s.retired = load_counts(c.retired.value);
+  if (s.info.mode == Mode::broadcast) {
+    // No shared head: the producer's free space ends at the slowest live consumer. Cursors
+    // outside [tail - capacity, tail] (joining, or impossible) are ignored, as the producer does.
+    s.head = s.tail;
+    for (const auto& p : s.peers) {
+      const bool in_range = p.cursor <= s.tail && s.tail - p.cursor <= s.info.capacity;
+      if (p.alive && p.role == static_cast<std::uint32_t>(layout::Role::consumer) && in_range &&
+          p.cursor < s.head) {
+        s.head = p.cursor;
+      }
+    }
+  }
+  s.positions_valid = ((s.head | s.tail) & (layout::kRecordAlign - 1)) == 0 && s.head <= s.tail &&
+                      s.tail - s.head <= s.info.capacity;
   return s;
 }
 

@@ -31,12 +31,15 @@ struct PeerRow {
   std::uint32_t role = 0;  // layout::Role, as read (may be out of range: untrusted)
   bool alive = false;
   bool reaping = false;  // another process is folding this dead peer's counters away
+  std::uint64_t cursor = 0;  // broadcast consumers: the position this consumer has read up to
   Counts counts{};
 };
 
 struct Snapshot {
   SegmentInfo info;
   bool creator_alive = false;
+  /// Where the unread records start: the consumer's head (spsc), or the slowest live consumer's
+  /// cursor (broadcast; the tail when no consumer is attached).
   std::uint64_t head = 0;
   std::uint64_t tail = 0;
   /// False when head/tail are impossible (misaligned, head past tail, or further apart than the

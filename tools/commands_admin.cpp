@@ -312,7 +312,8 @@ void run_rm(const RmOptions& o) {
   if (o.json) {
     print_json({{"removed", o.name}, {"live_peers", live}});
   } else {
-    print_line(live != 0 ? fmt::format("removed {} ({} live peers keep their mapping)", o.name, live)
+    print_line(live != 0 ? fmt::format("removed {} ({} live peer{} keep{} the mapping)", o.name, live,
+                                       live == 1 ? "" : "s", live == 1 ? "s" : "")
                          : fmt::format("removed {}", o.name));
   }
 }

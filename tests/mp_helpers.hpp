@@ -5,6 +5,9 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <optional>
+#include <span>
 #include <stdexcept>
 #include <sys/mman.h>
 #include <thread>
@@ -40,6 +43,34 @@ void wait_for(F&& done) {
     if (std::chrono::steady_clock::now() > stop) throw std::runtime_error("wait_for: gave up after a minute");
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
+}
+
+/// A record tagged {producer, seq}: producer (4 bytes), seq (8 bytes), then 4 + seq % 40 bytes
+/// derived from both. Writes it to `out` (room for 64 bytes) and returns its size.
+inline std::size_t make_tagged(std::byte* out, std::uint32_t producer, std::uint64_t seq) {
+  const std::size_t size = 16 + (seq % 40);
+  std::memcpy(out, &producer, 4);
+  std::memcpy(out + 4, &seq, 8);
+  for (std::size_t i = 12; i < size; ++i) out[i] = static_cast<std::byte>(seq * 31 + producer + i);
+  return size;
+}
+
+struct Tag {
+  std::uint32_t producer;
+  std::uint64_t seq;
+};
+
+/// The tag of a record made by make_tagged, or nothing if any byte is wrong.
+inline std::optional<Tag> tagged_of(std::span<const std::byte> b) {
+  if (b.size() < 16) return std::nullopt;
+  Tag t{};
+  std::memcpy(&t.producer, b.data(), 4);
+  std::memcpy(&t.seq, b.data() + 4, 8);
+  if (b.size() != 16 + (t.seq % 40)) return std::nullopt;
+  for (std::size_t i = 12; i < b.size(); ++i) {
+    if (b[i] != static_cast<std::byte>(t.seq * 31 + t.producer + i)) return std::nullopt;
+  }
+  return t;
 }
 
 }  // namespace fr_test

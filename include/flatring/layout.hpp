@@ -53,6 +53,7 @@ enum class RecordType : std::uint8_t {
   data = 1,       ///< a committed record
   padding = 2,    ///< skip to the end of the ring (records are never split at the end)
   abandoned = 3,  ///< a claim whose producer died (multi-producer recovery); skipped
+  claimed = 4,    ///< mpsc/mpmc: a claim being written (length = the claimed payload); not yet data
 };
 
 /// Every record starts with this 16-byte header, at a 16-byte aligned offset; the payload follows.

@@ -1,0 +1,185 @@
+#include "flatring/mpsc.hpp"
+
+#include <algorithm>
+#include <string>
+
+#include "mp_wait.hpp"
+
+namespace flatring {
+
+using mp_detail::Slept;
+
+// ---------------------------------------------------------------- MpscWriter
+
+MpscWriter::MpscWriter(Ring ring, WaitOptions wait)
+    : ring_((mp_detail::require_mode(ring, Mode::mpsc, "MpscWriter"), ring)),
+      self_(ring_, layout::Role::producer, /*exclusive=*/false),
+      wait_(wait),
+      ctrl_(&ring_.control()),
+      data_(ring_.writable_data()),
+      capacity_(ring_.info().capacity),
+      mask_(capacity_ - 1),
+      max_record_(ring_.info().max_record_size) {
+  // No claim yet: a consumer stuck at position 0 must not take us for its owner.
+  self_.slot().cursor.store(detail::kNoClaim, std::memory_order_relaxed);
+  std::uint64_t t = 0;
+  Status s = Status::empty;
+  while (s == Status::empty) {  // empty: the tail moved on between the two loads
+    t = ctrl_->producer.tail.load(std::memory_order_acquire);
+    s = refresh_head(t);
+  }
+  if (s != Status::ok) {
+    mp_detail::corrupt_state(ring_, "impossible positions: head " +
+                                        std::to_string(ctrl_->consumer.head.load()) + ", tail " +
+                                        std::to_string(t));
+  }
+}
+
+Result<std::span<std::byte>> MpscWriter::reserve(std::size_t n, std::chrono::nanoseconds timeout) {
+  auto r = try_reserve(n);
+  if (r.status() != Status::full) return r;
+  const auto deadline = detail::deadline_after(timeout);
+  self_.count(layout::full_waits);
+  const std::uint64_t frame = layout::frame_size(n);
+  // The claim position moves with the other producers: re-derive the need from the current tail.
+  auto has_room = [&](std::memory_order order) {
+    const std::uint64_t t = ctrl_->producer.tail.load(std::memory_order_relaxed);
+    const std::uint64_t to_end = capacity_ - (t & mask_);
+    const std::uint64_t need = frame > to_end ? to_end + frame : frame;
+    return t + need - ctrl_->consumer.head.load(order) <= capacity_;
+  };
+  for (;;) {
+    if (detail::spin_until([&] { return has_room(std::memory_order_acquire); }, wait_.spin)) {
+      r = try_reserve(n);
+      if (r.status() != Status::full) return r;
+    }
+    const Slept s = mp_detail::sleep_until(
+        ctrl_->space, self_, [&] { return has_room(std::memory_order_seq_cst); }, deadline,
+        wait_.liveness_interval);
+    r = try_reserve(n);
+    if (r.status() != Status::full) return r;
+    if (s == Slept::timed_out) return Status::timed_out;
+    if (s == Slept::check_peers) {
+      const PeerCensus c = census(ring_, layout::Role::consumer);
+      if (c.dead != 0) {
+        ring_.reap_dead_peers();
+        if (c.alive == 0) return Status::peer_dead;
+      }
+      if (c.alive == 0) return Status::no_consumer;
+    }
+  }
+}
+
+// ---------------------------------------------------------------- MpscReader
+
+MpscReader::MpscReader(Ring ring, WaitOptions wait)
+    : ring_((mp_detail::require_mode(ring, Mode::mpsc, "MpscReader"), ring)),
+      self_(ring_, layout::Role::consumer, /*exclusive=*/true),
+      wait_(wait),
+      ctrl_(&ring_.control()),
+      data_(ring_.writable_data()),  // the consumer zeroes what it consumed
+      capacity_(ring_.info().capacity),
+      mask_(capacity_ - 1),
+      max_record_(ring_.info().max_record_size) {
+  const std::uint64_t head = ctrl_->consumer.head.load(std::memory_order_acquire);
+  const std::uint64_t tail = ctrl_->producer.tail.load(std::memory_order_acquire);
+  if ((head | tail) & (layout::kRecordAlign - 1) || tail < head || tail - head > capacity_) {
+    mp_detail::corrupt_state(ring_, "impossible positions: head " + std::to_string(head) +
+                                        ", tail " + std::to_string(tail));
+  }
+  head_ = head;
+  tail_cache_ = tail;
+}
+
+Status MpscReader::unblock() noexcept {
+  if (held_) return Status::ok;
+  const std::uint64_t offset = head_ & mask_;
+  auto& h = detail::header_at(data_, offset);
+  std::uint64_t w = h.frame.load(std::memory_order_acquire);
+  if (w != 0 && layout::frame_type(w) != layout::RecordType::claimed) return Status::ok;
+  // SYNC POINT READ: pairs with the tail CASes (one release sequence): the owner's cursor store,
+  // made before its CAS, is visible once we see a tail past its claim.
+  const std::uint64_t t = ctrl_->producer.tail.load(std::memory_order_acquire);
+  if (t < head_ || t - head_ > capacity_ || (t & (layout::kRecordAlign - 1)) != 0) {
+    return corrupt().status();
+  }
+  if (t == head_) return Status::empty;  // nothing claimed
+
+  // The producers' claim positions. A live producer whose cursor is the head owns (or is about to
+  // retry) the claim here: wait for it.
+  std::uint64_t cursors[layout::kMaxPeers];
+  std::uint32_t n = 0;
+  for (const auto& s : ctrl_->peers) {
+    const std::uint32_t pid = s.pid.load(std::memory_order_acquire);
+    if (pid == 0 || s.role.load(std::memory_order_acquire) != static_cast<std::uint32_t>(layout::Role::producer)) {
+      continue;
+    }
+    const std::uint64_t c = s.cursor.load(std::memory_order_relaxed);  // after the tail acquire
+    if (c == head_ && pid != layout::kReaping &&
+        is_alive(ProcessToken{pid, s.start_time.load(std::memory_order_relaxed)})) {
+      return Status::empty;
+    }
+    cursors[n++] = c;
+  }
+
+  // The owner is dead. How far does its claim reach?
+  const std::uint64_t to_end = capacity_ - offset;
+  const std::uint64_t limit = std::min(t - head_, to_end);
+  std::uint64_t extent = 0;
+  if (w != 0) {  // its `claimed` header says
+    extent = layout::frame_size(layout::frame_length(w));
+    if (layout::frame_flags(w) != 0 || extent > limit) return corrupt().status();
+  } else {  // it died before writing the header, so it wrote nothing: its bytes are all zero
+    extent = layout::kRecordAlign;
+    while (extent < limit) {
+      const std::uint64_t pos = head_ + extent;
+      if (detail::header_at(data_, pos & mask_).frame.load(std::memory_order_acquire) != 0) break;
+      if (std::find(cursors, cursors + n, pos) != cursors + n) break;  // the next claim starts here
+      extent += layout::kRecordAlign;
+    }
+  }
+  // Fails if the owner committed or aborted after all (then it was not dead when we looked).
+  if (!h.frame.compare_exchange_strong(
+          w, layout::make_frame(layout::RecordType::abandoned, extent - layout::kRecordHeaderSize),
+          std::memory_order_acq_rel, std::memory_order_acquire)) {
+    return Status::empty;
+  }
+  consume(extent);
+  self_.count(layout::abandoned_records);
+  publish_head();
+  last_status_ = Status::abandoned;
+  return Status::abandoned;
+}
+
+Result<RecordView> MpscReader::read(std::chrono::nanoseconds timeout) {
+  auto r = try_read();
+  if (r.status() != Status::empty) return r;
+  const auto deadline = detail::deadline_after(timeout);
+  self_.count(layout::empty_waits);
+  auto ready = [&](std::memory_order order) {
+    const std::uint64_t w = detail::header_at(data_, head_ & mask_).frame.load(order);
+    return w != 0 && layout::frame_type(w) != layout::RecordType::claimed;
+  };
+  for (;;) {
+    if (detail::spin_until([&] { return ready(std::memory_order_relaxed); }, wait_.spin)) {
+      r = try_read();
+      if (r.status() != Status::empty) return r;
+    }
+    const Slept s = mp_detail::sleep_until(
+        ctrl_->data, self_, [&] { return ready(std::memory_order_seq_cst); }, deadline,
+        wait_.liveness_interval);
+    r = try_read();
+    if (r.status() != Status::empty) return r;
+    if (s == Slept::check_peers || s == Slept::timed_out) {
+      // A claim that does not become a record: is its producer dead?
+      const Status u = unblock();
+      if (u == Status::abandoned || u == Status::corrupt) return u;
+      if (s == Slept::timed_out) return Status::timed_out;
+      if (ctrl_->producer.tail.load(std::memory_order_acquire) == head_ && mp_detail::producer_gone(ring_)) {
+        return Status::peer_dead;
+      }
+    }
+  }
+}
+
+}  // namespace flatring

@@ -277,11 +277,14 @@ class FlatringChannel {
 
 }  // namespace
 
+void add_flatring_mp_transports(TransportList&);  // transports_flatring_mp.cpp
+
 void add_flatring_transports(TransportList& out) {
   out.push_back(std::make_unique<ChannelTransport<FlatringChannel<Kind::copy>>>("flatring"));
   out.push_back(std::make_unique<ChannelTransport<FlatringChannel<Kind::zero_copy>>>("flatring-zero-copy"));
   out.push_back(std::make_unique<ChannelTransport<FlatringChannel<Kind::typed>>>("flatring-typed"));
   out.push_back(std::make_unique<ChannelTransport<FlatringChannel<Kind::typed_copy>>>("flatring-typed-copy"));
+  add_flatring_mp_transports(out);
 }
 
 }  // namespace bench

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds flatring with -Werror and runs the whole suite through ctest.
+# Installs what is missing, builds flatring with -Werror and runs the whole suite through ctest,
+# then the sanitizer runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -8,3 +9,8 @@ cmake -S . -B build-test -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLATRING_WERROR=ON 
 cmake --build build-test -j"$jobs"
 ctest --test-dir build-test --output-on-failure -j"$jobs"
 bash scripts/package_test.sh build-test
+# The suite again under ASan+UBSan, and the threaded stress tests under TSan
+# (scripts/sanitize.sh). FLATRING_QUICK=1 skips it locally.
+if [[ ${FLATRING_QUICK:-0} != 1 ]]; then
+  bash scripts/sanitize.sh all
+fi

@@ -27,7 +27,9 @@ if [[ $what == all || $what == asan ]]; then
 fi
 
 if [[ $what == all || $what == tsan ]]; then
-  flags="-fsanitize=thread -fno-omit-frame-pointer"
+  # -Wno-tsan: TSan does not model the sleep handshake's fences (wait.hpp); it still checks every
+  # data access, which is what this run is for. Lost wake-ups are covered by the blocking tests.
+  flags="-fsanitize=thread -fno-omit-frame-pointer -Wno-tsan"
   cmake -S . -B build-tsan "${common[@]}" -DCMAKE_CXX_FLAGS="$flags" \
     -DCMAKE_EXE_LINKER_FLAGS="$flags" -DCMAKE_SHARED_LINKER_FLAGS="$flags" >/dev/null
   cmake --build build-tsan -j"$jobs" --target flatring_tests

@@ -12,7 +12,7 @@ what=${1:-all}
 jobs=${JOBS:-$(nproc)}
 scale=${FLATRING_STRESS_SCALE:-1}
 common=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLATRING_WERROR=ON -DFLATRING_STRESS_SCALE="$scale"
-        -DFLATRING_BUILD_BENCH=OFF -DFLATRING_BUILD_EXAMPLES=OFF -DFLATRING_BUILD_TOOLS=OFF)
+        -DFLATRING_BUILD_BENCH=OFF -DFLATRING_BUILD_EXAMPLES=OFF -DFLATRING_BUILD_TOOLS=ON)
 
 if [[ $what == all || $what == asan ]]; then
   # -Wno-maybe-uninitialized: GCC 12 under ASan warns falsely inside libstdc++'s <regex> (Catch2).

@@ -597,10 +597,10 @@ TEST_CASE("the observer reports records the consumer released before it got to t
   Writer w(ring);
   Reader r(ring);
   tool::Observer obs(ring);
-  std::byte rec[32]{};
+  std::byte rec[100]{};  // 32-byte records first, 100-byte ones for the wrap below
   for (int i = 0; i < 4; ++i) {
     rec[0] = static_cast<std::byte>(i);
-    REQUIRE(w.try_write(rec) == Status::ok);
+    REQUIRE(w.try_write({rec, 32}) == Status::ok);
   }
   obs.start_at_last(10);
   auto first = obs.next();

@@ -1,6 +1,7 @@
 // The flatring tool, black-box: the real binary against real segments, in child processes.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -91,6 +92,11 @@ class Cli {
     return o;
   }
   void signal(int sig) const { ::kill(pid_, sig); }
+  /// Lines written to stdout so far, while it runs.
+  [[nodiscard]] std::size_t lines_so_far() const {
+    const std::string out = slurp(dir_ + "/out");
+    return static_cast<std::size_t>(std::count(out.begin(), out.end(), '\n'));
+  }
   [[nodiscard]] pid_t pid() const noexcept { return pid_; }
 
  private:
@@ -152,6 +158,42 @@ std::uint32_t observers(const Ring& ring) {
     n += s.pid.load() != 0 && s.role.load() == static_cast<std::uint32_t>(layout::Role::observer) ? 1 : 0;
   }
   return n;
+}
+
+// What a free-running tail showed: Msgs built by build_msg(seq, payload) with seq in [lo, hi), in
+// increasing order, every byte as committed (never half-copied). It may have missed some.
+void check_shown(const Output& out, std::uint64_t lo, std::uint64_t hi, std::size_t payload) {
+  std::uint64_t prev = 0;
+  bool first = true;
+  for (const auto& line : out.lines()) {
+    const json j = json::parse(line);
+    const std::uint64_t seq = j["seq"];
+    CHECK(seq >= lo);
+    CHECK(seq < hi);
+    if (!first) CHECK(seq > prev);
+    first = false;
+    prev = seq;
+    std::vector<std::byte> expect(payload);
+    fr_test::fill_pattern(expect, seq);
+    REQUIRE(j["payload"].size() == payload);
+    for (std::size_t i = 0; i < payload; ++i) REQUIRE(j["payload"][i] == std::to_integer<int>(expect[i]));
+  }
+}
+
+// Sends Msgs lo..hi-1 with 64-byte payloads (waiting for space), waits for the consumer child to
+// finish, then stops the following tail with SIGTERM and returns what it printed.
+template <class P>
+Output send_then_stop(P& producer, pid_t consumer, Cli& follow, std::uint64_t lo, std::uint64_t hi) {
+  flatbuffers::FlatBufferBuilder fbb;
+  for (std::uint64_t seq = lo; seq < hi; ++seq) {
+    fr_test::build_msg(fbb, seq, 64);
+    REQUIRE(producer.send(fbb, 30s) == Status::ok);
+  }
+  REQUIRE(fr_test::join(consumer) == 0);
+  follow.signal(SIGTERM);
+  Output out = follow.wait();
+  CHECK(out.code == 0);
+  return out;
 }
 
 }  // namespace
@@ -450,29 +492,28 @@ TEST_CASE("tail --follow prints records as they are committed and stops on a sig
       }
       return 0;
     });
-    for (std::uint64_t seq = 0; seq < 40; ++seq) {
-      fr_test::build_msg(fbb, seq, 64);
-      REQUIRE(producer.send(fbb, 30s) == Status::ok);
-    }
-    REQUIRE(fr_test::join(consumer) == 0);
     // The consumer may overtake the observer: whatever tail shows is in order and intact, never
     // half-copied. (How a skip is reported is checked deterministically in the observer test.)
-    follow.signal(SIGTERM);
-    const auto out = follow.wait();
-    CHECK(out.code == 0);
-    std::uint64_t prev = 0;
-    bool first = true;
-    for (const auto& line : out.lines()) {
-      const json j = json::parse(line);
-      const std::uint64_t seq = j["seq"];
-      if (!first) CHECK(seq > prev);
-      first = false;
-      prev = seq;
-      std::vector<std::byte> expect(64);
-      fr_test::fill_pattern(expect, seq);
-      REQUIRE(j["payload"].size() == 64);
-      for (std::size_t i = 0; i < 64; ++i) REQUIRE(j["payload"][i] == std::to_integer<int>(expect[i]));
+    check_shown(send_then_stop(producer, consumer, follow, 0, 40), 0, 40, 64);
+  }
+
+  SECTION("a consumer that waits for it: every record is seen, across the wrap") {
+    Cli follow({"tail", name, "--schema", kMsgSchema, "--follow", "--count", "40", "--poll", "0.001"});
+    while (observers(ring) == 0) ::usleep(1000);
+    Consumer<Msg> consumer(ring);
+    for (std::uint64_t seq = 0; seq < 40; ++seq) {
+      fr_test::build_msg(fbb, seq, 64);
+      REQUIRE(producer.try_send(fbb) == Status::ok);
+      while (follow.lines_so_far() < seq + 1) ::usleep(1000);  // tail has printed it
+      REQUIRE(consumer.try_receive());
     }
+    CHECK(ring.control().producer.tail.load() > ring.info().capacity);
+    const auto out = follow.wait();
+    REQUIRE(out.code == 0);
+    const auto lines = out.lines();
+    REQUIRE(lines.size() == 40);
+    for (std::uint64_t seq = 0; seq < 40; ++seq) CHECK(json::parse(lines[seq])["seq"] == seq);
+    CHECK(out.err.empty());
   }
 
   SECTION("without a consumer every record is seen") {
@@ -675,7 +716,116 @@ TEST_CASE("ls measures a broadcast ring's fill from its slowest live consumer", 
   }
   std::sort(cursors.begin(), cursors.end());
   CHECK(cursors == std::vector<std::uint64_t>{0, layout::frame_size(40)});
-  const auto tail = run({"tail", name, "--schema", kMsgSchema});
+  // tail observes from the slowest consumer's cursor: all three records, none consumed.
+  auto tail = run({"tail", name, "--schema", kMsgSchema});
+  CHECK(tail.code == 0);
+  CHECK(tail.lines().empty());  // raw bytes, not Msg: each one is reported and skipped
+  CHECK(tail.err.find("(40 bytes) skipped: file identifier is not 'FRTM'") != std::string::npos);
+  CHECK(slow.position() == 0);
+  const auto mpsc = unique_name("cli-mpsc");
+  RemoveGuard mpsc_guard(mpsc);
+  auto other = create_ring<Msg>(mpsc, {.capacity = 4096, .mode = Mode::mpsc});
+  tail = run({"tail", mpsc, "--schema", kMsgSchema});
   CHECK(tail.code == 9);
-  CHECK(one_line_error(tail, "observing a broadcast ring is not supported"));
+  CHECK(one_line_error(tail, "observing a mpsc ring is not supported"));
+}
+
+TEST_CASE("tail observes a broadcast ring and follows it without holding the producer back", "[cli][process]") {
+  const auto name = unique_name("cli-bfollow");
+  RemoveGuard guard(name);
+  auto ring = create_ring<Msg>(name, {.capacity = 4096, .mode = Mode::broadcast});
+  BroadcastProducer<Msg> producer(ring);
+  flatbuffers::FlatBufferBuilder fbb;
+  {
+    BroadcastConsumer<Msg> consumer(ring);
+    for (std::uint64_t seq = 0; seq < 3; ++seq) {
+      fr_test::build_msg(fbb, seq, 4);
+      REQUIRE(producer.try_send(fbb) == Status::ok);
+    }
+    auto shown = run({"tail", name, "--schema", kMsgSchema, "-n", "2"});
+    REQUIRE(shown.code == 0);
+    REQUIRE(shown.lines().size() == 2);
+    CHECK(json::parse(shown.lines()[0])["seq"] == 1);
+    CHECK(json::parse(shown.lines()[1])["seq"] == 2);
+    for (std::uint64_t seq = 0; seq < 3; ++seq) {  // the consumer still gets all three
+      auto msg = consumer.try_receive();
+      REQUIRE(msg);
+      CHECK((*msg)->seq() == seq);
+    }
+  }
+
+  {
+    // In step with a consumer that waits for tail: every record is seen, across the wrap.
+    Cli follow({"tail", name, "--schema", kMsgSchema, "--follow", "-n", "0", "--count", "40", "--poll", "0.001"});
+    while (observers(ring) == 0) ::usleep(1000);
+    BroadcastConsumer<Msg> consumer(ring);
+    for (std::uint64_t seq = 10; seq < 50; ++seq) {
+      fr_test::build_msg(fbb, seq, 64);
+      REQUIRE(producer.try_send(fbb) == Status::ok);
+      while (follow.lines_so_far() < seq - 9) ::usleep(1000);
+      auto msg = consumer.try_receive();
+      REQUIRE(msg);
+      CHECK((*msg)->seq() == seq);
+    }
+    const auto out = follow.wait();
+    REQUIRE(out.code == 0);
+    const auto lines = out.lines();
+    REQUIRE(lines.size() == 40);
+    for (std::uint64_t i = 0; i < 40; ++i) CHECK(json::parse(lines[i])["seq"] == 10 + i);
+    CHECK(out.err.empty());
+  }
+
+  // Free-running: the consumer may overtake tail; what tail shows is in order and intact.
+  Cli follow({"tail", name, "--schema", kMsgSchema, "--follow", "--count", "60", "--poll", "0.001"});
+  while (observers(ring) == 0) ::usleep(1000);
+  pid_t consumer = fr_test::spawn([&] {
+    BroadcastConsumer<Msg> c(open_ring<Msg>(name));
+    for (int i = 0; i < 60; ++i) {
+      auto msg = c.receive(30s);
+      if (!msg || (*msg)->seq() != static_cast<std::uint64_t>(100 + i)) return 2;
+    }
+    return 0;
+  });
+  // The producer waits for the consumer only once it has joined; records before that are seen by
+  // the observer alone (or skipped), never waited for.
+  while (census(ring, layout::Role::consumer).alive == 0) ::usleep(1000);
+  check_shown(send_then_stop(producer, consumer, follow, 100, 160), 100, 160, 64);
+}
+
+TEST_CASE("a broadcast observer keeps only the records the producer cannot have reached", "[cli][observer]") {
+  const auto name = unique_name("observer-bc");
+  RemoveGuard guard(name);
+  auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::broadcast});
+  BroadcastWriter w(ring);
+  std::byte rec[32]{};
+  tool::Observer obs(ring);
+  // No consumer: the producer never waits, and may be writing up to two maximum frames past its
+  // tail. A record so close to the tail is still safe; older ones are not.
+  REQUIRE(w.try_write(rec) == Status::ok);
+  auto one = obs.next();
+  REQUIRE(one.kind == tool::Observed::Kind::record);
+  CHECK(one.position == 0);
+  CHECK(obs.next().kind == tool::Observed::Kind::not_yet);
+  for (int i = 0; i < 3; ++i) REQUIRE(w.try_write(rec) == Status::ok);
+  auto gap = obs.next();
+  REQUIRE(gap.kind == tool::Observed::Kind::skipped);
+  CHECK(gap.position == layout::frame_size(32));
+  CHECK(gap.end == w.position());  // no consumer: the only boundary left is the tail
+  CHECK(obs.next().kind == tool::Observed::Kind::not_yet);
+
+  // With a consumer, the producer cannot pass its cursor by more than the capacity: every record
+  // at or past the cursor is safe to copy.
+  BroadcastReader r(ring);
+  for (int i = 0; i < 3; ++i) {
+    rec[0] = static_cast<std::byte>(i);
+    REQUIRE(w.try_write(rec) == Status::ok);
+  }
+  tool::Observer late(ring);
+  late.start_at_last(10);
+  for (int i = 0; i < 3; ++i) {
+    auto o = late.next();
+    REQUIRE(o.kind == tool::Observed::Kind::record);
+    CHECK(o.bytes[0] == static_cast<std::byte>(i));
+  }
+  CHECK(late.next().kind == tool::Observed::Kind::not_yet);
 }

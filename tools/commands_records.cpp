@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <flatring/broadcast.hpp>
 #include <flatring/ring.hpp>
 #include <flatring/typed.hpp>
 
@@ -88,9 +89,11 @@ void tail_observe(Ring ring, const SchemaFile& schema, const TailOptions& o, Tai
   }
 }
 
-// Takes the consumer role: every record shown is consumed.
+// Takes the consumer role (spsc) or joins as one more consumer (broadcast): every record shown
+// is consumed.
+template <class RawReader>
 void tail_consume(Ring ring, const SchemaFile& schema, const TailOptions& o, TailCounts& n) {
-  Reader reader(std::move(ring));
+  RawReader reader(std::move(ring));
   flatring::detail::AlignedBuffer copy;
   while (!done(o, n) && !stop_requested()) {
     auto r = o.follow ? reader.read(seconds(std::max(o.poll, 0.1))) : reader.try_read();
@@ -125,8 +128,10 @@ void run_tail(const TailOptions& o) {
   SchemaFile schema(o.schema, o.root_type, o.pretty);
   require_same_schema(ring.info(), schema);
   TailCounts n;
-  if (o.consume) {
-    tail_consume(std::move(ring), schema, o, n);
+  if (o.consume && ring.info().mode == Mode::broadcast) {
+    tail_consume<BroadcastReader>(std::move(ring), schema, o, n);
+  } else if (o.consume) {
+    tail_consume<Reader>(std::move(ring), schema, o, n);
   } else {
     tail_observe(std::move(ring), schema, o, n);
   }

@@ -174,6 +174,10 @@ Result<RecordView> MpscReader::read(std::chrono::nanoseconds timeout) {
       // A claim that does not become a record: is its producer dead?
       const Status u = unblock();
       if (u == Status::abandoned || u == Status::corrupt) return u;
+      if (u == Status::ok) {  // a record arrived meanwhile
+        r = try_read();
+        if (r.status() != Status::empty) return r;
+      }
       if (s == Slept::timed_out) return Status::timed_out;
       if (ctrl_->producer.tail.load(std::memory_order_acquire) == head_ && mp_detail::producer_gone(ring_)) {
         return Status::peer_dead;

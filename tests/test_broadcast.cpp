@@ -294,3 +294,44 @@ TEST_CASE("broadcast: a consumer reports an impossible published tail as corrupt
   frame->store(layout::make_frame(layout::RecordType::data, 16));
   CHECK(r.try_read().status() == Status::ok);
 }
+
+TEST_CASE("broadcast: a producer SIGKILLed inside a reservation is reported and taken over", "[broadcast][crash][process]") {
+  const auto name = unique_name("bc-pcrash");
+  RemoveGuard guard(name);
+  auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::broadcast});
+  WaitOptions fast;
+  fast.liveness_interval = 10ms;
+  BroadcastReader r(ring, fast);
+  fr_test::SharedWords shared(1);
+  constexpr std::uint64_t kFirst = 300;  // several laps of the 4 KiB ring
+  const pid_t producer = fr_test::spawn([&]() -> int {
+    BroadcastWriter w(Ring::open(name));
+    std::byte buf[64];
+    for (std::uint64_t seq = 0; seq < kFirst; ++seq) {
+      make_record(buf, seq);
+      if (w.write({buf, record_size(seq)}, 30s) != Status::ok) return 2;
+    }
+    auto claim = w.try_reserve(48);  // a reservation that is never committed
+    if (!claim) return 3;
+    std::memset(claim->data(), 0xEE, 48);
+    shared[0].store(1);
+    for (;;) ::pause();
+  });
+  CHECK(expect_run(r, 0, kFirst - 1) == 0);
+  fr_test::wait_for([&] { return shared[0].load() == 1; });
+  ::kill(producer, SIGKILL);
+  CHECK(fr_test::join(producer) == 128 + SIGKILL);
+  // Everything published has been read and the producer is dead: reported, not waited on.
+  CHECK(r.read(30s).status() == Status::peer_dead);
+
+  CHECK(census(ring, layout::Role::producer).dead == 0);  // the reader reclaimed its slot
+  BroadcastWriter w(ring);  // resumes at the published tail
+  std::byte buf[64];
+  // One record at a time: this thread is also the (only) consumer, and the producer waits for it.
+  for (std::uint64_t seq = kFirst; seq < 2 * kFirst; ++seq) {
+    make_record(buf, seq);
+    REQUIRE(w.write({buf, record_size(seq)}, 30s) == Status::ok);
+    REQUIRE(expect_run(r, seq, seq) == 0);  // the dead reservation left nothing behind
+  }
+  CHECK(r.try_read().status() == Status::empty);
+}

@@ -46,6 +46,12 @@ void sleep_once(layout::WaitLine& line, const Attachment& self, Ready&& ready,
 // cheap test that a retry may succeed. Peers are looked at once per liveness interval, and the
 // deadline is checked on every round, so a peer that keeps toggling shared words cannot keep us
 // past the timeout.
+// A lost segment (see Ring::lost) reads as empty, full or corrupt forever: say why instead.
+template <class R>
+R unless_lost(R r, const Attachment& self) noexcept {
+  return (!r && self.ring().lost()) ? R(Status::segment_lost) : r;
+}
+
 template <class Attempt, class Changed, class OnInterval>
 auto block(Attempt&& attempt, Changed&& changed, OnInterval&& on_interval, Status again_status,
            layout::WaitLine& line, const Attachment& self, const WaitOptions& wait,
@@ -54,17 +60,20 @@ auto block(Attempt&& attempt, Changed&& changed, OnInterval&& on_interval, Statu
   auto next_check = detail::deadline_after(wait.liveness_interval);
   for (;;) {
     if (detail::spin_until(changed, wait.spin)) {
-      auto r = attempt();
+      auto r = unless_lost(attempt(), self);
       if (r.status() != again_status) return r;
     }
     sleep_once(line, self, changed, deadline, wait.liveness_interval);
-    auto r = attempt();
+    auto r = unless_lost(attempt(), self);
     if (r.status() != again_status) return r;
     const auto now = detail::Clock::now();
     if (now >= deadline) return Status::timed_out;
     if (now >= next_check) {
       next_check = detail::deadline_after(wait.liveness_interval);
-      if (Status s = on_interval(); s != Status::ok) return s;
+      // The census reads peer slots: in a lost segment they are zeros ("nobody there").
+      if (Status s = on_interval(); s != Status::ok) {
+        return self.ring().lost() ? Status::segment_lost : s;
+      }
     }
   }
 }
@@ -125,7 +134,7 @@ Writer::Writer(Ring ring, WaitOptions wait)
 }
 
 Result<std::span<std::byte>> Writer::reserve(std::size_t n, std::chrono::nanoseconds timeout) {
-  auto r = try_reserve(n);
+  auto r = unless_lost(try_reserve(n), self_);
   if (r.status() != Status::full) return r;
   self_.count(layout::full_waits);
   // try_reserve just reloaded head_cache_ (it only reports full after a reload), so any other
@@ -170,7 +179,7 @@ Reader::Reader(Ring ring, WaitOptions wait)
 }
 
 Result<RecordView> Reader::read(std::chrono::nanoseconds timeout) {
-  auto r = try_read();
+  auto r = unless_lost(try_read(), self_);
   if (r.status() != Status::empty) return r;
   self_.count(layout::empty_waits);
   auto frame_present = [&] {

@@ -6,14 +6,20 @@
 #include <boost/interprocess/shared_memory_object.hpp>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <dirent.h>
 #include <mutex>
+#include <optional>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "flatring/wait.hpp"
 
 namespace bip = boost::interprocess;
 
@@ -48,8 +54,133 @@ bool operator==(const SchemaId& a, const SchemaId& b) noexcept {
 
 namespace detail {
 
+// ---------------------------------------------------------------- SIGBUS guard
+//
+// A peer that shrinks the segment file makes every access past the new end raise SIGBUS. One
+// process-wide handler, installed with the first mapping, looks the faulting address up in a fixed
+// registry of this process's segment mappings; if it is one of ours it maps anonymous zero pages
+// over that whole mapping (MAP_FIXED, same address and protection) and marks it lost, and the
+// faulting access is retried against the zero pages. A zero frame word reads "empty", zero
+// positions read "nothing published", so the endpoints stop, and Ring::lost() tells them why.
+// Faults elsewhere go to the handler that was installed before (or the default action).
+//
+// The registry is plain process-local memory: lock-free atomics only, so the handler may read it.
+namespace guard {
+
+enum : std::uint32_t { kFree = 0, kClaiming = 1, kActive = 2, kRepairing = 3 };
+
+struct Entry {
+  std::atomic<std::uint32_t> state;  // kFree -> kClaiming -> kActive (<-> kRepairing) -> kFree
+  std::atomic<std::uint32_t> lost;
+  std::atomic<int> prot;
+  std::atomic<std::uintptr_t> base;
+  std::atomic<std::size_t> length;
+};
+
+constexpr std::size_t kEntries = 1024;  // 3 per ring at most: hundreds of rings per process
+Entry g_entries[kEntries];              // static storage: zero, i.e. all kFree
+struct sigaction g_previous;
+std::once_flag g_install_once;
+
+// Hands a fault that is not ours to whoever handled SIGBUS before flatring.
+void chain(int sig, siginfo_t* info, void* context) noexcept {
+  if ((g_previous.sa_flags & SA_SIGINFO) != 0) {
+    if (g_previous.sa_sigaction != nullptr) g_previous.sa_sigaction(sig, info, context);
+    return;
+  }
+  if (g_previous.sa_handler == SIG_DFL || g_previous.sa_handler == SIG_IGN) {
+    // A synchronous fault cannot be ignored: restore the default and return, so the faulting
+    // access repeats and ends the process exactly as it would have without flatring.
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    ::sigemptyset(&dfl.sa_mask);
+    ::sigaction(SIGBUS, &dfl, nullptr);
+    return;
+  }
+  g_previous.sa_handler(sig);
+}
+
+void on_sigbus(int sig, siginfo_t* info, void* context) noexcept {
+  const int saved_errno = errno;
+  const auto addr = reinterpret_cast<std::uintptr_t>(info->si_addr);
+  for (Entry& e : g_entries) {
+    // Acquire pairs with the release that made the entry active: base and length are set.
+    if (e.state.load(std::memory_order_acquire) < kActive) continue;
+    const std::uintptr_t base = e.base.load(std::memory_order_relaxed);
+    if (addr < base || addr - base >= e.length.load(std::memory_order_relaxed)) continue;
+    std::uint32_t expected = kActive;
+    // Only one thread repairs; another faulting thread returns, faults again, and finds the zero
+    // pages (or the repair still running) until the winner is done.
+    if (e.state.compare_exchange_strong(expected, kRepairing, std::memory_order_acq_rel)) {
+      void* p = ::mmap(reinterpret_cast<void*>(base), e.length.load(std::memory_order_relaxed),
+                       e.prot.load(std::memory_order_relaxed),
+                       MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) break;  // cannot repair: let the fault take its usual course
+      e.lost.store(1, std::memory_order_relaxed);  // published by the release below
+      // Release pairs with unregister's CAS: it waits for kActive before the range is unmapped.
+      e.state.store(kActive, std::memory_order_release);
+    }
+    errno = saved_errno;
+    return;
+  }
+  errno = saved_errno;
+  chain(sig, info, context);
+}
+
+void install() {
+  struct sigaction sa {};
+  sa.sa_sigaction = on_sigbus;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+  ::sigemptyset(&sa.sa_mask);
+  if (::sigaction(SIGBUS, &sa, &g_previous) != 0) {
+    throw Error(Errc::system_error, std::string("flatring: installing the SIGBUS guard: ") + std::strerror(errno));
+  }
+}
+
+constexpr std::uint32_t kNoEntry = ~std::uint32_t{0};
+
+std::uint32_t add(const void* base, std::size_t length, int prot) {
+  std::call_once(g_install_once, install);
+  for (std::uint32_t i = 0; i < kEntries; ++i) {
+    Entry& e = g_entries[i];
+    std::uint32_t expected = kFree;
+    if (!e.state.compare_exchange_strong(expected, kClaiming, std::memory_order_acquire)) continue;
+    e.base.store(reinterpret_cast<std::uintptr_t>(base), std::memory_order_relaxed);
+    e.length.store(length, std::memory_order_relaxed);
+    e.prot.store(prot, std::memory_order_relaxed);
+    e.lost.store(0, std::memory_order_relaxed);
+    e.state.store(kActive, std::memory_order_release);  // pairs with the handler's acquire
+    return i;
+  }
+  throw Error(Errc::system_error, "flatring: more than " + std::to_string(kEntries) +
+                                      " segment mappings in this process (SIGBUS guard is full)");
+}
+
+// Before the range is unmapped: waits out a repair in progress, so the handler never maps zero
+// pages over an address range that has been given back (and perhaps reused).
+void remove(std::uint32_t i) noexcept {
+  if (i == kNoEntry) return;
+  Entry& e = g_entries[i];
+  for (;;) {
+    std::uint32_t expected = kActive;
+    if (e.state.compare_exchange_weak(expected, kClaiming, std::memory_order_acq_rel)) break;
+    wait::cpu_relax();
+  }
+  e.base.store(0, std::memory_order_relaxed);
+  e.length.store(0, std::memory_order_relaxed);
+  e.state.store(kFree, std::memory_order_release);  // pairs with add's acquire CAS
+}
+
+bool lost(std::uint32_t i) noexcept {
+  // Relaxed: a flag; the handler set it on this or another thread before the zero pages appeared.
+  return i != kNoEntry && g_entries[i].lost.load(std::memory_order_relaxed) != 0;
+}
+
+}  // namespace guard
+
 // The process-local view of one segment: the control area mapped read-write, the record area
-// mapped read-only, and (for writers, on demand) the record area mapped read-write as well.
+// mapped read-only, and (for writers, on demand) the record area mapped read-write as well. Each
+// mapping is registered with the SIGBUS guard while it exists.
 class Mapping {
  public:
   SegmentInfo info;
@@ -58,6 +189,19 @@ class Mapping {
   std::once_flag rw_once;
   bip::mapped_region data_rw;
   bip::shared_memory_object shm;  // kept open for the read-write remap
+  std::array<std::uint32_t, 3> guarded{guard::kNoEntry, guard::kNoEntry, guard::kNoEntry};
+
+  Mapping() = default;
+  Mapping(const Mapping&) = delete;
+  Mapping& operator=(const Mapping&) = delete;
+  // Runs before the regions' destructors unmap them.
+  ~Mapping() {
+    for (std::uint32_t i : guarded) guard::remove(i);
+  }
+
+  void protect(std::size_t which, const bip::mapped_region& region, int prot) {
+    guarded[which] = guard::add(region.get_address(), region.get_size(), prot);
+  }
 
   layout::Control& control() noexcept {
     return *static_cast<layout::Control*>(control_region.get_address());
@@ -240,26 +384,82 @@ std::vector<std::string> Ring::list() {
   return names;
 }
 
+// ---------------------------------------------------------------- Ring: stale segments
+
+namespace {
+
+// Why the open segment is stale, or nothing if it is not: its creator has exited and no peer slot
+// is held by a live process (a slot being reaped counts as live: its reaper is).
+std::optional<std::string> stale_reason_of(const Ring& ring) {
+  const SegmentInfo& info = ring.info();
+  if (is_alive(info.creator)) return std::nullopt;
+  for (const auto& s : ring.control().peers) {
+    if (slot_alive(s)) return std::nullopt;
+  }
+  return "its creator, pid " + std::to_string(info.creator.pid) +
+         ", has exited and no live process is attached";
+}
+
+}  // namespace
+
+std::optional<std::string> Ring::stale_reason(std::string_view name) noexcept {
+  try {
+    return stale_reason_of(Ring::open(name));
+  } catch (...) {
+    return std::nullopt;  // not a segment we may open: never called stale, never reclaimed
+  }
+}
+
+bool Ring::is_stale(std::string_view name) { return stale_reason_of(Ring::open(name)).has_value(); }
+
+bool Ring::reclaim_if_stale(std::string_view name) {
+  const Ring ring = Ring::open(name);
+  if (!stale_reason_of(ring)) return false;
+  // Unlink only the object we looked at: if the name was replaced meanwhile, leave the new one.
+  struct stat opened {};
+  struct stat now {};
+  if (::fstat(fd_of(ring.map_->shm), &opened) != 0 || ::lstat(path_of(name).c_str(), &now) != 0 ||
+      opened.st_ino != now.st_ino || opened.st_dev != now.st_dev) {
+    return false;
+  }
+  return remove(name);
+}
+
 // ---------------------------------------------------------------- Ring: create / open
 
-Ring Ring::create(std::string_view name, const RingOptions& options, const SchemaId& schema) {
+Ring Ring::create(std::string_view name, const RingOptions& options, const SchemaId& schema,
+                  const CreateOptions& create) {
   validate_name(name);
   RingOptions o = options;
   validate_options(name, o);
 
   auto m = std::make_shared<detail::Mapping>();
   const std::string full = shm_name(name);
-  try {
-    bip::permissions perm(o.permissions);
-    m->shm = bip::shared_memory_object(bip::create_only, full.c_str(), bip::read_write, perm);
-  } catch (const bip::interprocess_exception& e) {
-    fail(errc_of(e), name, std::string("create: ") + e.what());
+  for (int attempt = 0;; ++attempt) {
+    try {
+      bip::permissions perm(o.permissions);
+      m->shm = bip::shared_memory_object(bip::create_only, full.c_str(), bip::read_write, perm);
+      break;
+    } catch (const bip::interprocess_exception& e) {
+      const Errc code = errc_of(e);
+      if (code != Errc::already_exists) fail(code, name, std::string("create: ") + e.what());
+      const std::optional<std::string> stale = stale_reason(name);
+      if (!stale) fail(code, name, "create: already exists");
+      if (!create.reclaim_stale || attempt != 0) {
+        fail(code, name, "create: already exists, and is stale (" + *stale +
+                             "); reclaim it with Ring::reclaim_if_stale or "
+                             "CreateOptions::reclaim_stale");
+      }
+      (void)reclaim_if_stale(name);  // if someone else reclaimed it first, the retry creates
+    }
   }
   const std::uint64_t size = layout::kRingOffset + o.capacity;
   try {
     m->shm.truncate(static_cast<bip::offset_t>(size));
     m->control_region = map(m->shm, bip::read_write, 0, layout::kRingOffset);
     m->data_ro = map(m->shm, bip::read_only, layout::kRingOffset, o.capacity);
+    m->protect(0, m->control_region, PROT_READ | PROT_WRITE);
+    m->protect(1, m->data_ro, PROT_READ);
   } catch (const bip::interprocess_exception& e) {
     bip::shared_memory_object::remove(full.c_str());
     fail(errc_of(e), name, std::string("create: ") + e.what());
@@ -364,6 +564,8 @@ Ring Ring::open(std::string_view name, const OpenOptions& options) {
   try {
     m->control_region = map(m->shm, bip::read_write, 0, layout::kRingOffset);
     m->data_ro = map(m->shm, bip::read_only, layout::kRingOffset, h.capacity);
+    m->protect(0, m->control_region, PROT_READ | PROT_WRITE);
+    m->protect(1, m->data_ro, PROT_READ);
   } catch (const bip::interprocess_exception& e) {
     fail(errc_of(e), name, std::string("map: ") + e.what());
   }
@@ -384,6 +586,9 @@ Ring Ring::open(std::string_view name, const OpenOptions& options) {
 }
 
 const SegmentInfo& Ring::info() const noexcept { return map_->info; }
+bool Ring::lost() const noexcept {
+  return std::any_of(map_->guarded.begin(), map_->guarded.end(), detail::guard::lost);
+}
 layout::Control& Ring::control() const noexcept { return map_->control(); }
 const std::byte* Ring::data() const noexcept {
   return static_cast<const std::byte*>(map_->data_ro.get_address());
@@ -393,6 +598,7 @@ std::byte* Ring::writable_data() const {
   std::call_once(map_->rw_once, [this] {
     try {
       map_->data_rw = map(map_->shm, bip::read_write, map_->info.ring_offset, map_->info.capacity);
+      map_->protect(2, map_->data_rw, PROT_READ | PROT_WRITE);
     } catch (const bip::interprocess_exception& e) {
       fail(errc_of(e), map_->info.name, std::string("map for writing: ") + e.what());
     }

@@ -16,6 +16,7 @@ std::string_view to_string(Status s) noexcept {
     case Status::no_consumer: return "no_consumer";
     case Status::overrun: return "overrun";
     case Status::invalid_state: return "invalid_state";
+    case Status::segment_lost: return "segment_lost";
   }
   return "unknown";
 }

@@ -56,6 +56,14 @@ struct RingOptions {
   unsigned permissions = 0600;
 };
 
+/// How Ring::create treats a name that is already taken.
+struct CreateOptions {
+  /// When the name is held by a stale segment (its creator has exited and no live process holds
+  /// a peer slot in it; see Ring::is_stale), remove it and create afresh. Off by default: create
+  /// never reuses or replaces a segment silently, it fails with Errc::already_exists.
+  bool reclaim_stale = false;
+};
+
 /// Options for Ring::open.
 struct OpenOptions {
   /// When set, open fails with Errc::wrong_schema unless the ring's schema matches.
@@ -97,10 +105,12 @@ class Mapping;
 class Ring {
  public:
   /// Creates the segment `name` exclusively (fails with Errc::already_exists if it exists), with
-  /// mode options.permissions (0600 by default), and maps it.
+  /// mode options.permissions (0600 by default), and maps it. When the existing segment is stale,
+  /// the already_exists message says so and how to reclaim it; with create.reclaim_stale it is
+  /// removed and created afresh instead.
   /// \throws Error (invalid_name, invalid_options, already_exists, permission_denied, system_error)
   [[nodiscard]] static Ring create(std::string_view name, const RingOptions& options,
-                                   const SchemaId& schema = {});
+                                   const SchemaId& schema = {}, const CreateOptions& create = {});
   /// Opens an existing segment, checking ownership, permissions, every header field and the real
   /// size of the segment before anything else is used.
   /// \throws Error naming what is wrong (not_found, not_flatring, wrong_version, wrong_schema,
@@ -109,6 +119,17 @@ class Ring {
   /// Removes the name. Processes that have it mapped keep their mapping. Returns false if there
   /// was nothing to remove.
   static bool remove(std::string_view name) noexcept;
+  /// True if `name` is a stale segment: a flatring segment this process may open (Ring::open's
+  /// checks, with default options) whose creator has exited and in which no live process holds a
+  /// peer slot. A process that has the ring mapped without an attachment (a bare Ring handle, not
+  /// a Writer/Reader) is not seen.
+  /// \throws Error as Ring::open does when the segment cannot be opened.
+  [[nodiscard]] static bool is_stale(std::string_view name);
+  /// Removes `name` if it is stale (see is_stale) and returns whether it did. A process that opens
+  /// the segment between the check and the removal keeps a mapping nobody else will see: reclaim
+  /// when restarting a service, not while peers are starting.
+  /// \throws Error as Ring::open does when the segment cannot be opened.
+  static bool reclaim_if_stale(std::string_view name);
   /// True if a segment with this name exists (flatring's or not).
   [[nodiscard]] static bool exists(std::string_view name) noexcept;
   /// \throws Error(invalid_name) unless `name` is 1-200 characters of [A-Za-z0-9._-] and does
@@ -127,6 +148,12 @@ class Ring {
   /// The record area mapped read-write (mapped on first use). Used by writers only.
   [[nodiscard]] std::byte* writable_data() const;
 
+  /// True once this process's view of the segment has been lost: a peer shrank the segment file and
+  /// an access past its new end raised SIGBUS, which flatring's handler answered by mapping zero
+  /// pages over the whole affected mapping (see docs/security.md). Nothing in the ring is
+  /// delivered any more; blocking reads and writes return Status::segment_lost.
+  [[nodiscard]] bool lost() const noexcept;
+
   /// Reclaims peer slots (and spsc role ownership) of processes that have died, folding their
   /// counters into the retired totals. Returns how many were reclaimed.
   std::uint32_t reap_dead_peers() const noexcept;
@@ -135,6 +162,8 @@ class Ring {
 
  private:
   explicit Ring(std::shared_ptr<detail::Mapping> m) : map_(std::move(m)) {}
+  // Why `name` is stale, or nothing (also when it cannot be opened). For create's message.
+  static std::optional<std::string> stale_reason(std::string_view name) noexcept;
   std::shared_ptr<detail::Mapping> map_;
 };
 

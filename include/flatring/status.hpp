@@ -27,6 +27,8 @@ enum class Status : std::uint8_t {
   no_consumer,    ///< ring full and no live consumer is attached
   overrun,        ///< broadcast: this consumer fell behind and records were lost
   invalid_state,  ///< API misuse, e.g. commit without reserve (also asserted in debug builds)
+  segment_lost,   ///< a peer shrank the segment under this process; its pages now read as zeros
+                  ///< and nothing more can be exchanged. See Ring::lost()
 };
 
 /// Human-readable name of a Status, e.g. "verify_failed".

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <fstream>
 #include <sstream>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
@@ -828,4 +829,35 @@ TEST_CASE("a broadcast observer keeps only the records the producer cannot have 
     CHECK(o.bytes[0] == static_cast<std::byte>(i));
   }
   CHECK(late.next().kind == tool::Observed::Kind::not_yet);
+}
+
+TEST_CASE("a segment that is not a ring is listed with the reason and left alone by gc", "[cli]") {
+  const auto name = unique_name("cli-foreign");
+  RemoveGuard guard(name);
+  {
+    std::ofstream junk(Ring::path_of(name), std::ios::binary);
+    junk << std::string(9000, 'x');
+  }
+  ::chmod(Ring::path_of(name).c_str(), 0600);
+  const json entry = find_ring(json::parse(run({"ls", "--json"}).out), name);
+  REQUIRE(entry.is_object());
+  CHECK(entry["error_code"] == "not_flatring");
+  CHECK(entry["error"].get<std::string>().find("not a flatring segment") != std::string::npos);
+  const auto table = run({"ls"});
+  CHECK(table.code == 0);
+  CHECK(table.out.find("error: ring '" + name + "': not a flatring segment") != std::string::npos);
+
+  const auto gc = run({"gc", "--prefix", name, "--json"});
+  CHECK(gc.code == 0);
+  CHECK(json::parse(gc.out)["skipped"][0]["name"] == name);
+  CHECK(Ring::exists(name));
+  const auto stat = run({"stat", name});
+  CHECK(stat.code == 4);
+  CHECK(one_line_error(stat, "not a flatring segment"));
+  const auto refused = run({"rm", name});
+  CHECK(refused.code == 4);
+  CHECK(one_line_error(refused, "cannot inspect ring '" + name + "'"));
+  CHECK(Ring::exists(name));
+  CHECK(run({"rm", name, "--force"}).code == 0);
+  CHECK_FALSE(Ring::exists(name));
 }

@@ -728,7 +728,20 @@ TEST_CASE("ls measures a broadcast ring's fill from its slowest live consumer", 
   auto other = create_ring<Msg>(mpsc, {.capacity = 4096, .mode = Mode::mpsc});
   tail = run({"tail", mpsc, "--schema", kMsgSchema});
   CHECK(tail.code == 9);
-  CHECK(one_line_error(tail, "observing a mpsc ring is not supported"));
+  CHECK(one_line_error(tail, "observing a mpsc ring is not supported by this build (tail --consume"));
+  {
+    MpscProducer<Msg> producer(other);
+    flatbuffers::FlatBufferBuilder fbb;
+    fr_test::build_msg(fbb, 7, 2);
+    REQUIRE(producer.try_send(fbb) == Status::ok);
+  }
+  REQUIRE(run({"send", mpsc, "--schema", kMsgSchema, "--json", "-"}, "{\"seq\": 8}").code == 0);
+  tail = run({"tail", mpsc, "--schema", kMsgSchema, "--consume"});
+  CHECK(tail.code == 0);
+  REQUIRE(tail.lines().size() == 2);
+  CHECK(json::parse(tail.lines()[0])["seq"] == 7);
+  CHECK(json::parse(tail.lines()[1])["seq"] == 8);
+  CHECK(other.control().consumer.head.load() == other.control().producer.tail.load());
 }
 
 TEST_CASE("tail observes a broadcast ring and follows it without holding the producer back", "[cli][process]") {
@@ -739,10 +752,16 @@ TEST_CASE("tail observes a broadcast ring and follows it without holding the pro
   flatbuffers::FlatBufferBuilder fbb;
   {
     BroadcastConsumer<Msg> consumer(ring);
-    for (std::uint64_t seq = 0; seq < 3; ++seq) {
+    for (std::uint64_t seq = 0; seq < 2; ++seq) {
       fr_test::build_msg(fbb, seq, 4);
       REQUIRE(producer.try_send(fbb) == Status::ok);
     }
+    // send takes the producer role: refused while this process holds it.
+    const auto busy = run({"send", name, "--schema", kMsgSchema, "--json", "-"}, "{\"seq\": 2}");
+    CHECK(busy.code == 7);
+    CHECK(one_line_error(busy, "producer role is held by live process"));
+    fr_test::build_msg(fbb, 2, 4);
+    REQUIRE(producer.try_send(fbb) == Status::ok);
     auto shown = run({"tail", name, "--schema", kMsgSchema, "-n", "2"});
     REQUIRE(shown.code == 0);
     REQUIRE(shown.lines().size() == 2);

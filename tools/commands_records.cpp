@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include <flatring/broadcast.hpp>
+#include <flatring/mpsc.hpp>
 #include <flatring/ring.hpp>
 #include <flatring/typed.hpp>
 
@@ -103,6 +104,10 @@ void tail_consume(Ring ring, const SchemaFile& schema, const TailOptions& o, Tai
         continue;
       }
       if (r.status() == Status::peer_dead) continue;  // the producer died; a new one may come
+      if (r.status() == Status::abandoned) {  // mpsc: a dead producer's claim was skipped
+        warn(fmt::format("tail: a claim of a producer that died was skipped at position {}", reader.position()));
+        continue;
+      }
       throw ToolError(Exit::bad_ring, fmt::format("ring '{}': {} at position {}; stopped", o.name,
                                                   to_string(r.status()), reader.position()));
     }
@@ -130,6 +135,8 @@ void run_tail(const TailOptions& o) {
   TailCounts n;
   if (o.consume && ring.info().mode == Mode::broadcast) {
     tail_consume<BroadcastReader>(std::move(ring), schema, o, n);
+  } else if (o.consume && ring.info().mode == Mode::mpsc) {
+    tail_consume<MpscReader>(std::move(ring), schema, o, n);
   } else if (o.consume) {
     tail_consume<Reader>(std::move(ring), schema, o, n);
   } else {
@@ -216,6 +223,20 @@ std::string_view why_not_sent(Status s) {
   }
 }
 
+// Takes the producer role (spsc, broadcast) or a producer slot (mpsc) and sends every record.
+template <class RawWriter>
+void send_all(const Ring& ring, const std::vector<std::vector<std::uint8_t>>& records, const SendOptions& o) {
+  RawWriter writer(ring);
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    const auto& r = records[i];
+    const Status s = writer.write({reinterpret_cast<const std::byte*>(r.data()), r.size()}, seconds(o.timeout));
+    if (s != Status::ok) {
+      throw ToolError(Exit::not_delivered, fmt::format("record {} of {} not sent: {} ({} sent)", i + 1,
+                                                       records.size(), why_not_sent(s), i));
+    }
+  }
+}
+
 }  // namespace
 
 void run_send(const SendOptions& o) {
@@ -239,14 +260,10 @@ void run_send(const SendOptions& o) {
     records.push_back(std::move(fb));
   }
 
-  Writer writer(ring);
-  for (std::size_t i = 0; i < records.size(); ++i) {
-    const auto& r = records[i];
-    const Status s = writer.write({reinterpret_cast<const std::byte*>(r.data()), r.size()}, seconds(o.timeout));
-    if (s != Status::ok) {
-      throw ToolError(Exit::not_delivered, fmt::format("record {} of {} not sent: {} ({} sent)", i + 1,
-                                                       records.size(), why_not_sent(s), i));
-    }
+  switch (ring.info().mode) {
+    case Mode::broadcast: send_all<BroadcastWriter>(ring, records, o); break;
+    case Mode::mpsc: send_all<MpscWriter>(ring, records, o); break;
+    default: send_all<Writer>(ring, records, o); break;  // spsc; others say why they refuse
   }
   if (!o.quiet) {
     print_line(fmt::format("sent {} record{} to {}", records.size(), records.size() == 1 ? "" : "s", o.name));

@@ -16,7 +16,8 @@ namespace {
 Ring require_observable(Ring ring) {
   if (ring.info().mode != Mode::spsc && ring.info().mode != Mode::broadcast) {
     throw ToolError(Exit::unsupported,
-                    fmt::format("ring '{}': observing a {} ring is not supported by this build",
+                    fmt::format("ring '{}': observing a {} ring is not supported by this build "
+                                "(tail --consume reads it as its consumer)",
                                 ring.info().name, mode_name(ring.info().mode)));
   }
   return ring;

@@ -85,14 +85,8 @@ Result<std::span<std::byte>> BroadcastWriter::reserve(std::size_t n, std::chrono
 // ---------------------------------------------------------------- BroadcastReader
 
 BroadcastReader::BroadcastReader(Ring ring, WaitOptions wait)
-    : ring_((mp_detail::require_mode(ring, Mode::broadcast, "BroadcastReader"), ring)),
-      self_(ring_, layout::Role::consumer, /*exclusive=*/false),
-      wait_(wait),
-      ctrl_(&ring_.control()),
-      data_(ring_.data()),
-      capacity_(ring_.info().capacity),
-      mask_(capacity_ - 1),
-      max_record_(ring_.info().max_record_size) {
+    : ReaderCore((mp_detail::require_mode(ring, Mode::broadcast, "BroadcastReader"), ring),
+                 /*exclusive=*/false, wait) {
   // The join protocol (broadcast.hpp): announce, read the tail, then claim it unless the producer
   // already chose for us.
   auto& cursor = self_.slot().cursor;

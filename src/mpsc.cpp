@@ -73,14 +73,8 @@ Result<std::span<std::byte>> MpscWriter::reserve(std::size_t n, std::chrono::nan
 // ---------------------------------------------------------------- MpscReader
 
 MpscReader::MpscReader(Ring ring, WaitOptions wait)
-    : ring_((mp_detail::require_mode(ring, Mode::mpsc, "MpscReader"), ring)),
-      self_(ring_, layout::Role::consumer, /*exclusive=*/true),
-      wait_(wait),
-      ctrl_(&ring_.control()),
-      data_(ring_.writable_data()),  // the consumer zeroes what it consumed
-      capacity_(ring_.info().capacity),
-      mask_(capacity_ - 1),
-      max_record_(ring_.info().max_record_size) {
+    : ReaderCore((mp_detail::require_mode(ring, Mode::mpsc, "MpscReader"), ring), /*exclusive=*/true,
+                 wait) {
   const std::uint64_t head = ctrl_->consumer.head.load(std::memory_order_acquire);
   const std::uint64_t tail = ctrl_->producer.tail.load(std::memory_order_acquire);
   if ((head | tail) & (layout::kRecordAlign - 1) || tail < head || tail - head > capacity_) {
@@ -144,9 +138,9 @@ Status MpscReader::unblock() noexcept {
           std::memory_order_acq_rel, std::memory_order_acquire)) {
     return Status::empty;
   }
-  consume(extent);
+  step(extent);
   self_.count(layout::abandoned_records);
-  publish_head();
+  publish();
   last_status_ = Status::abandoned;
   return Status::abandoned;
 }

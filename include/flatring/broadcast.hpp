@@ -49,6 +49,7 @@
 #include <span>
 
 #include "flatring/layout.hpp"
+#include "flatring/mp_reader.hpp"
 #include "flatring/ring.hpp"
 #include "flatring/segment.hpp"
 #include "flatring/status.hpp"
@@ -187,9 +188,9 @@ class BroadcastWriter {
 
 /// One consumer of a broadcast ring: sees every record committed after it joined, in order, read
 /// in place (read-only mapping) and valid until released. Any number may attach (up to the peer
-/// slots) and leave at any time. Same reading API as Reader. Not thread-safe: \pre every method is
-/// called from one thread at a time.
-class BroadcastReader {
+/// slots) and leave at any time. Same reading API as Reader (try_read, release, poll, ... from
+/// detail::ReaderCore). Not thread-safe: \pre every method is called from one thread at a time.
+class BroadcastReader : public detail::ReaderCore<BroadcastReader, const std::byte> {
  public:
   /// Attaches and joins at the current tail: the first record it sees is the first one committed
   /// after the join.
@@ -197,65 +198,15 @@ class BroadcastReader {
   ///   Error(corrupt_state) if the published tail is impossible.
   explicit BroadcastReader(Ring ring, WaitOptions wait = {});
 
-  /// The next record, without releasing it (calling again returns the same record). empty, or
-  /// corrupt (the tail or the frame at the read position is impossible; nothing is read).
-  [[nodiscard]] Result<RecordView> try_read() noexcept {
-    if (held_) return RecordView{held_view_, head_};
-    return next();
-  }
-
   /// try_read, waiting (spin, then futex) up to `timeout`. Extra outcomes: timed_out; peer_dead
   /// (the producer died and everything it published has been read; its slot was reclaimed).
   [[nodiscard]] Result<RecordView> read(std::chrono::nanoseconds timeout);
 
-  /// Releases the record returned by try_read/read. The producer may reuse its bytes once every
-  /// consumer has released them.
-  void release() noexcept {
-    if (!held_) return;
-    consume_held();
-    publish_cursor();
-  }
-
-  /// Calls `on_record(std::span<const std::byte>)` for up to `max` records, releasing each after
-  /// the call; publishes the cursor once at the end. Returns how many were delivered.
-  template <class F>
-  std::size_t poll(F&& on_record, std::size_t max) {
-    std::size_t n = 0;
-    if (held_) {
-      on_record(held_view_);
-      consume_held();
-      ++n;
-    }
-    while (n < max) {
-      auto r = next();
-      if (!r) break;
-      on_record(r->bytes);
-      consume_held();
-      ++n;
-    }
-    if (n != 0) publish_cursor();
-    return n;
-  }
-
-  /// Status of the last read attempt that found no record (empty or corrupt).
-  [[nodiscard]] Status last_status() const noexcept { return last_status_; }
-  /// Position of the next record to read.
-  [[nodiscard]] std::uint64_t position() const noexcept { return head_; }
   /// Where this consumer joined: records committed before it are not seen.
   [[nodiscard]] std::uint64_t joined_at() const noexcept { return joined_at_; }
-  [[nodiscard]] std::uint64_t max_record_size() const noexcept { return max_record_; }
-  [[nodiscard]] const Ring& ring() const noexcept { return ring_; }
-  [[nodiscard]] const Attachment& attachment() const noexcept { return self_; }
 
  private:
-  Result<RecordView> corrupt() noexcept {
-    if (corrupt_at_ != head_) {  // count each bad position once, however often it is polled
-      corrupt_at_ = head_;
-      self_.count(layout::corrupt_records);
-    }
-    last_status_ = Status::corrupt;
-    return Status::corrupt;
-  }
+  friend class detail::ReaderCore<BroadcastReader, const std::byte>;
 
   Result<RecordView> next() noexcept {
     for (int hop = 0; hop < 2; ++hop) {
@@ -267,10 +218,7 @@ class BroadcastReader {
           return corrupt();
         }
         tail_cache_ = t;
-        if (t == head_) {
-          last_status_ = Status::empty;
-          return Status::empty;
-        }
+        if (t == head_) return empty();
       }
       const std::uint64_t offset = head_ & mask_;
       // Relaxed: below the tail loaded with acquire, so the producer's store is visible.
@@ -283,17 +231,14 @@ class BroadcastReader {
           if (len > max_record_) return corrupt();
           const std::uint64_t frame = layout::frame_size(len);
           if (frame > to_end || frame > tail_cache_ - head_) return corrupt();
-          held_view_ = std::span<const std::byte>(data_ + offset + layout::kRecordHeaderSize, len);
-          held_frame_ = frame;
-          held_ = true;
-          return RecordView{held_view_, head_};
+          return hold(offset, len, frame);
         }
         case layout::RecordType::padding:
           if (len + layout::kRecordHeaderSize != to_end || to_end > tail_cache_ - head_) {
             return corrupt();
           }
-          head_ += to_end;
-          publish_cursor();  // the producer may be waiting for exactly these bytes
+          step(to_end);
+          publish();  // the producer may be waiting for exactly these bytes
           continue;
         default:
           return corrupt();
@@ -302,40 +247,18 @@ class BroadcastReader {
     return corrupt();  // two paddings in a row would span the whole ring
   }
 
-  void consume_held() noexcept {
-    head_ += held_frame_;
-    ++records_;
-    bytes_ += held_view_.size();
-    held_ = false;
-  }
+  // Read-only on the record area: moving past a record is only a position change.
+  void step(std::uint64_t extent) noexcept { head_ += extent; }
 
-  void publish_cursor() noexcept {
-    self_.slot().counter[layout::records_read].store(records_, std::memory_order_relaxed);
-    self_.slot().counter[layout::bytes_read].store(bytes_, std::memory_order_relaxed);
+  void publish() noexcept {
+    store_counters();
     // SYNC POINT WRITE: the bytes below head_ are no longer read by us; pairs with the producer's
     // seq_cst cursor loads. seq_cst: Dekker half of the producer's sleep handshake.
     self_.slot().cursor.store(head_, std::memory_order_seq_cst);
     if (ctrl_->space.waiters.load(std::memory_order_seq_cst) != 0) detail::wake_all(ctrl_->space, self_);
   }
 
-  Ring ring_;
-  Attachment self_;
-  WaitOptions wait_;
-  layout::Control* ctrl_;
-  const std::byte* data_;
-  std::uint64_t capacity_;
-  std::uint64_t mask_;
-  std::uint64_t max_record_;
-  std::uint64_t head_ = 0;
   std::uint64_t joined_at_ = 0;
-  std::uint64_t tail_cache_ = 0;
-  std::uint64_t held_frame_ = 0;
-  std::span<const std::byte> held_view_;
-  bool held_ = false;
-  Status last_status_ = Status::empty;
-  std::uint64_t corrupt_at_ = ~std::uint64_t{0};
-  std::uint64_t records_ = 0;
-  std::uint64_t bytes_ = 0;
 };
 
 }  // namespace flatring

@@ -51,6 +51,7 @@
 #include <span>
 
 #include "flatring/layout.hpp"
+#include "flatring/mp_reader.hpp"
 #include "flatring/ring.hpp"
 #include "flatring/segment.hpp"
 #include "flatring/status.hpp"
@@ -258,18 +259,13 @@ class MpscWriter {
 
 /// The consumer of an mpsc ring (one at a time; a dead consumer's role is taken over). Records are
 /// read in place and stay valid until released; releasing zeroes them. Same reading API as
-/// Reader, plus unblock(). Not thread-safe: \pre every method is called from one thread at a time.
-class MpscReader {
+/// Reader (try_read, release, poll, ... from detail::ReaderCore), plus unblock(). try_read says
+/// empty at a claim still being written; records a producer aborted are skipped. Not
+/// thread-safe: \pre every method is called from one thread at a time.
+class MpscReader : public detail::ReaderCore<MpscReader, std::byte> {
  public:
   /// \throws Error(wrong_mode), Error(role_taken), Error(corrupt_state) as for Reader.
   explicit MpscReader(Ring ring, WaitOptions wait = {});
-
-  /// The next committed record, without releasing it. empty (nothing committed at the head,
-  /// including a claim still being written), or corrupt. Records a producer aborted are skipped.
-  [[nodiscard]] Result<RecordView> try_read() noexcept {
-    if (held_) return RecordView{held_view_, head_};
-    return next();
-  }
 
   /// try_read, waiting up to `timeout`. While it waits it checks, every liveness interval, whether
   /// the claim at the head belongs to a dead producer (unblock()). Extra outcomes: timed_out;
@@ -282,50 +278,8 @@ class MpscReader {
   /// record is ready). Makes syscalls (liveness): not for the hot path.
   Status unblock() noexcept;
 
-  /// Releases the record returned by try_read/read: zeroes it and frees its space.
-  void release() noexcept {
-    if (!held_) return;
-    consume(held_frame_);
-    held_ = false;
-    ++records_;
-    bytes_ += held_view_.size();
-    publish_head();
-  }
-
-  /// Calls `on_record(std::span<const std::byte>)` for up to `max` records, releasing each after
-  /// the call; publishes the head once at the end. Returns how many were delivered.
-  template <class F>
-  std::size_t poll(F&& on_record, std::size_t max) {
-    std::size_t n = 0;
-    while (n < max) {
-      auto r = try_read();
-      if (!r) break;
-      on_record(r->bytes);
-      consume(held_frame_);
-      held_ = false;
-      ++records_;
-      bytes_ += r->bytes.size();
-      ++n;
-    }
-    if (n != 0) publish_head();
-    return n;
-  }
-
-  [[nodiscard]] Status last_status() const noexcept { return last_status_; }
-  [[nodiscard]] std::uint64_t position() const noexcept { return head_; }
-  [[nodiscard]] std::uint64_t max_record_size() const noexcept { return max_record_; }
-  [[nodiscard]] const Ring& ring() const noexcept { return ring_; }
-  [[nodiscard]] const Attachment& attachment() const noexcept { return self_; }
-
  private:
-  Result<RecordView> corrupt() noexcept {
-    if (corrupt_at_ != head_) {
-      corrupt_at_ = head_;
-      self_.count(layout::corrupt_records);
-    }
-    last_status_ = Status::corrupt;
-    return Status::corrupt;
-  }
+  friend class detail::ReaderCore<MpscReader, std::byte>;
 
   // True if [head_, end) lies below the published tail. The tail is untrusted.
   bool covered(std::uint64_t end) noexcept {
@@ -345,10 +299,7 @@ class MpscReader {
       // SYNC POINT READ: pairs with the producer's commit (or padding / abort) store.
       const std::uint64_t w = h.frame.load(std::memory_order_acquire);
       const auto type = layout::frame_type(w);
-      if (w == 0 || type == layout::RecordType::claimed) {
-        last_status_ = Status::empty;
-        return Status::empty;
-      }
+      if (w == 0 || type == layout::RecordType::claimed) return empty();
       if (layout::frame_flags(w) != 0) return corrupt();
       const std::uint64_t to_end = capacity_ - offset;
       const std::uint64_t len = layout::frame_length(w);
@@ -359,10 +310,7 @@ class MpscReader {
               (extent & (layout::kRecordAlign - 1)) != 0 || !covered(head_ + extent)) {
             return corrupt();
           }
-          held_view_ = std::span<const std::byte>(data_ + offset + layout::kRecordHeaderSize, len);
-          held_frame_ = extent;
-          held_ = true;
-          return RecordView{held_view_, head_};
+          return hold(offset, len, extent);
         }
         case layout::RecordType::padding:
         case layout::RecordType::abandoned: {
@@ -371,22 +319,21 @@ class MpscReader {
                                 ? extent == to_end
                                 : extent <= to_end && (extent & (layout::kRecordAlign - 1)) == 0;
           if (!fits || !covered(head_ + extent)) return corrupt();
-          consume(extent);
-          publish_head();  // producers may be waiting for exactly these bytes
+          step(extent);
+          publish();  // producers may be waiting for exactly these bytes
           continue;
         }
         default:
           return corrupt();
       }
     }
-    last_status_ = Status::empty;
-    return Status::empty;
+    return empty();
   }
 
   // Zeroes [head_, head_ + extent) and moves past it: free space must read zero for the next
   // claimer. Payload first, frame word last, so a consumer that dies half-way leaves a readable
   // record behind, not a zero frame over leftover bytes.
-  void consume(std::uint64_t extent) noexcept {
+  void step(std::uint64_t extent) noexcept {
     const std::uint64_t offset = head_ & mask_;
     std::memset(data_ + offset + 8, 0, extent - 8);
     // Relaxed: published by the head store (release) that follows.
@@ -394,32 +341,13 @@ class MpscReader {
     head_ += extent;
   }
 
-  void publish_head() noexcept {
-    self_.slot().counter[layout::records_read].store(records_, std::memory_order_relaxed);
-    self_.slot().counter[layout::bytes_read].store(bytes_, std::memory_order_relaxed);
+  void publish() noexcept {
+    store_counters();
     // SYNC POINT WRITE: frees (zeroed) space; pairs with the producers' acquire load of head.
     // seq_cst: Dekker half of the producers' sleep handshake.
     ctrl_->consumer.head.store(head_, std::memory_order_seq_cst);
     if (ctrl_->space.waiters.load(std::memory_order_seq_cst) != 0) detail::wake_all(ctrl_->space, self_);
   }
-
-  Ring ring_;
-  Attachment self_;
-  WaitOptions wait_;
-  layout::Control* ctrl_;
-  std::byte* data_;
-  std::uint64_t capacity_;
-  std::uint64_t mask_;
-  std::uint64_t max_record_;
-  std::uint64_t head_ = 0;
-  std::uint64_t tail_cache_ = 0;
-  std::uint64_t held_frame_ = 0;
-  std::span<const std::byte> held_view_;
-  bool held_ = false;
-  Status last_status_ = Status::empty;
-  std::uint64_t corrupt_at_ = ~std::uint64_t{0};
-  std::uint64_t records_ = 0;
-  std::uint64_t bytes_ = 0;
 };
 
 }  // namespace flatring

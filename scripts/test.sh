@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds flatring with -Werror and runs the whole suite through ctest,
-# then the sanitizer runs.
+# then the sanitizer and fuzzing runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -9,8 +9,9 @@ cmake -S . -B build-test -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLATRING_WERROR=ON 
 cmake --build build-test -j"$jobs"
 ctest --test-dir build-test --output-on-failure -j"$jobs"
 bash scripts/package_test.sh build-test
-# The suite again under ASan+UBSan, and the threaded stress tests under TSan
-# (scripts/sanitize.sh). FLATRING_QUICK=1 skips it locally.
+# The suite again under ASan+UBSan, the threaded stress tests under TSan (scripts/sanitize.sh),
+# then each libFuzzer target for 60 s (scripts/fuzz.sh). FLATRING_QUICK=1 skips both locally.
 if [[ ${FLATRING_QUICK:-0} != 1 ]]; then
   bash scripts/sanitize.sh all
+  bash scripts/fuzz.sh 60
 fi

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (clang 14, ASan + UBSan, fuzz/) and runs each for a bounded time.
+#   scripts/fuzz.sh [seconds per target] [target...]   (default 60 s; reader typed open)
+# Each target starts from the committed seed corpus (fuzz/corpus/<target>/); new inputs go to
+# build-fuzz/corpus/<target>/ and crashing inputs to build-fuzz/artifacts/<target>/. Exits non-zero
+# if any target crashed, leaked, hung past 10 s on one input, or tripped a sanitizer. Prints the
+# executions per target and writes them to build-fuzz/fuzz-summary.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-60}
+shift || true
+targets=("$@")
+if ((${#targets[@]} == 0)); then targets=(reader typed open); fi
+jobs=${JOBS:-$(nproc)}
+cxx=${FUZZ_CXX:-clang++-14}
+# Alignment reports are recoverable only so that fuzz/ubsan.supp can silence the one in FlatBuffers'
+# own accessors; any other runtime error in the log fails the run below.
+flags="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all"
+flags+=" -fsanitize-recover=alignment -fno-omit-frame-pointer"
+cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DFLATRING_WERROR=ON -DFLATRING_BUILD_FUZZ=ON -DFLATRING_BUILD_TESTS=OFF \
+  -DFLATRING_BUILD_BENCH=OFF -DFLATRING_BUILD_EXAMPLES=OFF -DFLATRING_BUILD_TOOLS=OFF \
+  -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" >/dev/null
+cmake --build build-fuzz -j"$jobs" --target fuzz_reader fuzz_typed fuzz_open
+
+summary=build-fuzz/fuzz-summary.txt
+: >"$summary"
+failed=0
+for target in "${targets[@]}"; do
+  corpus=build-fuzz/corpus/$target
+  artifacts=build-fuzz/artifacts/$target/
+  rm -rf "$artifacts"
+  mkdir -p "$corpus" "$artifacts"
+  log=build-fuzz/fuzz_$target.log
+  max_len=4096
+  if [[ $target == reader || $target == open ]]; then max_len=16384; fi  # a whole 4 KiB ring image
+  set +e
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:suppressions="$PWD/fuzz/ubsan.supp" \
+    build-fuzz/fuzz/fuzz_$target "$corpus" "fuzz/corpus/$target" -max_total_time="$seconds" \
+    -timeout=10 -max_len="$max_len" -print_final_stats=1 -artifact_prefix="$artifacts" >"$log" 2>&1
+  rc=$?
+  set -e
+  if [[ $rc -eq 0 ]] && grep -q "runtime error:" "$log"; then rc=1; fi  # a recovered report
+  execs=$(grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
+  crashes=$(find "$artifacts" -type f | wc -l)
+  line="fuzz_$target: ${seconds}s, $execs executions, exit $rc, $crashes crashing inputs"
+  echo "$line" | tee -a "$summary"
+  if [[ $rc -ne 0 ]]; then
+    failed=1
+    tail -n 60 "$log" >&2
+  fi
+done
+rm -f /dev/shm/flatring.fuzz-* 2>/dev/null || true
+exit $failed

@@ -106,6 +106,7 @@ void on_sigbus(int sig, siginfo_t* info, void* context) noexcept {
   for (Entry& e : g_entries) {
     // Acquire pairs with the release that made the entry active: base and length are set.
     if (e.state.load(std::memory_order_acquire) < kActive) continue;
+    // Relaxed: ordered after the acquire load of the state above.
     const std::uintptr_t base = e.base.load(std::memory_order_relaxed);
     if (addr < base || addr - base >= e.length.load(std::memory_order_relaxed)) continue;
     std::uint32_t expected = kActive;
@@ -145,6 +146,7 @@ std::uint32_t add(const void* base, std::size_t length, int prot) {
     Entry& e = g_entries[i];
     std::uint32_t expected = kFree;
     if (!e.state.compare_exchange_strong(expected, kClaiming, std::memory_order_acquire)) continue;
+    // Relaxed: no handler reads an entry while it is kClaiming; the release below publishes them.
     e.base.store(reinterpret_cast<std::uintptr_t>(base), std::memory_order_relaxed);
     e.length.store(length, std::memory_order_relaxed);
     e.prot.store(prot, std::memory_order_relaxed);
@@ -166,7 +168,7 @@ void remove(std::uint32_t i) noexcept {
     if (e.state.compare_exchange_weak(expected, kClaiming, std::memory_order_acq_rel)) break;
     wait::cpu_relax();
   }
-  e.base.store(0, std::memory_order_relaxed);
+  e.base.store(0, std::memory_order_relaxed);  // kClaiming: no handler looks (see add)
   e.length.store(0, std::memory_order_relaxed);
   e.state.store(kFree, std::memory_order_release);  // pairs with add's acquire CAS
 }

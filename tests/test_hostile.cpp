@@ -319,3 +319,20 @@ TEST_CASE("a process without a Writer cannot write the record area", "[hostile]"
   REQUIRE(got);
   CHECK(std::to_integer<int>(got->bytes[0]) == 0);  // untouched
 }
+
+TEST_CASE("a segment owned by another uid is refused unless allowed", "[hostile]") {
+  const auto name = unique_name("foreignuid");
+  RemoveGuard guard(name);
+  { auto ring = Ring::create(name, {.capacity = 4096}); }
+  // As if another user had created the name first. Giving a file away needs root; CI runs as root.
+  const uid_t other = 4242;
+  if (::geteuid() == 0) {
+    REQUIRE(::chown(Ring::path_of(name).c_str(), other, other) == 0);
+    CHECK(error_of([&] { (void)Ring::open(name); }).code() == Errc::unsafe_owner);
+    CHECK(error_of([&] { (void)Ring::is_stale(name); }).code() == Errc::unsafe_owner);
+    auto ring = Ring::open(name, {.allow_foreign_owner = true});
+    CHECK(ring.info().owner_uid == other);
+  } else {
+    WARN("not root: cannot give the segment to another uid; ownership check not exercised");
+  }
+}

@@ -39,7 +39,16 @@
 #include "flatring/status.hpp"
 #include "flatring/wait.hpp"
 
+#ifndef FLATRING_HOT_COUNTERS
+#define FLATRING_HOT_COUNTERS 1
+#endif
+
 namespace flatring {
+
+/// Whether the per-record counters (records and bytes written/read) are kept. Always on in normal
+/// builds; the CMake option FLATRING_COUNTERS=OFF turns them off only so that flatring-bench can
+/// show what they cost (docs/benchmarks.md). Statistics tests need them on.
+inline constexpr bool kHotCounters = FLATRING_HOT_COUNTERS != 0;
 
 /// Tuning for blocking calls.
 struct WaitOptions {
@@ -176,8 +185,10 @@ class Writer {
     reserved_ = kNone;
     ++records_;
     bytes_ += used;
-    self_.slot().counter[layout::records_written].store(records_, std::memory_order_relaxed);
-    self_.slot().counter[layout::bytes_written].store(bytes_, std::memory_order_relaxed);
+    if constexpr (kHotCounters) {  // own line, plain stores: no read-modify-write, no sharing
+      self_.slot().counter[layout::records_written].store(records_, std::memory_order_relaxed);
+      self_.slot().counter[layout::bytes_written].store(bytes_, std::memory_order_relaxed);
+    }
     // Dekker partner of the consumer's waiters.fetch_add + sleeper_fence. Relaxed is enough after
     // the waker fence: the fence pair orders it after the frame store for any sleeper.
     wait::waker_fence(fast_wake_);
@@ -357,8 +368,10 @@ class Reader {
   }
 
   void publish_head() noexcept {
-    self_.slot().counter[layout::records_read].store(records_, std::memory_order_relaxed);
-    self_.slot().counter[layout::bytes_read].store(bytes_, std::memory_order_relaxed);
+    if constexpr (kHotCounters) {
+      self_.slot().counter[layout::records_read].store(records_, std::memory_order_relaxed);
+      self_.slot().counter[layout::bytes_read].store(bytes_, std::memory_order_relaxed);
+    }
     // SYNC POINT WRITE: frees the space; pairs with the producer's acquire load of head.
     ctrl_->consumer.head.store(head_, std::memory_order_release);
     // Dekker half of the producer's sleep handshake (see Writer::commit).

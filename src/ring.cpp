@@ -1,21 +1,15 @@
 #include "flatring/ring.hpp"
 
+#include "mp_wait.hpp"
+
 #include <string>
 
 namespace flatring {
 namespace {
 
-void require_mode(const Ring& ring, const char* who) {
-  if (ring.info().mode != Mode::spsc) {
-    throw Error(Errc::wrong_mode, "flatring ring '" + ring.info().name + "': a " + who +
-                                      " needs an spsc ring; this ring's mode is " +
-                                      std::to_string(static_cast<unsigned>(ring.info().mode)));
-  }
-}
+void require_mode(const Ring& ring, const char* who) { mp_detail::require_mode(ring, Mode::spsc, who); }
 
-[[noreturn]] void corrupt_state(const Ring& ring, const std::string& what) {
-  throw Error(Errc::corrupt_state, "flatring ring '" + ring.info().name + "': " + what);
-}
+using mp_detail::corrupt_state;
 
 // Puts the caller to sleep on `line` until woken, `ready()`, `deadline`, or one `slice`. The
 // sleeper's half of the Dekker handshake: waiters.fetch_add, sleeper_fence (membarrier), read the

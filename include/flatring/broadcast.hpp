@@ -77,20 +77,14 @@ class BroadcastWriter {
   /// check: a dead consumer holds a try_write back until a blocking write (or
   /// Ring::reap_dead_peers) reclaims its slot.
   [[nodiscard]] Status try_write(std::span<const std::byte> payload) noexcept {
-    auto r = try_reserve(payload.size());
-    if (!r) return r.status();
-    if (!payload.empty()) std::memcpy(r->data(), payload.data(), payload.size());
-    return commit(payload.size());
+    return detail::fill_and_commit(*this, try_reserve(payload.size()), payload);
   }
 
   /// Like try_write, but waits (spin, then futex) up to `timeout` for the slowest live consumer.
   /// Consumers that died are reclaimed while waiting and stop holding the producer back.
   /// Extra outcome: timed_out.
   [[nodiscard]] Status write(std::span<const std::byte> payload, std::chrono::nanoseconds timeout) {
-    auto r = reserve(payload.size(), timeout);
-    if (!r) return r.status();
-    if (!payload.empty()) std::memcpy(r->data(), payload.data(), payload.size());
-    return commit(payload.size());
+    return detail::fill_and_commit(*this, reserve(payload.size(), timeout), payload);
   }
 
   /// Reserves room for a record of up to `n` bytes; follow with commit(used <= n) or abort().

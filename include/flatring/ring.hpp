@@ -105,6 +105,15 @@ inline void wake_all(layout::WaitLine& w, const Attachment& self) noexcept {
   self.count(layout::futex_wakes);
 }
 
+/// Copies `payload` into a reservation and commits it: the body of every copy-in write.
+template <class W>
+Status fill_and_commit(W& writer, Result<std::span<std::byte>> r,
+                       std::span<const std::byte> payload) noexcept {
+  if (!r) return r.status();
+  if (!payload.empty()) std::memcpy(r->data(), payload.data(), payload.size());
+  return writer.commit(payload.size());
+}
+
 }  // namespace detail
 
 /// The producer side of an spsc ring: copy in with try_write/write, or zero-copy with
@@ -120,20 +129,14 @@ class Writer {
   /// Copies `payload` in as one record. ok, full, too_large, or corrupt (the consumer published an
   /// impossible head). Never blocks, never makes a syscall unless a consumer sleeps.
   [[nodiscard]] Status try_write(std::span<const std::byte> payload) noexcept {
-    auto r = try_reserve(payload.size());
-    if (!r) return r.status();
-    if (!payload.empty()) std::memcpy(r->data(), payload.data(), payload.size());
-    return commit(payload.size());
+    return detail::fill_and_commit(*this, try_reserve(payload.size()), payload);
   }
 
   /// Like try_write, but waits (spin, then futex) up to `timeout` for space. Extra outcomes:
   /// timed_out; no_consumer (full and no live consumer attached); peer_dead (the consumer died;
   /// its slot was reclaimed).
   [[nodiscard]] Status write(std::span<const std::byte> payload, std::chrono::nanoseconds timeout) {
-    auto r = reserve(payload.size(), timeout);
-    if (!r) return r.status();
-    if (!payload.empty()) std::memcpy(r->data(), payload.data(), payload.size());
-    return commit(payload.size());
+    return detail::fill_and_commit(*this, reserve(payload.size(), timeout), payload);
   }
 
   /// Reserves room for a record of up to `n` bytes and returns the writable payload area (16-byte

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <string>
 
 #include "flatring/ring.hpp"
@@ -60,6 +61,57 @@ inline bool producer_gone(const Ring& ring) noexcept {
   const PeerCensus c = census(ring, layout::Role::producer);
   if (c.dead != 0) ring.reap_dead_peers();
   return c.alive == 0 && c.dead != 0;
+}
+
+/// The producers' claim positions, for recovering a claim at `pos` that is not becoming a record.
+struct ProducerCursors {
+  bool owner_alive = false;  ///< a live producer's cursor is `pos`: it owns (or retries) the claim
+  std::uint64_t cursor[layout::kMaxPeers];
+  std::uint32_t n = 0;
+};
+
+/// \pre the caller loaded the tail (acquire) after the claim was made: a producer stores its
+/// cursor before its tail CAS, so the owner's cursor is visible.
+inline ProducerCursors producer_cursors(const layout::Control& ctrl, std::uint64_t pos) noexcept {
+  ProducerCursors out;
+  for (const auto& s : ctrl.peers) {
+    const std::uint32_t pid = s.pid.load(std::memory_order_acquire);
+    if (pid == 0 || s.role.load(std::memory_order_acquire) != static_cast<std::uint32_t>(layout::Role::producer)) {
+      continue;
+    }
+    const std::uint64_t c = s.cursor.load(std::memory_order_relaxed);  // after the tail acquire
+    if (c == pos && pid != layout::kReaping &&
+        is_alive(ProcessToken{pid, s.start_time.load(std::memory_order_relaxed)})) {
+      out.owner_alive = true;
+      return out;
+    }
+    out.cursor[out.n++] = c;
+  }
+  return out;
+}
+
+/// How far the claim at `pos` of a dead producer reaches, at most `limit` bytes. `w` is the frame
+/// word there: a `claimed` header says; 0 (or an mpmc `done` leftover) means the producer died
+/// before writing the header, so it wrote nothing, and the claim ends at the next word that is a
+/// header, at the next position another producer's cursor names, or at the limit. 0: corrupt.
+inline std::uint64_t dead_claim_extent(const std::byte* data, std::uint64_t mask, std::uint64_t pos,
+                                       std::uint64_t w, std::uint64_t limit,
+                                       const ProducerCursors& producers) noexcept {
+  if (layout::frame_type(w) == layout::RecordType::claimed) {
+    const std::uint64_t extent = layout::frame_size(layout::frame_length(w));
+    return layout::frame_flags(w) != 0 || extent > limit ? 0 : extent;
+  }
+  std::uint64_t extent = layout::kRecordAlign;
+  while (extent < limit) {
+    const std::uint64_t at = pos + extent;
+    const std::uint64_t v = detail::header_at(data, at & mask).frame.load(std::memory_order_acquire);
+    if (v != 0 && layout::frame_type(v) != layout::RecordType::done) break;
+    if (std::find(producers.cursor, producers.cursor + producers.n, at) != producers.cursor + producers.n) {
+      break;  // the next claim starts here
+    }
+    extent += layout::kRecordAlign;
+  }
+  return extent;
 }
 
 }  // namespace flatring::mp_detail

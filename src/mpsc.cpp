@@ -9,10 +9,12 @@ namespace flatring {
 
 using mp_detail::Slept;
 
-// ---------------------------------------------------------------- MpscWriter
+// ---------------------------------------------------------------- MpWriter
 
-MpscWriter::MpscWriter(Ring ring, WaitOptions wait)
-    : ring_((mp_detail::require_mode(ring, Mode::mpsc, "MpscWriter"), ring)),
+MpWriter::MpWriter(Ring ring, WaitOptions wait)
+    : ring_((mp_detail::require_mode(ring, ring.info().mode == Mode::mpmc ? Mode::mpmc : Mode::mpsc,
+                                     "MpWriter"),
+             ring)),
       self_(ring_, layout::Role::producer, /*exclusive=*/false),
       wait_(wait),
       ctrl_(&ring_.control()),
@@ -35,7 +37,7 @@ MpscWriter::MpscWriter(Ring ring, WaitOptions wait)
   }
 }
 
-Result<std::span<std::byte>> MpscWriter::reserve(std::size_t n, std::chrono::nanoseconds timeout) {
+Result<std::span<std::byte>> MpWriter::reserve(std::size_t n, std::chrono::nanoseconds timeout) {
   auto r = try_reserve(n);
   if (r.status() != Status::full) return r;
   const auto deadline = detail::deadline_after(timeout);
@@ -99,39 +101,12 @@ Status MpscReader::unblock() noexcept {
   }
   if (t == head_) return Status::empty;  // nothing claimed
 
-  // The producers' claim positions. A live producer whose cursor is the head owns (or is about to
-  // retry) the claim here: wait for it.
-  std::uint64_t cursors[layout::kMaxPeers];
-  std::uint32_t n = 0;
-  for (const auto& s : ctrl_->peers) {
-    const std::uint32_t pid = s.pid.load(std::memory_order_acquire);
-    if (pid == 0 || s.role.load(std::memory_order_acquire) != static_cast<std::uint32_t>(layout::Role::producer)) {
-      continue;
-    }
-    const std::uint64_t c = s.cursor.load(std::memory_order_relaxed);  // after the tail acquire
-    if (c == head_ && pid != layout::kReaping &&
-        is_alive(ProcessToken{pid, s.start_time.load(std::memory_order_relaxed)})) {
-      return Status::empty;
-    }
-    cursors[n++] = c;
-  }
-
+  const mp_detail::ProducerCursors producers = mp_detail::producer_cursors(*ctrl_, head_);
+  if (producers.owner_alive) return Status::empty;
   // The owner is dead. How far does its claim reach?
-  const std::uint64_t to_end = capacity_ - offset;
-  const std::uint64_t limit = std::min(t - head_, to_end);
-  std::uint64_t extent = 0;
-  if (w != 0) {  // its `claimed` header says
-    extent = layout::frame_size(layout::frame_length(w));
-    if (layout::frame_flags(w) != 0 || extent > limit) return corrupt().status();
-  } else {  // it died before writing the header, so it wrote nothing: its bytes are all zero
-    extent = layout::kRecordAlign;
-    while (extent < limit) {
-      const std::uint64_t pos = head_ + extent;
-      if (detail::header_at(data_, pos & mask_).frame.load(std::memory_order_acquire) != 0) break;
-      if (std::find(cursors, cursors + n, pos) != cursors + n) break;  // the next claim starts here
-      extent += layout::kRecordAlign;
-    }
-  }
+  const std::uint64_t extent = mp_detail::dead_claim_extent(
+      data_, mask_, head_, w, std::min(t - head_, capacity_ - offset), producers);
+  if (extent == 0) return corrupt().status();
   // Fails if the owner committed or aborted after all (then it was not dead when we looked).
   if (!h.frame.compare_exchange_strong(
           w, layout::make_frame(layout::RecordType::abandoned, extent - layout::kRecordHeaderSize),

@@ -54,6 +54,9 @@ enum class RecordType : std::uint8_t {
   padding = 2,    ///< skip to the end of the ring (records are never split at the end)
   abandoned = 3,  ///< a claim whose producer died (multi-producer recovery); skipped
   claimed = 4,    ///< mpsc/mpmc: a claim being written (length = the claimed payload); not yet data
+  releasing = 5,  ///< mpmc: its consumer is done with it and is zeroing it; length = the extent
+  done = 6,       ///< mpmc: consumed and zeroed; length = the record's extent. Free once the head
+                  ///< passes it, and then read as "not yet written", like 0
 };
 
 /// Every record starts with this 16-byte header, at a 16-byte aligned offset; the payload follows.
@@ -113,9 +116,13 @@ struct alignas(kLine) ProducerLine {
 };
 
 /// Owned by the consumer side. `head` is the position up to which records have been released.
+/// `next` (mpmc only, 0 otherwise) is the position of the next record no consumer has claimed yet;
+/// it sits in the second 64-byte half so that claims and frees do not bounce one cache line.
 struct alignas(kLine) ConsumerLine {
   std::atomic<std::uint64_t> head;
-  std::uint8_t pad[kLine - 8];
+  std::uint8_t pad0[64 - 8];
+  std::atomic<std::uint64_t> next;
+  std::uint8_t pad[kLine - 64 - 8];
 };
 
 /// One futex handshake. Sleepers bump `waiters` and re-check before they sleep on `futex`; a waker
@@ -207,6 +214,7 @@ static_assert(offsetof(Control, producer) == 256 && offsetof(Control, consumer) 
                   offsetof(Control, retired) == 768 && offsetof(Control, owners) == 896 &&
                   offsetof(Control, peers) == 1024,
               "control offsets are part of layout version 1");
+static_assert(offsetof(ConsumerLine, next) == 64, "mpmc read cursor offset is part of layout version 1");
 static_assert(offsetof(SegmentHeader, schema_hash) == 64 && offsetof(SegmentHeader, capacity) == 24,
               "header offsets are part of layout version 1");
 static_assert(kRingOffset == 8192, "record area offset is part of layout version 1");

@@ -15,7 +15,7 @@
 
 namespace flatring::detail {
 
-/// CRTP base of BroadcastReader and MpscReader. `Byte` is `const std::byte` for a consumer that
+/// CRTP base of BroadcastReader, MpscReader and MpmcReader. `Byte` is `const std::byte` for a consumer that
 /// reads the record area through the read-only mapping, `std::byte` for one that writes it (mpsc
 /// zeroes what it consumed). `Derived` provides, privately (befriend the base):
 ///   Result<RecordView> next() noexcept       the record at head_ (via hold()), or why there is none
@@ -27,7 +27,7 @@ class ReaderCore {
  public:
   /// The next record, without releasing it (calling again returns the same record).
   [[nodiscard]] Result<RecordView> try_read() noexcept {
-    if (held_) return RecordView{held_view_, head_};
+    if (held_) return RecordView{held_view_, head_, held_redelivered_};
     return derived().next();
   }
 
@@ -92,11 +92,13 @@ class ReaderCore {
   }
 
   /// Holds the checked record of `len` payload bytes at `offset`, taking `extent` ring bytes.
-  RecordView hold(std::uint64_t offset, std::uint64_t len, std::uint64_t extent) noexcept {
+  RecordView hold(std::uint64_t offset, std::uint64_t len, std::uint64_t extent,
+                  bool redelivered = false) noexcept {
     held_view_ = std::span<const std::byte>(data_ + offset + layout::kRecordHeaderSize, len);
     held_frame_ = extent;
     held_ = true;
-    return RecordView{held_view_, head_};
+    held_redelivered_ = redelivered;
+    return RecordView{held_view_, head_, redelivered};
   }
 
   /// This consumer's statistics, published with each head publication.
@@ -117,6 +119,7 @@ class ReaderCore {
   std::uint64_t tail_cache_ = 0;
   Status last_status_ = Status::empty;
   bool held_ = false;
+  bool held_redelivered_ = false;
 
  private:
   Derived& derived() noexcept { return static_cast<Derived&>(*this); }

@@ -56,6 +56,19 @@
 #include "flatring/segment.hpp"
 #include "flatring/status.hpp"
 
+#ifndef FLATRING_TSAN
+#if defined(__SANITIZE_THREAD__)
+#define FLATRING_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define FLATRING_TSAN 1
+#endif
+#endif
+#endif
+#ifndef FLATRING_TSAN
+#define FLATRING_TSAN 0
+#endif
+
 #ifdef FLATRING_TEST_HOOKS
 // Test-only stops inside a producer, so that a crash test can SIGKILL it at an exact point.
 namespace flatring::test_hooks {
@@ -77,14 +90,47 @@ namespace flatring {
 namespace detail {
 /// A producer's cursor before its first claim. Never a real position: those are 16-byte aligned.
 inline constexpr std::uint64_t kNoClaim = ~std::uint64_t{0};
+
+/// Copies into ring memory that is not yet published. Under ThreadSanitizer the copy is made of
+/// relaxed atomic word stores: an mpmc consumer that was preempted may load a frame word at a
+/// stale position that by then lies inside a newer record (it discards what it read, see
+/// docs/design-mp.md), and TSan must see that benign race as what it is, a race between atomics.
+/// Other builds use memcpy.
+inline void ring_copy(std::byte* to, const std::byte* from, std::size_t n) noexcept {
+#if FLATRING_TSAN
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    std::uint64_t v;
+    std::memcpy(&v, from + i, 8);
+    __atomic_store_n(reinterpret_cast<std::uint64_t*>(to + i), v, __ATOMIC_RELAXED);
+  }
+  for (; i < n; ++i) __atomic_store_n(reinterpret_cast<unsigned char*>(to + i), static_cast<unsigned char>(from[i]), __ATOMIC_RELAXED);
+#else
+  if (n != 0) std::memcpy(to, from, n);
+#endif
+}
+
+/// Zeroes ring memory, with the same ThreadSanitizer treatment as ring_copy. \pre `to` is 8-byte
+/// aligned and `n` a multiple of 8 (ring positions are 16-byte aligned).
+inline void ring_zero(std::byte* to, std::size_t n) noexcept {
+#if FLATRING_TSAN
+  for (std::size_t i = 0; i < n; i += 8) {
+    __atomic_store_n(reinterpret_cast<std::uint64_t*>(to + i), std::uint64_t{0}, __ATOMIC_RELAXED);
+  }
+#else
+  std::memset(to, 0, n);
+#endif
+}
 }  // namespace detail
 
-/// One producer of an mpsc ring. Any number may attach (up to the peer slots). Not thread-safe:
-/// \pre every method of one MpscWriter is called from one thread at a time (use one per thread).
-class MpscWriter {
+/// One producer of an mpsc or mpmc ring (MpscWriter and MpmcWriter are this class; the producer's
+/// protocol is the same in both modes). Any number may attach (up to the peer slots). Not
+/// thread-safe: \pre every method of one MpWriter is called from one thread at a time (use one
+/// per thread).
+class MpWriter {
  public:
-  /// \throws Error(wrong_mode) for a ring that is not mpsc; Error(no_free_slot).
-  explicit MpscWriter(Ring ring, WaitOptions wait = {});
+  /// \throws Error(wrong_mode) for a ring that is neither mpsc nor mpmc; Error(no_free_slot).
+  explicit MpWriter(Ring ring, WaitOptions wait = {});
 
   /// Copies `payload` in as one record. ok, full, too_large, corrupt (impossible positions), or
   /// abandoned (the consumer gave the claim up; nothing was delivered).
@@ -201,11 +247,11 @@ class MpscWriter {
     if (from.empty()) return;
 #ifdef FLATRING_TEST_HOOKS
     const std::size_t half = from.size() / 2;
-    std::memcpy(to, from.data(), half);
+    detail::ring_copy(to, from.data(), half);
     FLATRING_TEST_HOOK(mid_copy);
-    std::memcpy(to + half, from.data() + half, from.size() - half);
+    detail::ring_copy(to + half, from.data() + half, from.size() - half);
 #else
-    std::memcpy(to, from.data(), from.size());
+    detail::ring_copy(to, from.data(), from.size());
 #endif
   }
 
@@ -218,8 +264,10 @@ class MpscWriter {
   }
 
   void wake_consumer() noexcept {
-    // Dekker partner of the consumer's waiters.fetch_add (after our seq_cst frame write).
-    if (ctrl_->data.waiters.load(std::memory_order_seq_cst) != 0) detail::wake_all(ctrl_->data, self_);
+    // Dekker partner of the consumer's waiters.fetch_add (after our seq_cst frame write). One
+    // record, one consumer: mpmc consumers share the work, so waking them all would only make the
+    // others go back to sleep (mpsc has a single consumer anyway).
+    if (ctrl_->data.waiters.load(std::memory_order_seq_cst) != 0) detail::wake_one(ctrl_->data, self_);
   }
 
   // Reads the consumer's head into head_cache_. empty: the head is past `t`, which was stale
@@ -256,6 +304,9 @@ class MpscWriter {
   std::uint64_t records_ = 0;
   std::uint64_t bytes_ = 0;
 };
+
+using MpscWriter = MpWriter;  ///< the producer of an mpsc ring
+using MpmcWriter = MpWriter;  ///< the producer of an mpmc ring
 
 /// The consumer of an mpsc ring (one at a time; a dead consumer's role is taken over). Records are
 /// read in place and stay valid until released; releasing zeroes them. Same reading API as
@@ -335,7 +386,7 @@ class MpscReader : public detail::ReaderCore<MpscReader, std::byte> {
   // record behind, not a zero frame over leftover bytes.
   void step(std::uint64_t extent) noexcept {
     const std::uint64_t offset = head_ & mask_;
-    std::memset(data_ + offset + 8, 0, extent - 8);
+    detail::ring_zero(data_ + offset + 8, extent - 8);
     // Relaxed: published by the head store (release) that follows.
     detail::header_at(data_, offset).frame.store(0, std::memory_order_relaxed);
     head_ += extent;

@@ -65,6 +65,9 @@ struct WaitOptions {
 struct RecordView {
   std::span<const std::byte> bytes;
   std::uint64_t position = 0;  ///< ring position of the record's header
+  /// mpmc only: a consumer died holding this record and it is delivered again, to this consumer
+  /// (at-least-once). Always false in the other modes.
+  bool redelivered = false;
 };
 
 namespace detail {
@@ -102,6 +105,13 @@ bool spin_until(Ready&& ready, std::chrono::nanoseconds spin) noexcept {
 inline void wake_all(layout::WaitLine& w, const Attachment& self) noexcept {
   w.futex.fetch_add(1, std::memory_order_release);
   wait::futex_wake(w.futex, INT_MAX);
+  self.count(layout::futex_wakes);
+}
+
+/// Bumps the futex word and wakes one sleeper (mpmc work sharing: one record, one consumer).
+inline void wake_one(layout::WaitLine& w, const Attachment& self) noexcept {
+  w.futex.fetch_add(1, std::memory_order_release);
+  wait::futex_wake(w.futex, 1);
   self.count(layout::futex_wakes);
 }
 

@@ -1,0 +1,343 @@
+#include "flatring/mpmc.hpp"
+
+#include <algorithm>
+#include <string>
+
+#include "mp_wait.hpp"
+
+namespace flatring {
+
+using layout::RecordType;
+using mp_detail::Slept;
+
+namespace {
+constexpr std::uint64_t kAlignMask = layout::kRecordAlign - 1;
+
+// A frame word with its flags byte (the takeover count) bumped, so that a takeover CAS always
+// changes the word and only one of several recoverers can win it.
+constexpr std::uint64_t bump_takeovers(std::uint64_t w) noexcept {
+  const std::uint64_t flags = (layout::frame_flags(w) + 1) & 0xFF;
+  return (w & ~(std::uint64_t{0xFF} << layout::kLengthBits)) | ((flags == 0 ? 1 : flags) << layout::kLengthBits);
+}
+}  // namespace
+
+MpmcReader::MpmcReader(Ring ring, WaitOptions wait)
+    : ReaderCore((mp_detail::require_mode(ring, Mode::mpmc, "MpmcReader"), ring), /*exclusive=*/false,
+                 wait) {
+  // No claim yet: a recoverer looking for the owner of the record at the head must not take us.
+  self_.slot().cursor.store(detail::kNoClaim, std::memory_order_relaxed);
+  // Other consumers and producers move the positions while we load them, only forward: take a
+  // snapshot during which the head did not move, then check head <= next <= tail <= head + capacity.
+  std::uint64_t head = 0, next = 0, tail = 0;
+  for (int attempt = 0;; ++attempt) {
+    head = ctrl_->consumer.head.load(std::memory_order_acquire);
+    next = ctrl_->consumer.next.load(std::memory_order_acquire);
+    tail = ctrl_->producer.tail.load(std::memory_order_acquire);
+    if (ctrl_->consumer.head.load(std::memory_order_acquire) == head || attempt == 1000) break;
+  }
+  if ((head | next | tail) & kAlignMask || next < head || tail < next || tail - head > capacity_) {
+    mp_detail::corrupt_state(ring_, "impossible positions: head " + std::to_string(head) + ", next " +
+                                        std::to_string(next) + ", tail " + std::to_string(tail));
+  }
+  head_ = next;
+  tail_cache_ = next;
+}
+
+Result<RecordView> MpmcReader::next() noexcept {
+  // Bounded: every pass either returns, or skips a record (progress), or lost a race to another
+  // consumer that made progress.
+  for (int hop = 0; hop < 64; ++hop) {
+    const std::uint64_t r = ctrl_->consumer.next.load(std::memory_order_acquire);
+    head_ = r;  // where a corrupt record is reported
+    if ((r & kAlignMask) != 0) return corrupt();
+    // Nothing at or past the tail is a record of this lap: never interpret a frame there.
+    if (!covered(r, r + layout::kRecordHeaderSize)) {
+      if (tail_cache_ == r || ctrl_->producer.tail.load(std::memory_order_acquire) == r) return empty();
+      if (moved(r)) continue;
+      return corrupt();
+    }
+    const std::uint64_t offset = r & mask_;
+    auto& h = detail::header_at(data_, offset);
+    // SYNC POINT READ: pairs with the producer's commit (or padding / abandon) CAS.
+    const std::uint64_t w = h.frame.load(std::memory_order_acquire);
+    const auto type = layout::frame_type(w);
+    const std::uint64_t to_end = capacity_ - offset;
+    const std::uint64_t len = layout::frame_length(w);
+    switch (type) {
+      case RecordType::data: {
+        const std::uint64_t extent = h.aux;  // plain: written before the commit we acquired
+        if (layout::frame_flags(w) != 0 || len > max_record_ || extent < layout::frame_size(len) ||
+            extent > to_end || (extent & kAlignMask) != 0 || !covered(r, r + extent)) {
+          if (moved(r)) continue;
+          return corrupt();
+        }
+        if (!claim(r, extent)) continue;
+        return hold(offset, len, extent);
+      }
+      case RecordType::padding:
+      case RecordType::abandoned: {
+        const std::uint64_t extent = len + layout::kRecordHeaderSize;
+        const bool fits = type == RecordType::padding
+                              ? extent == to_end
+                              : extent <= to_end && (extent & kAlignMask) == 0;
+        if (layout::frame_flags(w) != 0 || !fits || !covered(r, r + extent)) {
+          if (moved(r)) continue;
+          return corrupt();
+        }
+        if (!claim(r, extent)) continue;
+        finish(r, extent, type == RecordType::abandoned);  // padding covers free (zero) space
+        advance_head();  // producers may be waiting for exactly these bytes
+        continue;
+      }
+      default:
+        // 0, claimed, done: a claim still being written (or a claim whose producer died:
+        // recover()). Anything else is not a frame word.
+        if (w == 0 || type == RecordType::claimed || type == RecordType::done) return empty();
+        if (moved(r)) continue;
+        return corrupt();
+    }
+  }
+  return empty();
+}
+
+void MpmcReader::finish(std::uint64_t pos, std::uint64_t extent, bool zero) noexcept {
+  const std::uint64_t offset = pos & mask_;
+  auto& h = detail::header_at(data_, offset);
+  if (zero) {
+    // "Done with it, zeroing": a recoverer that finds this after our death finishes the zeroing
+    // instead of delivering half-zeroed bytes again. Relaxed: read only after our death.
+    h.frame.store(layout::make_frame(RecordType::releasing, extent), std::memory_order_relaxed);
+    detail::ring_zero(data_ + offset + 8, extent - 8);
+  }
+  // SYNC POINT WRITE: publishes the zeroes (release) to whoever frees this record; seq_cst: the
+  // Dekker half against a freer's head CAS (see advance_head).
+  h.frame.store(layout::make_frame(RecordType::done, extent), std::memory_order_seq_cst);
+}
+
+void MpmcReader::advance_head() noexcept {
+  bool freed = false;
+  // Bounded: each pass frees at least 16 bytes of a ring of capacity_ bytes, or stops.
+  for (std::uint64_t hop = 0; hop <= capacity_ / layout::kRecordAlign; ++hop) {
+    // seq_cst: a finisher's done store and our load of its frame after our CAS (Dekker).
+    std::uint64_t h = ctrl_->consumer.head.load(std::memory_order_seq_cst);
+    const std::uint64_t r = ctrl_->consumer.next.load(std::memory_order_acquire);
+    if (h >= r || r - h > capacity_ || (h & kAlignMask) != 0) break;
+    const std::uint64_t offset = h & mask_;
+    // SYNC POINT READ: pairs with the finisher's done store; the zeroes are visible after it.
+    const std::uint64_t w = detail::header_at(data_, offset).frame.load(std::memory_order_seq_cst);
+    if (layout::frame_type(w) != RecordType::done || layout::frame_flags(w) != 0) break;
+    const std::uint64_t extent = layout::frame_length(w);
+    // A stale `h` (another freer moved on) may show anything: the CAS below then fails.
+    if (extent < layout::kRecordAlign || (extent & kAlignMask) != 0 || extent > capacity_ - offset ||
+        extent > r - h) {
+      break;
+    }
+    // SYNC POINT WRITE: frees [h, h + extent); pairs with the producers' acquire load of head.
+    if (ctrl_->consumer.head.compare_exchange_strong(h, h + extent, std::memory_order_seq_cst,
+                                                     std::memory_order_relaxed)) {
+      freed = true;
+    }
+  }
+  // seq_cst: Dekker partner of a sleeping producer's waiters.fetch_add.
+  if (freed && ctrl_->space.waiters.load(std::memory_order_seq_cst) != 0) {
+    detail::wake_all(ctrl_->space, self_);
+  }
+}
+
+bool MpmcReader::consumer_alive_at(std::uint64_t pos) const noexcept {
+  for (const auto& s : ctrl_->peers) {
+    if (&s == &self_.slot()) continue;  // we hold nothing (recover() runs only when not holding)
+    const std::uint32_t pid = s.pid.load(std::memory_order_acquire);
+    if (pid == 0 || pid == layout::kReaping ||
+        s.role.load(std::memory_order_acquire) != static_cast<std::uint32_t>(layout::Role::consumer)) {
+      continue;
+    }
+    if (s.cursor.load(std::memory_order_relaxed) == pos &&
+        is_alive(ProcessToken{pid, s.start_time.load(std::memory_order_relaxed)})) {
+      return true;
+    }
+  }
+  return false;
+}
+
+Status MpmcReader::recover_head() noexcept {
+  const std::uint64_t h = ctrl_->consumer.head.load(std::memory_order_acquire);
+  // SYNC POINT READ: pairs with the claim CASes on `next` (one release sequence): the claimer's
+  // cursor store, made before its CAS, is visible once we see `next` past its record.
+  const std::uint64_t r = ctrl_->consumer.next.load(std::memory_order_acquire);
+  if (h >= r) return Status::empty;  // nothing held
+  if (r - h > capacity_ || (h & kAlignMask) != 0) return corrupt().status();
+  const std::uint64_t offset = h & mask_;
+  auto& hd = detail::header_at(data_, offset);
+  std::uint64_t w = hd.frame.load(std::memory_order_acquire);
+  const auto type = layout::frame_type(w);
+  if (type == RecordType::done) {  // its consumer died between finishing and freeing
+    advance_head();
+    return Status::empty;
+  }
+  if (type != RecordType::data && type != RecordType::releasing && type != RecordType::padding &&
+      type != RecordType::abandoned) {
+    if (ctrl_->consumer.head.load(std::memory_order_acquire) != h) return Status::empty;  // stale
+    head_ = h;
+    return corrupt().status();
+  }
+  // The owner is the consumer whose cursor is `h`: it moves its cursor only after it finished the
+  // record (then the frame is done). A live one is still working on it.
+  if (consumer_alive_at(h)) return Status::empty;
+
+  // The owner is dead. Take the record over: name ourselves its owner first (in case we die too),
+  // then change the frame word so no other recoverer can also take it.
+  self_.slot().cursor.store(h, std::memory_order_seq_cst);
+  if (ctrl_->consumer.head.load(std::memory_order_seq_cst) != h) return Status::empty;
+  const std::uint64_t mine = bump_takeovers(w);
+  if (!hd.frame.compare_exchange_strong(w, mine, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+    return Status::empty;  // another recoverer won, or the record changed
+  }
+  if (ctrl_->consumer.head.load(std::memory_order_acquire) != h) {
+    // The head moved between our check and the CAS: the word belonged to a later lap. Put it back
+    // (fails harmlessly if its owner has written it since).
+    std::uint64_t back = mine;
+    hd.frame.compare_exchange_strong(back, w, std::memory_order_acq_rel, std::memory_order_relaxed);
+    return Status::empty;
+  }
+  self_.count(layout::abandoned_records);
+  const std::uint64_t to_end = capacity_ - offset;
+  const std::uint64_t len = layout::frame_length(w);
+  head_ = h;
+  switch (type) {
+    case RecordType::data: {
+      const std::uint64_t extent = hd.aux;
+      if (len > max_record_ || extent < layout::frame_size(len) || extent > to_end ||
+          (extent & kAlignMask) != 0 || extent > r - h) {
+        return corrupt().status();
+      }
+      hold(offset, len, extent, /*redelivered=*/true);
+      return Status::ok;
+    }
+    case RecordType::releasing: {  // the dead consumer was done with it: finish the zeroing
+      if (len < layout::kRecordAlign || len > to_end || (len & kAlignMask) != 0 || len > r - h) {
+        return corrupt().status();
+      }
+      finish(h, len, true);
+      break;
+    }
+    default: {  // padding or abandoned, claimed but not finished
+      const std::uint64_t extent = len + layout::kRecordHeaderSize;
+      if (extent > to_end || (extent & kAlignMask) != 0 || extent > r - h) return corrupt().status();
+      finish(h, extent, type == RecordType::abandoned);
+      break;
+    }
+  }
+  advance_head();
+  return Status::empty;
+}
+
+Status MpmcReader::unblock_claim() noexcept {
+  const std::uint64_t r = ctrl_->consumer.next.load(std::memory_order_acquire);
+  // SYNC POINT READ: pairs with the tail CASes (one release sequence): the owner's cursor store,
+  // made before its CAS, is visible once we see a tail past its claim.
+  const std::uint64_t t = ctrl_->producer.tail.load(std::memory_order_acquire);
+  if (t == r) return Status::empty;  // nothing claimed
+  if (t < r || t - r > capacity_ || ((t | r) & kAlignMask) != 0) {
+    if (moved(r)) return Status::empty;
+    head_ = r;
+    return corrupt().status();
+  }
+  const std::uint64_t offset = r & mask_;
+  auto& hd = detail::header_at(data_, offset);
+  std::uint64_t w = hd.frame.load(std::memory_order_acquire);
+  const auto type = layout::frame_type(w);
+  if (w != 0 && type != RecordType::claimed && type != RecordType::done) return Status::ok;
+
+  const mp_detail::ProducerCursors producers = mp_detail::producer_cursors(*ctrl_, r);
+  if (producers.owner_alive) return Status::empty;
+  // The owner is dead. How far does its claim reach?
+  const std::uint64_t extent =
+      mp_detail::dead_claim_extent(data_, mask_, r, w, std::min(t - r, capacity_ - offset), producers);
+  if (extent == 0) {
+    if (moved(r)) return Status::empty;
+    head_ = r;
+    return corrupt().status();
+  }
+  // Claim it like a record: from here on it is ours alone and cannot be reused under us.
+  if (!claim(r, extent)) return Status::empty;
+  // Fails only if the producer committed after all (it was not dead): then deliver the record.
+  if (!hd.frame.compare_exchange_strong(
+          w, layout::make_frame(RecordType::abandoned, extent - layout::kRecordHeaderSize),
+          std::memory_order_acq_rel, std::memory_order_acquire)) {
+    head_ = r;
+    const std::uint64_t len = layout::frame_length(w);
+    if (layout::frame_type(w) == RecordType::data && layout::frame_flags(w) == 0 && len <= max_record_ &&
+        hd.aux == extent && layout::frame_size(len) <= extent) {
+      hold(offset, len, extent);
+      return Status::ok;
+    }
+    finish(r, extent, true);  // not a record we can deliver: drop it, zeroed
+    advance_head();
+    return corrupt().status();
+  }
+  finish(r, extent, true);
+  advance_head();
+  self_.count(layout::abandoned_records);
+  last_status_ = Status::abandoned;
+  return Status::abandoned;
+}
+
+Status MpmcReader::recover() noexcept {
+  if (held_) return Status::ok;
+  advance_head();  // records a dead consumer finished but did not free
+  const Status h = recover_head();
+  if (h != Status::empty) return h;
+  return unblock_claim();
+}
+
+bool MpmcReader::producers_gone() noexcept {
+  const PeerCensus c = census(ring_, layout::Role::producer);
+  if (c.alive != 0) {
+    seen_producer_ = true;
+    return false;
+  }
+  if (c.dead != 0) ring_.reap_dead_peers();
+  return c.dead != 0 || seen_producer_;
+}
+
+Result<RecordView> MpmcReader::read(std::chrono::nanoseconds timeout) {
+  auto r = try_read();
+  if (r.status() != Status::empty) return r;
+  const auto deadline = detail::deadline_after(timeout);
+  self_.count(layout::empty_waits);
+  auto ready = [&](std::memory_order order) {
+    const std::uint64_t n = ctrl_->consumer.next.load(order);
+    if (ctrl_->producer.tail.load(order) <= n) return false;
+    const std::uint64_t w = detail::header_at(data_, n & mask_).frame.load(order);
+    const auto type = layout::frame_type(w);
+    return type == RecordType::data || type == RecordType::padding || type == RecordType::abandoned;
+  };
+  for (;;) {
+    if (detail::spin_until([&] { return ready(std::memory_order_relaxed); }, wait_.spin)) {
+      r = try_read();
+      if (r.status() != Status::empty) return r;
+    }
+    const Slept s = mp_detail::sleep_until(
+        ctrl_->data, self_, [&] { return ready(std::memory_order_seq_cst); }, deadline,
+        wait_.liveness_interval);
+    r = try_read();
+    if (r.status() != Status::empty) return r;
+    if (s == Slept::check_peers || s == Slept::timed_out) {
+      const Status u = recover();
+      if (u == Status::abandoned || u == Status::corrupt) return u;
+      if (u == Status::ok) {  // a record taken over, or one that arrived meanwhile
+        r = try_read();
+        if (r.status() != Status::empty) return r;
+      }
+      if (s == Slept::timed_out) return Status::timed_out;
+      if (ctrl_->producer.tail.load(std::memory_order_acquire) ==
+              ctrl_->consumer.next.load(std::memory_order_acquire) &&
+          producers_gone()) {
+        return Status::peer_dead;
+      }
+    }
+  }
+}
+
+}  // namespace flatring

@@ -1,0 +1,398 @@
+// mpmc rings across real processes: producers tagged {producer, seq}, several consumers; every
+// record is delivered exactly once across all consumers, and each consumer sees each producer's
+// records in order. Typed endpoints, batched polling, modes, and records a consumer died holding.
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "helpers.hpp"
+#include "mp_helpers.hpp"
+
+using namespace flatring;
+using namespace std::chrono_literals;
+using flatring::test::Msg;
+using fr_test::unique_name;
+
+namespace {
+
+// One bit per record {producer, seq}, shared by every consumer process: a record delivered twice
+// finds its bit already set.
+struct Delivered {
+  Delivered(std::uint32_t producers, std::uint64_t per_producer)
+      : per(per_producer), bits(producers * ((per_producer + 63) / 64)), words_per((per_producer + 63) / 64) {}
+  // False if this record was delivered before.
+  bool mark(const fr_test::Tag& t) const {
+    const std::uint64_t bit = std::uint64_t{1} << (t.seq % 64);
+    return (bits[t.producer * words_per + t.seq / 64].fetch_or(bit) & bit) == 0;
+  }
+  std::uint64_t count() const {
+    std::uint64_t n = 0;
+    for (std::size_t i = 0; i < bits.size(); ++i) n += static_cast<std::uint64_t>(__builtin_popcountll(bits[i].load()));
+    return n;
+  }
+  std::uint64_t per;
+  fr_test::SharedWords bits;
+  std::uint64_t words_per;
+};
+
+// Consumes until `stop` says the whole stream was delivered (shared[0] counts deliveries). Returns
+// 0, or non-zero for a malformed record, a duplicate, or a per-producer order violation.
+int consume_all(const std::string& name, const Delivered& seen, fr_test::SharedWords& shared,
+                std::uint32_t producers, std::uint64_t total) {
+  MpmcReader r(Ring::open(name));
+  std::vector<std::uint64_t> last(producers, 0);
+  std::vector<bool> any(producers, false);
+  while (shared[0].load() < total) {
+    auto got = r.read(20ms);
+    if (got.status() == Status::timed_out) continue;
+    if (!got) {
+      std::fprintf(stderr, "consumer: %s\n", std::string(to_string(got.status())).c_str());
+      return 2;
+    }
+    const auto tag = fr_test::tagged_of(got->bytes);
+    if (!tag || tag->producer >= producers) return 3;
+    if (any[tag->producer] && tag->seq <= last[tag->producer]) return 4;  // out of order
+    any[tag->producer] = true;
+    last[tag->producer] = tag->seq;
+    if (!seen.mark(*tag)) return 5;  // delivered twice
+    r.release();
+    shared[0].fetch_add(1);
+  }
+  return 0;
+}
+
+}  // namespace
+
+TEST_CASE("mpmc: 4 producers and 4 consumers (processes): every record consumed exactly once", "[mpmc][process]") {
+  const auto name = unique_name("mpmc-4x4");
+  RemoveGuard guard(name);
+  const std::size_t capacity = GENERATE(std::size_t{4096}, std::size_t{1} << 16);
+  CAPTURE(capacity);
+  const std::uint64_t per_producer = fr_test::scaled(capacity == 4096 ? 100'000 : 250'000);
+  constexpr std::uint32_t kProducers = 4, kConsumers = 4;
+  auto ring = Ring::create(name, {.capacity = capacity, .mode = Mode::mpmc});
+  const Delivered seen(kProducers, per_producer);
+  fr_test::SharedWords shared(2);  // [0] deliveries, [1] start
+  const std::uint64_t total = kProducers * per_producer;
+
+  std::vector<pid_t> consumers, producers;
+  for (std::uint32_t c = 0; c < kConsumers; ++c) {
+    consumers.push_back(fr_test::spawn([&] { return consume_all(name, seen, shared, kProducers, total); }));
+  }
+  for (std::uint32_t p = 0; p < kProducers; ++p) {
+    producers.push_back(fr_test::spawn([&, p] {
+      MpmcWriter w(Ring::open(name));
+      fr_test::wait_for([&] { return shared[1].load() == 1; });
+      std::byte buf[64];
+      for (std::uint64_t seq = 0; seq < per_producer; ++seq) {
+        if (w.write({buf, fr_test::make_tagged(buf, p, seq)}, 30s) != Status::ok) return 2;
+      }
+      return 0;
+    }));
+  }
+  shared[1].store(1);
+  for (pid_t p : producers) CHECK(fr_test::join(p) == 0);
+  for (pid_t c : consumers) CHECK(fr_test::join(c) == 0);
+  CHECK(shared[0].load() == total);
+  CHECK(seen.count() == total);
+  // Everything was released: the head caught up with the tail, and no consumer slot is left.
+  CHECK(ring.control().consumer.head.load() == ring.control().producer.tail.load());
+  CHECK(ring.control().consumer.next.load() == ring.control().producer.tail.load());
+  CHECK(ring.control().retired.value[layout::records_read].load() == total);
+}
+
+TEST_CASE("mpmc: a record is delivered to exactly one of several waiting consumers", "[mpmc]") {
+  const auto name = unique_name("mpmc-one");
+  RemoveGuard guard(name);
+  auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc});
+  MpmcReader a(ring), b(ring);
+  MpmcWriter w(ring);
+  std::byte buf[64];
+  CHECK(a.try_read().status() == Status::empty);
+  REQUIRE(w.try_write({buf, fr_test::make_tagged(buf, 0, 0)}) == Status::ok);
+  REQUIRE(w.try_write({buf, fr_test::make_tagged(buf, 0, 1)}) == Status::ok);
+  auto ra = a.try_read();
+  REQUIRE(ra.has_value());
+  auto rb = b.try_read();
+  REQUIRE(rb.has_value());
+  CHECK(fr_test::tagged_of(ra->bytes)->seq == 0);
+  CHECK(fr_test::tagged_of(rb->bytes)->seq == 1);
+  CHECK_FALSE(ra->redelivered);
+  // Held records are not handed out again, and the head waits for the oldest one.
+  CHECK(a.try_read()->position == ra->position);
+  const std::uint64_t first_head = ring.control().consumer.head.load();
+  b.release();  // released out of order: not free yet
+  CHECK(ring.control().consumer.head.load() == first_head);
+  a.release();  // now both are
+  CHECK(ring.control().consumer.head.load() == ring.control().producer.tail.load());
+  CHECK(a.try_read().status() == Status::empty);
+  CHECK(b.try_read().status() == Status::empty);
+}
+
+TEST_CASE("mpmc: out-of-order releases free the ring in order and wrap many times", "[mpmc]") {
+  const auto name = unique_name("mpmc-ooo");
+  RemoveGuard guard(name);
+  auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc});
+  MpmcWriter w(ring);
+  std::vector<std::unique_ptr<MpmcReader>> readers;
+  for (int i = 0; i < 3; ++i) readers.push_back(std::make_unique<MpmcReader>(ring));
+  std::byte buf[64];
+  std::uint64_t written = 0, read = 0;
+  for (int round = 0; round < 2000; ++round) {
+    while (w.try_write({buf, fr_test::make_tagged(buf, 0, written)}) == Status::ok) ++written;
+    // Each reader takes one; they release in reverse order (the newest first).
+    std::vector<int> holding;
+    for (int i = 0; i < 3; ++i) {
+      auto got = readers[i]->try_read();
+      if (!got) break;
+      const auto tag = fr_test::tagged_of(got->bytes);
+      REQUIRE(tag.has_value());
+      REQUIRE(tag->seq == read);
+      ++read;
+      holding.push_back(i);
+    }
+    for (auto it = holding.rbegin(); it != holding.rend(); ++it) readers[*it]->release();
+  }
+  while (auto got = readers[0]->try_read()) {
+    REQUIRE(fr_test::tagged_of(got->bytes)->seq == read);
+    ++read;
+    readers[0]->release();
+  }
+  CHECK(read == written);
+  CHECK(written > 4096 / 64 * 20);  // many laps of the 4 KiB ring
+  CHECK(ring.control().consumer.head.load() == ring.control().producer.tail.load());
+}
+
+TEST_CASE("mpmc: batched polling by two consumers delivers every record once", "[mpmc]") {
+  const auto name = unique_name("mpmc-poll");
+  RemoveGuard guard(name);
+  auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc});
+  MpmcWriter w(ring);
+  MpmcReader a(ring), b(ring);
+  std::byte buf[64];
+  std::vector<int> seen(5000, 0);
+  std::uint64_t written = 0, got = 0;
+  auto on = [&](std::span<const std::byte> bytes) {
+    const auto tag = fr_test::tagged_of(bytes);
+    if (tag && tag->seq < seen.size()) ++seen[tag->seq];
+    ++got;
+  };
+  while (got < seen.size()) {
+    while (written < seen.size() && w.try_write({buf, fr_test::make_tagged(buf, 0, written)}) == Status::ok) ++written;
+    a.poll(on, 7);
+    b.poll(on, 5);
+  }
+  for (std::size_t i = 0; i < seen.size(); ++i) REQUIRE(seen[i] == 1);
+}
+
+TEST_CASE("mpmc: typed producers and consumers in separate processes", "[mpmc][typed][process]") {
+  const auto name = unique_name("mpmc-typed");
+  RemoveGuard guard(name);
+  auto ring = create_ring<Msg>(name, {.capacity = 1 << 16, .mode = Mode::mpmc});
+  constexpr std::uint64_t kPer = 3000;
+  const Delivered seen(2, kPer);
+  fr_test::SharedWords shared(1);
+  std::vector<pid_t> kids;
+  for (int c = 0; c < 2; ++c) {
+    kids.push_back(fr_test::spawn([&] {
+      MpmcConsumer<Msg> in(open_ring<Msg>(name));
+      while (shared[0].load() < 2 * kPer) {
+        auto m = in.receive(20ms);
+        if (m.status() == Status::timed_out) continue;
+        if (!m) return 2;
+        const std::uint64_t seq = (*m)->seq();
+        if (!seen.mark({static_cast<std::uint32_t>(seq >> 32), seq & 0xFFFFFFFF})) return 3;
+        if ((*m)->payload() == nullptr || !fr_test::check_pattern({reinterpret_cast<const std::byte*>((*m)->payload()->data()), (*m)->payload()->size()}, seq)) return 4;
+        shared[0].fetch_add(1);
+      }
+      return 0;
+    }));
+  }
+  for (std::uint64_t p = 0; p < 2; ++p) {
+    kids.push_back(fr_test::spawn([&, p] {
+      MpmcProducer<Msg> out(open_ring<Msg>(name));
+      flatbuffers::FlatBufferBuilder fbb;
+      for (std::uint64_t i = 0; i < kPer; ++i) {
+        const std::uint64_t seq = p << 32 | i;
+        fr_test::build_msg(fbb, seq, i % 300);
+        if (out.send(fbb, 30s) != Status::ok) return 2;
+      }
+      return 0;
+    }));
+  }
+  for (pid_t k : kids) CHECK(fr_test::join(k) == 0);
+  CHECK(seen.count() == 2 * kPer);
+}
+
+TEST_CASE("mpmc: endpoints refuse rings of other modes, and other modes' endpoints refuse mpmc", "[mpmc]") {
+  const auto mpmc_name = unique_name("mpmc-mode");
+  const auto mpsc_name = unique_name("mpmc-mode-s");
+  RemoveGuard g1(mpmc_name), g2(mpsc_name);
+  auto mpmc = Ring::create(mpmc_name, {.capacity = 4096, .mode = Mode::mpmc});
+  auto mpsc = Ring::create(mpsc_name, {.capacity = 4096, .mode = Mode::mpsc});
+  auto code = [](auto&& make) {
+    try {
+      make();
+    } catch (const Error& e) {
+      return e.code();
+    }
+    return Errc{};
+  };
+  CHECK(code([&] { MpmcReader r(mpsc); }) == Errc::wrong_mode);
+  CHECK(code([&] { MpscReader r(mpmc); }) == Errc::wrong_mode);
+  CHECK(code([&] { Reader r(mpmc); }) == Errc::wrong_mode);
+  CHECK(code([&] { Writer w(mpmc); }) == Errc::wrong_mode);
+  CHECK(code([&] { BroadcastReader r(mpmc); }) == Errc::wrong_mode);
+  MpmcWriter ok_mpmc(mpmc);  // one producer class for both multi-producer modes
+  MpscWriter ok_mpsc(mpsc);
+}
+
+TEST_CASE("mpmc: a consumer killed holding a record: it is delivered again to another consumer", "[mpmc][process]") {
+  const auto name = unique_name("mpmc-redeliver");
+  RemoveGuard guard(name);
+  auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc});
+  MpmcWriter w(ring);
+  std::byte buf[64];
+  constexpr std::uint64_t kCount = 300;  // several laps once the held record is recovered
+  REQUIRE(w.try_write({buf, fr_test::make_tagged(buf, 0, 0)}) == Status::ok);
+  fr_test::SharedWords shared(1);
+  const pid_t holder = fr_test::spawn([&]() -> int {
+    MpmcReader r(Ring::open(name));
+    auto got = r.try_read();
+    if (!got) return 2;
+    shared[0].store(1);
+    for (;;) ::pause();  // holds record 0 until killed
+  });
+  fr_test::wait_for([&] { return shared[0].load() == 1; });
+
+  WaitOptions fast;
+  fast.liveness_interval = 5ms;
+  MpmcReader r(ring, fast);
+  CHECK(r.recover() == Status::empty);  // the holder is alive: nothing to take over
+  ::kill(holder, SIGKILL);
+  CHECK(fr_test::join(holder) == 128 + SIGKILL);
+
+  // The writer fills the ring behind the dead holder's record; the survivor drains it, then finds
+  // the held record again (and the head moves on).
+  std::uint64_t written = 1, redelivered = 0;
+  std::vector<int> seen(kCount, 0);
+  std::uint64_t got_count = 0;
+  while (got_count < kCount) {
+    while (written < kCount && w.try_write({buf, fr_test::make_tagged(buf, 0, written)}) == Status::ok) ++written;
+    auto got = r.read(2s);
+    REQUIRE(got.has_value());
+    const auto tag = fr_test::tagged_of(got->bytes);
+    REQUIRE(tag.has_value());
+    REQUIRE(tag->seq < kCount);
+    if (got->redelivered) {
+      ++redelivered;
+      CHECK(tag->seq == 0);
+    }
+    ++seen[tag->seq];
+    ++got_count;
+    r.release();
+  }
+  CHECK(redelivered == 1);
+  for (std::uint64_t i = 0; i < kCount; ++i) REQUIRE(seen[i] == 1);
+  CHECK(r.attachment().slot().counter[layout::abandoned_records].load() == 1);
+  CHECK(ring.control().consumer.head.load() == ring.control().producer.tail.load());
+}
+
+TEST_CASE("mpmc: producers blocked on a full ring learn that the only consumer died", "[mpmc][process]") {
+  const auto name = unique_name("mpmc-deadc");
+  RemoveGuard guard(name);
+  auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc});
+  fr_test::SharedWords shared(1);
+  const pid_t consumer = fr_test::spawn([&]() -> int {
+    MpmcReader r(Ring::open(name));
+    shared[0].store(1);
+    for (;;) ::pause();  // attached, never reads
+  });
+  fr_test::wait_for([&] { return shared[0].load() == 1; });
+  WaitOptions fast;
+  fast.liveness_interval = 10ms;
+  std::vector<pid_t> producers;
+  for (std::uint32_t p = 0; p < 2; ++p) {
+    producers.push_back(fr_test::spawn([&, p] {
+      MpmcWriter w(Ring::open(name), fast);
+      std::byte buf[64];
+      for (std::uint64_t seq = 0;; ++seq) {
+        const Status s = w.write({buf, fr_test::make_tagged(buf, p, seq)}, 60s);
+        if (s == Status::ok) continue;
+        return s == Status::peer_dead || s == Status::no_consumer ? 0 : 10 + static_cast<int>(s);
+      }
+    }));
+  }
+  fr_test::wait_for([&] { return ring.control().space.waiters.load() == 2; });
+  ::kill(consumer, SIGKILL);
+  CHECK(fr_test::join(consumer) == 128 + SIGKILL);
+  for (pid_t p : producers) CHECK(fr_test::join(p) == 0);
+  // A new consumer finds every committed record, in per-producer order.
+  MpmcReader r(ring);
+  std::uint64_t next[2] = {0, 0}, total = 0;
+  while (auto got = r.try_read()) {
+    const auto tag = fr_test::tagged_of(got->bytes);
+    REQUIRE(tag.has_value());
+    REQUIRE(tag->producer < 2);
+    REQUIRE(tag->seq == next[tag->producer]);
+    ++next[tag->producer];
+    ++total;
+    r.release();
+  }
+  CHECK(r.last_status() == Status::empty);
+  CHECK(total * 64 >= 4096 / 2);
+}
+
+TEST_CASE("mpmc: producers blocked behind a dead consumer's record go on once a live consumer recovers it", "[mpmc][process]") {
+  const auto name = unique_name("mpmc-stuckhead");
+  RemoveGuard guard(name);
+  auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc});
+  fr_test::SharedWords shared(2);
+  MpmcWriter w(ring);
+  std::byte buf[64];
+  REQUIRE(w.try_write({buf, fr_test::make_tagged(buf, 0, 0)}) == Status::ok);
+  const pid_t holder = fr_test::spawn([&]() -> int {
+    MpmcReader r(Ring::open(name));
+    if (!r.try_read()) return 2;
+    shared[0].store(1);
+    for (;;) ::pause();
+  });
+  fr_test::wait_for([&] { return shared[0].load() == 1; });
+  constexpr std::uint64_t kCount = 2000;
+  const pid_t producer = fr_test::spawn([&] {
+    MpmcWriter pw(Ring::open(name));
+    for (std::uint64_t seq = 1; seq < kCount; ++seq) {
+      if (pw.write({buf, fr_test::make_tagged(buf, 0, seq)}, 30s) != Status::ok) return 2;
+    }
+    return 0;
+  });
+  // The survivor consumes everything it can reach; the ring fills behind the held record.
+  WaitOptions fast;
+  fast.liveness_interval = 5ms;
+  MpmcReader r(ring, fast);
+  std::vector<int> seen(kCount, 0);
+  std::uint64_t got_count = 0;
+  bool killed = false;
+  while (got_count < kCount) {
+    if (!killed && ring.control().space.waiters.load() != 0) {
+      ::kill(holder, SIGKILL);  // the producer sleeps on a full ring: now the holder dies
+      killed = true;
+    }
+    auto got = r.read(killed ? 30s : 5ms);
+    if (!killed && got.status() == Status::timed_out) continue;
+    REQUIRE(got.has_value());
+    const auto tag = fr_test::tagged_of(got->bytes);
+    REQUIRE(tag.has_value());
+    ++seen[tag->seq];
+    ++got_count;
+    r.release();
+  }
+  CHECK(fr_test::join(holder) == 128 + SIGKILL);
+  CHECK(fr_test::join(producer) == 0);
+  for (std::uint64_t i = 0; i < kCount; ++i) REQUIRE(seen[i] == 1);
+}

@@ -107,6 +107,7 @@ void MpmcReader::finish(std::uint64_t pos, std::uint64_t extent, bool zero) noex
     // "Done with it, zeroing": a recoverer that finds this after our death finishes the zeroing
     // instead of delivering half-zeroed bytes again. Relaxed: read only after our death.
     h.frame.store(layout::make_frame(RecordType::releasing, extent), std::memory_order_relaxed);
+    FLATRING_TEST_HOOK(mid_release);
     detail::ring_zero(data_ + offset + 8, extent - 8);
   }
   // SYNC POINT WRITE: publishes the zeroes (release) to whoever frees this record; seq_cst: the

@@ -74,6 +74,7 @@
 namespace flatring::test_hooks {
 inline void (*after_claim)() = nullptr;  // after the tail CAS, before the claim header is written
 inline void (*mid_copy)() = nullptr;     // try_write: half the payload copied
+inline void (*mid_release)() = nullptr;  // mpmc consumer: record marked releasing, not yet zeroed
 }  // namespace flatring::test_hooks
 #define FLATRING_TEST_HOOK(name)                                                      \
   do {                                                                                \

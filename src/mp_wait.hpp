@@ -114,4 +114,38 @@ inline std::uint64_t dead_claim_extent(const std::byte* data, std::uint64_t mask
   return extent;
 }
 
+/// mpmc: frees the `done` records at the head, in order, and wakes producers waiting for space.
+/// Anyone may call it (consumers after finishing a record, a producer after finishing a stalled
+/// claim, recoverers). A finisher stores `done` (seq_cst) and then calls this, which loads the head
+/// (seq_cst); a freer CASes the head (seq_cst) and then loads the next frame (seq_cst): in the
+/// single total order one of them sees the other, so no finished record is left unfreed.
+inline void free_done_records(layout::Control& ctrl, const std::byte* data, std::uint64_t capacity,
+                              const Attachment& self) noexcept {
+  const std::uint64_t mask = capacity - 1;
+  bool freed = false;
+  // Bounded: each pass frees at least 16 bytes of a ring of `capacity` bytes, or stops.
+  for (std::uint64_t hop = 0; hop <= capacity / layout::kRecordAlign; ++hop) {
+    std::uint64_t h = ctrl.consumer.head.load(std::memory_order_seq_cst);
+    const std::uint64_t r = ctrl.consumer.next.load(std::memory_order_acquire);
+    if (h >= r || r - h > capacity || (h & (layout::kRecordAlign - 1)) != 0) break;
+    const std::uint64_t offset = h & mask;
+    // SYNC POINT READ: pairs with the finisher's done store; the zeroes are visible after it.
+    const std::uint64_t w = detail::header_at(data, offset).frame.load(std::memory_order_seq_cst);
+    if (layout::frame_type(w) != layout::RecordType::done || layout::frame_flags(w) != 0) break;
+    const std::uint64_t extent = layout::frame_length(w);
+    // A stale `h` (another freer moved on) may show anything: the CAS below then fails.
+    if (extent < layout::kRecordAlign || (extent & (layout::kRecordAlign - 1)) != 0 ||
+        extent > capacity - offset || extent > r - h) {
+      break;
+    }
+    // SYNC POINT WRITE: frees [h, h + extent); pairs with the producers' acquire load of head.
+    if (ctrl.consumer.head.compare_exchange_strong(h, h + extent, std::memory_order_seq_cst,
+                                                   std::memory_order_relaxed)) {
+      freed = true;
+    }
+  }
+  // seq_cst: Dekker partner of a sleeping producer's waiters.fetch_add.
+  if (freed && ctrl.space.waiters.load(std::memory_order_seq_cst) != 0) detail::wake_all(ctrl.space, self);
+}
+
 }  // namespace flatring::mp_detail

@@ -13,11 +13,11 @@ using mp_detail::Slept;
 namespace {
 constexpr std::uint64_t kAlignMask = layout::kRecordAlign - 1;
 
-// A frame word with its flags byte (the takeover count) bumped, so that a takeover CAS always
-// changes the word and only one of several recoverers can win it.
+// A frame word with its takeover count (flags bits 0..6) bumped, so that a takeover CAS always
+// changes the word and only one of several recoverers can win it. The stalled bit is kept.
 constexpr std::uint64_t bump_takeovers(std::uint64_t w) noexcept {
-  const std::uint64_t flags = (layout::frame_flags(w) + 1) & 0xFF;
-  return (w & ~(std::uint64_t{0xFF} << layout::kLengthBits)) | ((flags == 0 ? 1 : flags) << layout::kLengthBits);
+  const std::uint64_t count = ((w & layout::kTakeoverMask) >> layout::kLengthBits) % 0x7F + 1;
+  return (w & ~layout::kTakeoverMask) | (count << layout::kLengthBits);
 }
 }  // namespace
 
@@ -115,35 +115,7 @@ void MpmcReader::finish(std::uint64_t pos, std::uint64_t extent, bool zero) noex
   h.frame.store(layout::make_frame(RecordType::done, extent), std::memory_order_seq_cst);
 }
 
-void MpmcReader::advance_head() noexcept {
-  bool freed = false;
-  // Bounded: each pass frees at least 16 bytes of a ring of capacity_ bytes, or stops.
-  for (std::uint64_t hop = 0; hop <= capacity_ / layout::kRecordAlign; ++hop) {
-    // seq_cst: a finisher's done store and our load of its frame after our CAS (Dekker).
-    std::uint64_t h = ctrl_->consumer.head.load(std::memory_order_seq_cst);
-    const std::uint64_t r = ctrl_->consumer.next.load(std::memory_order_acquire);
-    if (h >= r || r - h > capacity_ || (h & kAlignMask) != 0) break;
-    const std::uint64_t offset = h & mask_;
-    // SYNC POINT READ: pairs with the finisher's done store; the zeroes are visible after it.
-    const std::uint64_t w = detail::header_at(data_, offset).frame.load(std::memory_order_seq_cst);
-    if (layout::frame_type(w) != RecordType::done || layout::frame_flags(w) != 0) break;
-    const std::uint64_t extent = layout::frame_length(w);
-    // A stale `h` (another freer moved on) may show anything: the CAS below then fails.
-    if (extent < layout::kRecordAlign || (extent & kAlignMask) != 0 || extent > capacity_ - offset ||
-        extent > r - h) {
-      break;
-    }
-    // SYNC POINT WRITE: frees [h, h + extent); pairs with the producers' acquire load of head.
-    if (ctrl_->consumer.head.compare_exchange_strong(h, h + extent, std::memory_order_seq_cst,
-                                                     std::memory_order_relaxed)) {
-      freed = true;
-    }
-  }
-  // seq_cst: Dekker partner of a sleeping producer's waiters.fetch_add.
-  if (freed && ctrl_->space.waiters.load(std::memory_order_seq_cst) != 0) {
-    detail::wake_all(ctrl_->space, self_);
-  }
-}
+void MpmcReader::advance_head() noexcept { mp_detail::free_done_records(*ctrl_, data_, capacity_, self_); }
 
 bool MpmcReader::consumer_alive_at(std::uint64_t pos) const noexcept {
   for (const auto& s : ctrl_->peers) {
@@ -182,9 +154,15 @@ Status MpmcReader::recover_head() noexcept {
     head_ = h;
     return corrupt().status();
   }
-  // The owner is the consumer whose cursor is `h`: it moves its cursor only after it finished the
-  // record (then the frame is done). A live one is still working on it.
-  if (consumer_alive_at(h)) return Status::empty;
+  if (type == RecordType::abandoned && (w & layout::kStalledFlag) != 0) {
+    // Skipped after the claim timeout: its producer finishes it (MpWriter::commit/abort), unless
+    // it died. Its cursor still names the claim until it claims again, which is after finishing.
+    if (mp_detail::producer_cursors(*ctrl_, h).owner_alive) return Status::empty;
+  } else if (consumer_alive_at(h)) {
+    // The owner is the consumer whose cursor is `h`: it moves its cursor only after it finished
+    // the record (then the frame is done). A live one is still working on it.
+    return Status::empty;
+  }
 
   // The owner is dead. Take the record over: name ourselves its owner first (in case we die too),
   // then change the frame word so no other recoverer can also take it.
@@ -222,7 +200,7 @@ Status MpmcReader::recover_head() noexcept {
       finish(h, len, true);
       break;
     }
-    default: {  // padding or abandoned, claimed but not finished
+    default: {  // padding or abandoned, claimed but not finished (or a stalled producer's, dead)
       const std::uint64_t extent = len + layout::kRecordHeaderSize;
       if (extent > to_end || (extent & kAlignMask) != 0 || extent > r - h) return corrupt().status();
       finish(h, extent, type == RecordType::abandoned);
@@ -251,8 +229,9 @@ Status MpmcReader::unblock_claim() noexcept {
   if (w != 0 && type != RecordType::claimed && type != RecordType::done) return Status::ok;
 
   const mp_detail::ProducerCursors producers = mp_detail::producer_cursors(*ctrl_, r);
-  if (producers.owner_alive) return Status::empty;
-  // The owner is dead. How far does its claim reach?
+  const bool stalled = producers.owner_alive;
+  if (stalled && !claim_timed_out(r, type)) return Status::empty;
+  // The owner is dead, or alive and past the claim timeout. How far does its claim reach?
   const std::uint64_t extent =
       mp_detail::dead_claim_extent(data_, mask_, r, w, std::min(t - r, capacity_ - offset), producers);
   if (extent == 0) {
@@ -262,10 +241,12 @@ Status MpmcReader::unblock_claim() noexcept {
   }
   // Claim it like a record: from here on it is ours alone and cannot be reused under us.
   if (!claim(r, extent)) return Status::empty;
-  // Fails only if the producer committed after all (it was not dead): then deliver the record.
-  if (!hd.frame.compare_exchange_strong(
-          w, layout::make_frame(RecordType::abandoned, extent - layout::kRecordHeaderSize),
-          std::memory_order_acq_rel, std::memory_order_acquire)) {
+  // A stalled producer's claim is only marked: the producer may still be writing into it, so
+  // the producer finishes (zeroes and frees) it when its commit or abort finds the mark.
+  const std::uint64_t mark = layout::make_frame(RecordType::abandoned, extent - layout::kRecordHeaderSize) |
+                             (stalled ? layout::kStalledFlag : 0);
+  // Fails only if the producer committed after all: then deliver the record.
+  if (!hd.frame.compare_exchange_strong(w, mark, std::memory_order_acq_rel, std::memory_order_acquire)) {
     head_ = r;
     const std::uint64_t len = layout::frame_length(w);
     if (layout::frame_type(w) == RecordType::data && layout::frame_flags(w) == 0 && len <= max_record_ &&
@@ -277,11 +258,26 @@ Status MpmcReader::unblock_claim() noexcept {
     advance_head();
     return corrupt().status();
   }
-  finish(r, extent, true);
-  advance_head();
+  if (!stalled) {
+    finish(r, extent, true);
+    advance_head();
+  }
   self_.count(layout::abandoned_records);
   last_status_ = Status::abandoned;
   return Status::abandoned;
+}
+
+bool MpmcReader::claim_timed_out(std::uint64_t r, RecordType type) noexcept {
+  // Only a claim whose header is written: before that, the producer's header store could land
+  // on our mark. Its window is a few instructions after the tail CAS.
+  if (type != RecordType::claimed || wait_.claim_timeout <= std::chrono::nanoseconds::zero()) return false;
+  const auto now = detail::Clock::now();
+  if (stall_at_ != r) {
+    stall_at_ = r;
+    stall_since_ = now;
+    return false;
+  }
+  return now - stall_since_ >= wait_.claim_timeout;
 }
 
 Status MpmcReader::recover() noexcept {

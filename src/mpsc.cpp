@@ -37,6 +37,23 @@ MpWriter::MpWriter(Ring ring, WaitOptions wait)
   }
 }
 
+void MpWriter::finish_if_stalled(std::uint64_t w) noexcept {
+  // A recoverer that found us dead would have bumped the takeover count: then it is not ours.
+  if (layout::frame_type(w) != layout::RecordType::abandoned || (w & layout::kStalledFlag) == 0 ||
+      (w & layout::kTakeoverMask) != 0) {
+    return;
+  }
+  const std::uint64_t offset = claim_ & mask_;
+  const std::uint64_t extent = layout::frame_length(w & ~layout::kStalledFlag) + layout::kRecordHeaderSize;
+  if (extent > capacity_ - offset || (extent & (layout::kRecordAlign - 1)) != 0) return;  // not our mark
+  detail::ring_zero(data_ + offset + 8, extent - 8);
+  // SYNC POINT WRITE: as a consumer's finish (mpmc.cpp): publishes the zeroes to the freer; seq_cst
+  // for the Dekker with a freer's head CAS.
+  detail::header_at(data_, offset)
+      .frame.store(layout::make_frame(layout::RecordType::done, extent), std::memory_order_seq_cst);
+  mp_detail::free_done_records(*ctrl_, data_, capacity_, self_);
+}
+
 Result<std::span<std::byte>> MpWriter::reserve(std::size_t n, std::chrono::nanoseconds timeout) {
   auto r = try_reserve(n);
   if (r.status() != Status::full) return r;

@@ -396,3 +396,83 @@ TEST_CASE("mpmc: producers blocked behind a dead consumer's record go on once a 
   CHECK(fr_test::join(producer) == 0);
   for (std::uint64_t i = 0; i < kCount; ++i) REQUIRE(seen[i] == 1);
 }
+
+TEST_CASE("mpmc: a live producer's claim stalled past the claim timeout is skipped, and that producer frees it", "[mpmc]") {
+  const bool aborts = GENERATE(false, true);
+  CAPTURE(aborts);
+  const auto name = unique_name("mpmc-stall");
+  RemoveGuard guard(name);
+  auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc});
+  MpmcWriter stalled(ring), other(ring);
+  WaitOptions opts;
+  opts.liveness_interval = 2ms;
+  opts.claim_timeout = 10ms;
+  MpmcReader r(ring, opts);
+  MpmcReader patient(ring);  // default options: never skips a live producer's claim
+  std::byte buf[64];
+  auto claim = stalled.try_reserve(40);
+  REQUIRE(claim.has_value());
+  const std::uint64_t claim_at = ring.control().producer.tail.load() - layout::frame_size(40);
+  std::memset(claim->data(), 0x5A, 20);  // half written when it stalls
+  REQUIRE(other.try_write({buf, fr_test::make_tagged(buf, 1, 0)}) == Status::ok);
+  CHECK(patient.recover() == Status::empty);  // alive and no timeout: wait for it
+  CHECK(patient.try_read().status() == Status::empty);
+
+  CHECK(r.read(10s).status() == Status::abandoned);  // skipped after the timeout
+  auto got = r.read(10s);
+  REQUIRE(got.has_value());
+  CHECK(fr_test::tagged_of(got->bytes)->producer == 1);
+  r.release();
+  // The skipped claim is not free yet: its producer may still be writing into it.
+  CHECK(ring.control().consumer.head.load() == claim_at);
+  std::memset(claim->data() + 20, 0x5A, 20);  // the producer's late writes land in its own claim
+  if (aborts) {
+    stalled.abort();
+  } else {
+    CHECK(stalled.commit(40) == Status::abandoned);  // nothing was delivered
+  }
+  // The producer finished it: zeroed, done, freed with everything behind it.
+  CHECK(ring.control().consumer.head.load() == ring.control().producer.tail.load());
+  for (std::uint64_t i = 0; i < 300; ++i) {  // laps over the stalled claim's bytes
+    REQUIRE(other.try_write({buf, fr_test::make_tagged(buf, 1, i + 1)}) == Status::ok);
+    auto g = patient.try_read();
+    REQUIRE(g.has_value());
+    REQUIRE(fr_test::tagged_of(g->bytes)->seq == i + 1);
+    patient.release();
+  }
+  CHECK(r.attachment().slot().counter[layout::abandoned_records].load() == 1);
+}
+
+TEST_CASE("mpmc: a stalled producer that dies after its claim was skipped is freed by recovery", "[mpmc][process]") {
+  const auto name = unique_name("mpmc-stall-dead");
+  RemoveGuard guard(name);
+  auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc});
+  fr_test::SharedWords shared(1);
+  const pid_t stuck = fr_test::spawn([&]() -> int {
+    MpmcWriter w(Ring::open(name));
+    if (!w.try_reserve(100)) return 2;
+    shared[0].store(1);
+    for (;;) ::pause();
+  });
+  fr_test::wait_for([&] { return shared[0].load() == 1; });
+  WaitOptions opts;
+  opts.liveness_interval = 2ms;
+  opts.claim_timeout = 5ms;
+  MpmcReader r(ring, opts);
+  CHECK(r.read(10s).status() == Status::abandoned);  // skipped while the producer lives
+  CHECK(r.recover() == Status::empty);                 // alive: its claim stays its own
+  CHECK(ring.control().consumer.head.load() != ring.control().producer.tail.load());
+  ::kill(stuck, SIGKILL);
+  CHECK(fr_test::join(stuck) == 128 + SIGKILL);
+  CHECK(r.recover() == Status::empty);  // dead: finished and freed
+  CHECK(ring.control().consumer.head.load() == ring.control().producer.tail.load());
+  MpmcWriter w(ring);
+  std::byte buf[64];
+  for (std::uint64_t i = 0; i < 200; ++i) {
+    REQUIRE(w.try_write({buf, fr_test::make_tagged(buf, 0, i)}) == Status::ok);
+    auto g = r.try_read();
+    REQUIRE(g.has_value());
+    REQUIRE(fr_test::tagged_of(g->bytes)->seq == i);
+    r.release();
+  }
+}

@@ -81,6 +81,13 @@ constexpr std::uint64_t frame_length(std::uint64_t frame) noexcept { return fram
 constexpr std::uint64_t frame_flags(std::uint64_t frame) noexcept {
   return (frame >> kLengthBits) & 0xFF;
 }
+/// mpmc: flag bits of the frame word's flags byte (bits 48..55), which are 0 in every other use.
+/// kStalled marks an `abandoned` record that consumers skipped after the claim timeout while its
+/// producer lived: that producer, not a consumer, finishes it. The low 7 bits count recovery
+/// takeovers (a CAS that must change the word).
+inline constexpr std::uint64_t kStalledFlag = std::uint64_t{0x80} << kLengthBits;
+inline constexpr std::uint64_t kTakeoverMask = std::uint64_t{0x7F} << kLengthBits;
+
 /// Bytes a record of `payload` bytes occupies in the ring, header included.
 constexpr std::uint64_t frame_size(std::uint64_t payload) noexcept {
   return (kRecordHeaderSize + payload + (kRecordAlign - 1)) & ~std::uint64_t{kRecordAlign - 1};

@@ -114,13 +114,16 @@ class MpmcReader : public detail::ReaderCore<MpmcReader, std::byte> {
   }
 
   void finish(std::uint64_t pos, std::uint64_t extent, bool zero) noexcept;
-  void advance_head() noexcept;
+  void advance_head() noexcept;  // frees the done records at the head (mp_detail::free_done_records)
+  bool claim_timed_out(std::uint64_t r, layout::RecordType type) noexcept;
   Status recover_head() noexcept;
   Status unblock_claim() noexcept;
   bool consumer_alive_at(std::uint64_t pos) const noexcept;
   bool producers_gone() noexcept;
 
   bool seen_producer_ = false;
+  std::uint64_t stall_at_ = detail::kNoClaim;  // the claim position we have seen stuck since...
+  detail::Clock::time_point stall_since_{};
 };
 
 }  // namespace flatring

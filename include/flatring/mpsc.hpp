@@ -212,6 +212,7 @@ class MpWriter {
     if (!h.frame.compare_exchange_strong(expected, layout::make_frame(layout::RecordType::data, used),
                                          std::memory_order_seq_cst, std::memory_order_relaxed)) {
       self_.count(layout::abandoned_records);
+      finish_if_stalled(expected);
       return Status::abandoned;
     }
     ++records_;
@@ -228,13 +229,16 @@ class MpWriter {
     std::uint64_t expected = layout::make_frame(layout::RecordType::claimed, reserved_);
     const std::uint64_t extent = layout::frame_size(reserved_);
     reserved_ = kNone;
-    // Fails only if the consumer already abandoned it: then there is nothing left to do.
+    // Fails only if the consumers already abandoned it: then there is nothing left to do, unless
+    // they skipped it as stalled (mpmc), which leaves the finishing to us.
     if (detail::header_at(data_, claim_ & mask_)
             .frame.compare_exchange_strong(
                 expected,
                 layout::make_frame(layout::RecordType::abandoned, extent - layout::kRecordHeaderSize),
                 std::memory_order_seq_cst, std::memory_order_relaxed)) {
       wake_consumer();
+    } else {
+      finish_if_stalled(expected);
     }
   }
 
@@ -243,6 +247,11 @@ class MpWriter {
 
  private:
   static constexpr std::uint64_t kNone = ~std::uint64_t{0};
+
+  // mpmc: the consumers skipped our claim after their claim timeout and marked it stalled (`w`,
+  // the frame word our commit or abort found). We are the only writer of its bytes, so we zero
+  // them, mark it done and free what can be freed. Any other word: nothing to do.
+  void finish_if_stalled(std::uint64_t w) noexcept;
 
   static void copy_in(std::byte* to, std::span<const std::byte> from) noexcept {
     if (from.empty()) return;

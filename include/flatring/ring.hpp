@@ -58,6 +58,12 @@ struct WaitOptions {
   /// How often a sleeper wakes to check that its peers are alive (so a dead peer is reported
   /// rather than waited on until the timeout).
   std::chrono::nanoseconds liveness_interval = std::chrono::milliseconds(100);
+  /// mpmc consumers only: a claim at the read position whose producer is alive but has not
+  /// committed for this long is skipped (Status::abandoned), so a stalled producer cannot hold
+  /// the consumers up. Its space is freed only once that producer finishes (its commit then
+  /// returns abandoned) or dies. Checked at the liveness interval. 0 (the default): never skip a
+  /// live producer's claim.
+  std::chrono::nanoseconds claim_timeout = std::chrono::nanoseconds::zero();
 };
 
 /// A committed record, as seen by a Reader. `bytes` points into the shared ring (read-only mapping)

@@ -744,6 +744,24 @@ TEST_CASE("ls measures a broadcast ring's fill from its slowest live consumer", 
   CHECK(other.control().consumer.head.load() == other.control().producer.tail.load());
 }
 
+TEST_CASE("send and tail --consume work on an mpmc ring beside another consumer", "[cli]") {
+  const auto name = unique_name("cli-mpmc");
+  RemoveGuard guard(name);
+  auto ring = create_ring<Msg>(name, {.capacity = 4096, .mode = Mode::mpmc});
+  MpmcConsumer<Msg> other(ring);  // attached, holds nothing: the tool shares the records with it
+  auto tail = run({"tail", name, "--schema", kMsgSchema});
+  CHECK(tail.code == 9);
+  CHECK(one_line_error(tail, "observing a mpmc ring is not supported by this build (tail --consume"));
+  REQUIRE(run({"send", name, "--schema", kMsgSchema, "--json", "-"}, "{\"seq\": 5}\n{\"seq\": 6}").code == 0);
+  tail = run({"tail", name, "--schema", kMsgSchema, "--consume"});
+  CHECK(tail.code == 0);
+  REQUIRE(tail.lines().size() == 2);
+  CHECK(json::parse(tail.lines()[0])["seq"] == 5);
+  CHECK(json::parse(tail.lines()[1])["seq"] == 6);
+  CHECK(other.try_receive().status() == Status::empty);  // consumed by the tool, exactly once
+  CHECK(ring.control().consumer.head.load() == ring.control().producer.tail.load());
+}
+
 TEST_CASE("tail observes a broadcast ring and follows it without holding the producer back", "[cli][process]") {
   const auto name = unique_name("cli-bfollow");
   RemoveGuard guard(name);

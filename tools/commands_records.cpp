@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include <flatring/broadcast.hpp>
+#include <flatring/mpmc.hpp>
 #include <flatring/mpsc.hpp>
 #include <flatring/ring.hpp>
 #include <flatring/typed.hpp>
@@ -137,6 +138,8 @@ void run_tail(const TailOptions& o) {
     tail_consume<BroadcastReader>(std::move(ring), schema, o, n);
   } else if (o.consume && ring.info().mode == Mode::mpsc) {
     tail_consume<MpscReader>(std::move(ring), schema, o, n);
+  } else if (o.consume && ring.info().mode == Mode::mpmc) {
+    tail_consume<MpmcReader>(std::move(ring), schema, o, n);
   } else if (o.consume) {
     tail_consume<Reader>(std::move(ring), schema, o, n);
   } else {
@@ -263,6 +266,7 @@ void run_send(const SendOptions& o) {
   switch (ring.info().mode) {
     case Mode::broadcast: send_all<BroadcastWriter>(ring, records, o); break;
     case Mode::mpsc: send_all<MpscWriter>(ring, records, o); break;
+    case Mode::mpmc: send_all<MpmcWriter>(ring, records, o); break;
     default: send_all<Writer>(ring, records, o); break;  // spsc; others say why they refuse
   }
   if (!o.quiet) {

@@ -148,4 +148,40 @@ inline void free_done_records(layout::Control& ctrl, const std::byte* data, std:
   if (freed && ctrl.space.waiters.load(std::memory_order_seq_cst) != 0) detail::wake_all(ctrl.space, self);
 }
 
+/// The blocking read of the mpsc and mpmc consumers: try, spin, sleep on the `data` futex; at each
+/// liveness interval (and at the deadline) run `recover()` for claims whose producers died (or
+/// records whose consumers died), and report peer_dead once `gone()` says the ring is empty and
+/// its producers are gone. `ready(order)` says a record may be there; with seq_cst it is the
+/// sleeper's re-check of the Dekker handshake. `recover()`: abandoned / corrupt are returned, ok
+/// means "try again now", empty means nothing changed.
+template <class Reader, class Ready, class Recover, class Gone>
+Result<RecordView> blocking_read(Reader& reader, layout::WaitLine& line, const Attachment& self,
+                                 const WaitOptions& wait, std::chrono::nanoseconds timeout,
+                                 Ready&& ready, Recover&& recover, Gone&& gone) {
+  auto r = reader.try_read();
+  if (r.status() != Status::empty) return r;
+  const auto deadline = detail::deadline_after(timeout);
+  self.count(layout::empty_waits);
+  for (;;) {
+    if (detail::spin_until([&] { return ready(std::memory_order_relaxed); }, wait.spin)) {
+      r = reader.try_read();
+      if (r.status() != Status::empty) return r;
+    }
+    const Slept s = sleep_until(
+        line, self, [&] { return ready(std::memory_order_seq_cst); }, deadline, wait.liveness_interval);
+    r = reader.try_read();
+    if (r.status() != Status::empty) return r;
+    if (s == Slept::check_peers || s == Slept::timed_out) {
+      const Status u = recover();
+      if (u == Status::abandoned || u == Status::corrupt) return u;
+      if (u == Status::ok) {  // a record arrived meanwhile, or one was taken over
+        r = reader.try_read();
+        if (r.status() != Status::empty) return r;
+      }
+      if (s == Slept::timed_out) return Status::timed_out;
+      if (gone()) return Status::peer_dead;
+    }
+  }
+}
+
 }  // namespace flatring::mp_detail

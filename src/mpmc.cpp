@@ -8,7 +8,6 @@
 namespace flatring {
 
 using layout::RecordType;
-using mp_detail::Slept;
 
 namespace {
 constexpr std::uint64_t kAlignMask = layout::kRecordAlign - 1;
@@ -299,42 +298,21 @@ bool MpmcReader::producers_gone() noexcept {
 }
 
 Result<RecordView> MpmcReader::read(std::chrono::nanoseconds timeout) {
-  auto r = try_read();
-  if (r.status() != Status::empty) return r;
-  const auto deadline = detail::deadline_after(timeout);
-  self_.count(layout::empty_waits);
-  auto ready = [&](std::memory_order order) {
-    const std::uint64_t n = ctrl_->consumer.next.load(order);
-    if (ctrl_->producer.tail.load(order) <= n) return false;
-    const std::uint64_t w = detail::header_at(data_, n & mask_).frame.load(order);
-    const auto type = layout::frame_type(w);
-    return type == RecordType::data || type == RecordType::padding || type == RecordType::abandoned;
-  };
-  for (;;) {
-    if (detail::spin_until([&] { return ready(std::memory_order_relaxed); }, wait_.spin)) {
-      r = try_read();
-      if (r.status() != Status::empty) return r;
-    }
-    const Slept s = mp_detail::sleep_until(
-        ctrl_->data, self_, [&] { return ready(std::memory_order_seq_cst); }, deadline,
-        wait_.liveness_interval);
-    r = try_read();
-    if (r.status() != Status::empty) return r;
-    if (s == Slept::check_peers || s == Slept::timed_out) {
-      const Status u = recover();
-      if (u == Status::abandoned || u == Status::corrupt) return u;
-      if (u == Status::ok) {  // a record taken over, or one that arrived meanwhile
-        r = try_read();
-        if (r.status() != Status::empty) return r;
-      }
-      if (s == Slept::timed_out) return Status::timed_out;
-      if (ctrl_->producer.tail.load(std::memory_order_acquire) ==
-              ctrl_->consumer.next.load(std::memory_order_acquire) &&
-          producers_gone()) {
-        return Status::peer_dead;
-      }
-    }
-  }
+  return mp_detail::blocking_read(
+      *this, ctrl_->data, self_, wait_, timeout,
+      [&](std::memory_order order) {
+        const std::uint64_t n = ctrl_->consumer.next.load(order);
+        if (ctrl_->producer.tail.load(order) <= n) return false;
+        const std::uint64_t w = detail::header_at(data_, n & mask_).frame.load(order);
+        const auto type = layout::frame_type(w);
+        return type == RecordType::data || type == RecordType::padding || type == RecordType::abandoned;
+      },
+      [&] { return recover(); },
+      [&] {
+        return ctrl_->producer.tail.load(std::memory_order_acquire) ==
+                   ctrl_->consumer.next.load(std::memory_order_acquire) &&
+               producers_gone();
+      });
 }
 
 }  // namespace flatring

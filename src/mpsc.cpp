@@ -138,38 +138,16 @@ Status MpscReader::unblock() noexcept {
 }
 
 Result<RecordView> MpscReader::read(std::chrono::nanoseconds timeout) {
-  auto r = try_read();
-  if (r.status() != Status::empty) return r;
-  const auto deadline = detail::deadline_after(timeout);
-  self_.count(layout::empty_waits);
-  auto ready = [&](std::memory_order order) {
-    const std::uint64_t w = detail::header_at(data_, head_ & mask_).frame.load(order);
-    return w != 0 && layout::frame_type(w) != layout::RecordType::claimed;
-  };
-  for (;;) {
-    if (detail::spin_until([&] { return ready(std::memory_order_relaxed); }, wait_.spin)) {
-      r = try_read();
-      if (r.status() != Status::empty) return r;
-    }
-    const Slept s = mp_detail::sleep_until(
-        ctrl_->data, self_, [&] { return ready(std::memory_order_seq_cst); }, deadline,
-        wait_.liveness_interval);
-    r = try_read();
-    if (r.status() != Status::empty) return r;
-    if (s == Slept::check_peers || s == Slept::timed_out) {
-      // A claim that does not become a record: is its producer dead?
-      const Status u = unblock();
-      if (u == Status::abandoned || u == Status::corrupt) return u;
-      if (u == Status::ok) {  // a record arrived meanwhile
-        r = try_read();
-        if (r.status() != Status::empty) return r;
-      }
-      if (s == Slept::timed_out) return Status::timed_out;
-      if (ctrl_->producer.tail.load(std::memory_order_acquire) == head_ && mp_detail::producer_gone(ring_)) {
-        return Status::peer_dead;
-      }
-    }
-  }
+  return mp_detail::blocking_read(
+      *this, ctrl_->data, self_, wait_, timeout,
+      [&](std::memory_order order) {
+        const std::uint64_t w = detail::header_at(data_, head_ & mask_).frame.load(order);
+        return w != 0 && layout::frame_type(w) != layout::RecordType::claimed;
+      },
+      [&] { return unblock(); },  // a claim that does not become a record: is its producer dead?
+      [&] {
+        return ctrl_->producer.tail.load(std::memory_order_acquire) == head_ && mp_detail::producer_gone(ring_);
+      });
 }
 
 }  // namespace flatring

@@ -37,15 +37,14 @@ MpWriter::MpWriter(Ring ring, WaitOptions wait)
   }
 }
 
-void MpWriter::finish_if_stalled(std::uint64_t w) noexcept {
+void MpWriter::finish_if_stalled(std::uint64_t w, std::uint64_t extent) noexcept {
   // A recoverer that found us dead would have bumped the takeover count: then it is not ours.
   if (layout::frame_type(w) != layout::RecordType::abandoned || (w & layout::kStalledFlag) == 0 ||
-      (w & layout::kTakeoverMask) != 0) {
+      (w & layout::kTakeoverMask) != 0 ||
+      layout::frame_length(w) + layout::kRecordHeaderSize != extent) {
     return;
   }
   const std::uint64_t offset = claim_ & mask_;
-  const std::uint64_t extent = layout::frame_length(w & ~layout::kStalledFlag) + layout::kRecordHeaderSize;
-  if (extent > capacity_ - offset || (extent & (layout::kRecordAlign - 1)) != 0) return;  // not our mark
   detail::ring_zero(data_ + offset + 8, extent - 8);
   // SYNC POINT WRITE: as a consumer's finish (mpmc.cpp): publishes the zeroes to the freer; seq_cst
   // for the Dekker with a freer's head CAS.

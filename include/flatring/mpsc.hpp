@@ -206,13 +206,14 @@ class MpWriter {
     if (reserved_ == kNone || used > reserved_) return Status::invalid_state;
     std::uint64_t expected = layout::make_frame(layout::RecordType::claimed, reserved_);
     auto& h = detail::header_at(data_, claim_ & mask_);
+    const std::uint64_t extent = layout::frame_size(reserved_);
     reserved_ = kNone;
     // SYNC POINT WRITE: publishes the payload; pairs with the consumer's acquire load. seq_cst:
     // Dekker half of the consumer's sleep handshake.
     if (!h.frame.compare_exchange_strong(expected, layout::make_frame(layout::RecordType::data, used),
                                          std::memory_order_seq_cst, std::memory_order_relaxed)) {
       self_.count(layout::abandoned_records);
-      finish_if_stalled(expected);
+      finish_if_stalled(expected, extent);
       return Status::abandoned;
     }
     ++records_;
@@ -238,7 +239,7 @@ class MpWriter {
                 std::memory_order_seq_cst, std::memory_order_relaxed)) {
       wake_consumer();
     } else {
-      finish_if_stalled(expected);
+      finish_if_stalled(expected, extent);
     }
   }
 
@@ -248,10 +249,11 @@ class MpWriter {
  private:
   static constexpr std::uint64_t kNone = ~std::uint64_t{0};
 
-  // mpmc: the consumers skipped our claim after their claim timeout and marked it stalled (`w`,
-  // the frame word our commit or abort found). We are the only writer of its bytes, so we zero
-  // them, mark it done and free what can be freed. Any other word: nothing to do.
-  void finish_if_stalled(std::uint64_t w) noexcept;
+  // mpmc: the consumers skipped our claim of `extent` bytes after their claim timeout and marked
+  // it stalled (`w`, the frame word our commit or abort found). We are the only writer of its
+  // bytes, so we zero them, mark it done and free what can be freed. Any other word (or a mark
+  // that does not cover exactly our claim): nothing to do.
+  void finish_if_stalled(std::uint64_t w, std::uint64_t extent) noexcept;
 
   static void copy_in(std::byte* to, std::span<const std::byte> from) noexcept {
     if (from.empty()) return;

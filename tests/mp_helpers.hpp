@@ -73,4 +73,24 @@ inline std::optional<Tag> tagged_of(std::span<const std::byte> b) {
   return t;
 }
 
+/// How many times each record {producer, seq} was delivered, counted across processes (one shared
+/// word per record): exactly-once and at-least-once checks read it after the children exit.
+class Tally {
+ public:
+  Tally(std::uint32_t producers, std::uint64_t per_producer)
+      : producers_(producers), per_(per_producer), words_(producers * per_producer) {}
+  /// False if `t` names no record of this tally (a malformed tag).
+  [[nodiscard]] bool fits(const Tag& t) const noexcept { return t.producer < producers_ && t.seq < per_; }
+  /// Counts one delivery of `t`; returns how many there were before it. \pre fits(t).
+  std::uint64_t add(const Tag& t) const noexcept { return words_[t.producer * per_ + t.seq].fetch_add(1); }
+  [[nodiscard]] std::uint64_t count(std::uint32_t producer, std::uint64_t seq) const noexcept {
+    return words_[producer * per_ + seq].load();
+  }
+
+ private:
+  std::uint32_t producers_;
+  std::uint64_t per_;
+  SharedWords words_;
+};
+
 }  // namespace fr_test

@@ -1,6 +1,7 @@
 // Crash recovery across real processes, built against the hooked library (FLATRING_TEST_HOOKS):
 // a producer SIGKILLed at an exact point inside a claim, and a consumer SIGKILLed while producers
-// are blocked on a full ring.
+// are blocked on a full ring (mpsc); for mpmc also a consumer SIGKILLed in the middle of a release
+// and one SIGKILLed holding a record while the others go on.
 #include <catch2/catch.hpp>
 
 #include <chrono>
@@ -28,10 +29,11 @@ void park() {
 
 enum class Stop { after_claim, mid_copy, before_commit };
 
-// A producer process that claims one record and is stopped at `where`, never to return.
+// A producer process (mpsc or mpmc) that claims one record and is stopped at `where`, never to
+// return.
 pid_t spawn_stuck_producer(const std::string& name, Stop where) {
   return fr_test::spawn([=] {
-    MpscWriter w(Ring::open(name));
+    MpWriter w(Ring::open(name));
     std::byte buf[64];
     const std::size_t size = fr_test::make_tagged(buf, 9, 0);
     switch (where) {
@@ -53,26 +55,119 @@ pid_t spawn_stuck_producer(const std::string& name, Stop where) {
   });
 }
 
+// A 4 KiB ring of `mode` holding a committed record {1, 0} and, behind it, a claim whose producer
+// process is stopped at `where`. Records a live producer writes next go behind the claim.
+struct StuckClaim {
+  StuckClaim(Mode mode, Stop where, const char* tag)
+      : name(unique_name(tag)),
+        guard(name),
+        ring(Ring::create(name, {.capacity = 4096, .mode = mode})),
+        before(ring),
+        parked(1) {
+    g_parked = &parked;
+    std::byte buf[64];
+    REQUIRE(before.try_write({buf, fr_test::make_tagged(buf, 1, 0)}) == Status::ok);
+    stuck = spawn_stuck_producer(name, where);
+    fr_test::wait_for([&] { return parked[0].load() == 1; });
+  }
+  std::string name;
+  RemoveGuard guard;
+  Ring ring;
+  MpWriter before;  // stays attached: a producer that is alive and idle
+  fr_test::SharedWords parked;
+  pid_t stuck = -1;
+};
+
+// Exit codes of the mpmc consumer children below.
+enum Exit : int { kBadRecord = 3, kRedelivered = 4, kOutOfOrder = 5, kStuck = 6, kWrongStatus = 10 };
+
+// Where an mpmc consumer child counts what it saw.
+struct Deliveries {
+  const fr_test::Tally& seen;
+  fr_test::SharedWords& shared;  // [0] deliveries, [1] abandoned reports, [2] redelivered copies,
+                                 // [3] and [4]: producer + 1 and seq of the last redelivered copy
+};
+
+// An mpmc consumer: reads until `total` deliveries were counted by all consumers together, checks
+// every byte and the per-producer order of first deliveries, counts each record, then releases it.
+// A redelivered copy is counted in `shared` ([2], [3], [4]); `allow_redelivery` says if that is
+// expected. Gives up (kStuck) when no consumer delivered anything for a minute.
+int consume_mpmc(const std::string& name, const Deliveries& d, std::uint64_t total, bool allow_redelivery) {
+  WaitOptions fast;
+  fast.liveness_interval = 10ms;
+  MpmcReader r(Ring::open(name), fast);
+  std::vector<std::uint64_t> next(8, 0);
+  std::uint64_t seen_total = d.shared[0].load();
+  auto progress = std::chrono::steady_clock::now();
+  while (d.shared[0].load() < total) {
+    auto got = r.read(20ms);
+    // peer_dead: the producers are done (or dead) and nothing is ready; records a dead consumer
+    // held may still be recovered, so it is the same as waiting.
+    if (got.status() == Status::timed_out || got.status() == Status::peer_dead) {
+      if (d.shared[0].load() != seen_total) {
+        seen_total = d.shared[0].load();
+        progress = std::chrono::steady_clock::now();
+      } else if (std::chrono::steady_clock::now() - progress > 60s) {
+        return kStuck;
+      }
+      continue;
+    }
+    if (got.status() == Status::abandoned) {
+      d.shared[1].fetch_add(1);
+      continue;
+    }
+    if (!got) return kWrongStatus + static_cast<int>(got.status());
+    const auto tag = fr_test::tagged_of(got->bytes);
+    if (!tag || !d.seen.fits(*tag) || tag->producer >= next.size()) return kBadRecord;
+    if (got->redelivered) {
+      if (!allow_redelivery) return kRedelivered;
+      d.shared[2].fetch_add(1);
+      d.shared[3].store(tag->producer + 1);
+      d.shared[4].store(tag->seq);
+    } else {
+      // Each consumer claims positions in increasing order, and one producer's records lie in
+      // the order it committed them.
+      if (tag->seq < next[tag->producer]) return kOutOfOrder;
+      next[tag->producer] = tag->seq + 1;
+    }
+    d.seen.add(*tag);
+    r.release();
+    d.shared[0].fetch_add(1);
+  }
+  return 0;
+}
+
+// A producer process writing `count` tagged records, from `first` on.
+pid_t spawn_mpmc_producer(const std::string& name, std::uint32_t producer, std::uint64_t first,
+                          std::uint64_t count) {
+  return fr_test::spawn([=]() -> int {
+    MpmcWriter w(Ring::open(name));
+    std::byte buf[64];
+    for (std::uint64_t seq = first; seq < first + count; ++seq) {
+      const Status s = w.write({buf, fr_test::make_tagged(buf, producer, seq)}, 30s);
+      if (s != Status::ok) return kWrongStatus + static_cast<int>(s);
+    }
+    return 0;
+  });
+}
+
+// head == next == tail: every record was consumed and its space freed.
+void check_drained(const Ring& ring) {
+  const auto& c = ring.control();
+  CHECK(c.consumer.head.load() == c.producer.tail.load());
+  CHECK(c.consumer.next.load() == c.producer.tail.load());
+}
+
 }  // namespace
 
 TEST_CASE("mpsc crash: a producer SIGKILLed inside a claim is skipped as abandoned and later records arrive", "[mpsc][crash][process]") {
   const auto where = GENERATE(Stop::after_claim, Stop::mid_copy, Stop::before_commit);
   CAPTURE(static_cast<int>(where));
-  const auto name = unique_name("mpsc-crash");
-  RemoveGuard guard(name);
-  auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpsc});
-  fr_test::SharedWords parked(1);
-  g_parked = &parked;
-
-  // Records before the stuck claim, the stuck claim, then a live producer's records behind it.
-  MpscWriter before(ring);
+  StuckClaim sc(Mode::mpsc, where, "mpsc-crash");
   std::byte buf[64];
-  REQUIRE(before.try_write({buf, fr_test::make_tagged(buf, 1, 0)}) == Status::ok);
-  const pid_t stuck = spawn_stuck_producer(name, where);
-  fr_test::wait_for([&] { return parked[0].load() == 1; });
   constexpr std::uint64_t kAfter = 200;  // several laps of the 4 KiB ring once unblocked
   const pid_t after = fr_test::spawn([&] {
-    MpscWriter w(Ring::open(name));
+    MpscWriter w(Ring::open(sc.name));
     for (std::uint64_t seq = 0; seq < kAfter; ++seq) {
       if (w.write({buf, fr_test::make_tagged(buf, 2, seq)}, 30s) != Status::ok) return 2;
     }
@@ -81,7 +176,7 @@ TEST_CASE("mpsc crash: a producer SIGKILLed inside a claim is skipped as abandon
 
   WaitOptions fast;
   fast.liveness_interval = 10ms;
-  MpscReader r(ring, fast);
+  MpscReader r(sc.ring, fast);
   auto first = r.read(30s);
   REQUIRE(first.has_value());
   CHECK(fr_test::tagged_of(first->bytes)->producer == 1);
@@ -89,8 +184,8 @@ TEST_CASE("mpsc crash: a producer SIGKILLed inside a claim is skipped as abandon
   // The claim's owner is alive (parked): it is waited for, not abandoned.
   CHECK(r.unblock() == Status::empty);
 
-  ::kill(stuck, SIGKILL);
-  CHECK(fr_test::join(stuck) == 128 + SIGKILL);
+  ::kill(sc.stuck, SIGKILL);
+  CHECK(fr_test::join(sc.stuck) == 128 + SIGKILL);
   std::uint64_t abandoned = 0, next = 0;
   while (next < kAfter) {
     auto got = r.read(30s);
@@ -164,4 +259,158 @@ TEST_CASE("mpsc crash: a consumer SIGKILLed while producers are blocked on a ful
     r.release();
   }
   CHECK(total * 32 >= 4096 / 2);  // a ring's worth: records take 32 to 64 bytes
+}
+
+TEST_CASE("mpmc crash: a producer SIGKILLed inside a claim is abandoned by exactly one of two consumers and later records arrive once", "[mpmc][crash][process]") {
+  const auto where = GENERATE(Stop::after_claim, Stop::mid_copy, Stop::before_commit);
+  CAPTURE(static_cast<int>(where));
+  StuckClaim sc(Mode::mpmc, where, "mpmc-crash");
+  constexpr std::uint64_t kAfter = 300;  // several laps of the 4 KiB ring once unblocked
+  constexpr std::uint64_t kTotal = 1 + kAfter;
+  const fr_test::Tally seen(3, kAfter);
+  fr_test::SharedWords shared(5);
+  const Deliveries d{seen, shared};
+  std::vector<pid_t> consumers;
+  for (int c = 0; c < 2; ++c) {
+    consumers.push_back(fr_test::spawn([&] { return consume_mpmc(sc.name, d, kTotal, false); }));
+  }
+  const pid_t after = spawn_mpmc_producer(sc.name, 2, 0, kAfter);
+
+  // The ring fills behind the claim and the producer sleeps; the consumers, checking liveness every
+  // 10 ms meanwhile, wait for the claim's live owner instead of abandoning it.
+  fr_test::wait_for([&] { return shared[0].load() == 1 && sc.ring.control().space.waiters.load() != 0; });
+  CHECK(shared[1].load() == 0);
+  CHECK(layout::frame_type(detail::header_at(sc.ring.data(), sc.ring.control().consumer.next.load() & 4095)
+                               .frame.load()) ==
+        (where == Stop::after_claim ? layout::RecordType{} : layout::RecordType::claimed));
+
+  ::kill(sc.stuck, SIGKILL);
+  CHECK(fr_test::join(sc.stuck) == 128 + SIGKILL);
+  for (pid_t c : consumers) CHECK(fr_test::join(c) == 0);
+  CHECK(fr_test::join(after) == 0);
+  CHECK(shared[1].load() == 1);  // one consumer reported the claim, once
+  CHECK(shared[0].load() == kTotal);
+  CHECK(seen.count(1, 0) == 1);
+  for (std::uint64_t seq = 0; seq < kAfter; ++seq) REQUIRE(seen.count(2, seq) == 1);
+  check_drained(sc.ring);
+  MpmcReader r(sc.ring);
+  CHECK(r.recover() == Status::empty);
+  CHECK(r.try_read().status() == Status::empty);
+  CHECK(sc.ring.control().retired.value[layout::abandoned_records].load() == 1);
+}
+
+TEST_CASE("mpmc crash: a consumer SIGKILLed in the middle of a release: the record is not delivered again and the head catches up", "[mpmc][crash][process]") {
+  const auto name = unique_name("mpmc-midrel");
+  RemoveGuard guard(name);
+  auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc});
+  fr_test::SharedWords parked(1);
+  g_parked = &parked;
+  MpmcWriter w(ring);
+  std::byte buf[64];
+  REQUIRE(w.try_write({buf, fr_test::make_tagged(buf, 0, 0)}) == Status::ok);
+  const pid_t holder = fr_test::spawn([&]() -> int {
+    MpmcReader r(Ring::open(name));
+    auto got = r.try_read();
+    if (!got || !fr_test::tagged_of(got->bytes)) return 2;
+    test_hooks::mid_release = park;
+    r.release();
+    return 3;  // the hook did not fire
+  });
+  fr_test::wait_for([&] { return parked[0].load() == 1; });
+  const auto& rec = detail::header_at(ring.data(), 0);
+  CHECK(layout::frame_type(rec.frame.load()) == layout::RecordType::releasing);
+
+  // A producer writes behind the half-released record until the ring is full and it sleeps.
+  constexpr std::uint64_t kCount = 2000;
+  const pid_t producer = spawn_mpmc_producer(name, 0, 1, kCount - 1);
+  WaitOptions fast;
+  fast.liveness_interval = 5ms;
+  MpmcReader r(ring, fast);
+  std::vector<int> seen(kCount, 0);
+  std::uint64_t got_count = 0, next = 1;
+  bool killed = false;
+  while (got_count < kCount - 1) {
+    if (!killed && ring.control().space.waiters.load() != 0) {
+      // Its owner is alive: however often the survivor ran recovery, the record was not touched.
+      CHECK(layout::frame_type(rec.frame.load()) == layout::RecordType::releasing);
+      CHECK(ring.control().consumer.head.load() == 0);
+      ::kill(holder, SIGKILL);
+      killed = true;
+    }
+    auto got = r.read(killed ? 30s : 5ms);
+    if (!killed && got.status() == Status::timed_out) continue;
+    REQUIRE(got.has_value());
+    CHECK_FALSE(got->redelivered);
+    const auto tag = fr_test::tagged_of(got->bytes);
+    REQUIRE(tag.has_value());
+    REQUIRE(tag->seq == next);  // record 0 never comes again
+    ++next;
+    ++seen[tag->seq];
+    ++got_count;
+    r.release();
+  }
+  CHECK(fr_test::join(holder) == 128 + SIGKILL);
+  CHECK(fr_test::join(producer) == 0);
+  CHECK(seen[0] == 0);
+  for (std::uint64_t i = 1; i < kCount; ++i) REQUIRE(seen[i] == 1);
+  check_drained(ring);
+  CHECK(r.recover() == Status::empty);
+  CHECK(r.try_read().status() == Status::empty);
+}
+
+TEST_CASE("mpmc crash: a consumer SIGKILLed holding a record while others go on: it is delivered again once with its bytes intact", "[mpmc][crash][process]") {
+  const auto name = unique_name("mpmc-holdkill");
+  RemoveGuard guard(name);
+  auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc});
+  constexpr std::uint32_t kProducers = 2;
+  constexpr std::uint64_t kPer = 1500;
+  constexpr std::uint64_t kTotal = kProducers * kPer;
+  const fr_test::Tally seen(kProducers, kPer);
+  fr_test::SharedWords shared(5);
+  fr_test::SharedWords held(3);  // [0] set once the victim holds its record; [1] producer, [2] seq
+  const Deliveries d{seen, shared};
+
+  // The victim consumes a few records, then holds one (counted as delivered) until it is killed.
+  const pid_t victim = fr_test::spawn([&]() -> int {
+    MpmcReader r(Ring::open(name));
+    for (int n = 0;; ++n) {
+      auto got = r.read(30s);
+      if (!got) return kWrongStatus + static_cast<int>(got.status());
+      const auto tag = fr_test::tagged_of(got->bytes);
+      if (!tag || !seen.fits(*tag) || got->redelivered) return kBadRecord;
+      seen.add(*tag);
+      shared[0].fetch_add(1);
+      if (n == 10) {
+        held[1].store(tag->producer);
+        held[2].store(tag->seq);
+        held[0].store(1);
+        for (;;) ::pause();
+      }
+      r.release();
+    }
+  });
+  std::vector<pid_t> kids;
+  for (std::uint32_t p = 0; p < kProducers; ++p) kids.push_back(spawn_mpmc_producer(name, p, 0, kPer));
+  fr_test::wait_for([&] { return held[0].load() == 1; });
+  for (int c = 0; c < 2; ++c) {
+    // Together the survivors count one delivery more than there are records: the redelivery.
+    kids.push_back(fr_test::spawn([&] { return consume_mpmc(name, d, kTotal + 1, true); }));
+  }
+  // The others go on while the victim holds its record, until the ring is full behind it and the
+  // producers sleep; then it is killed.
+  fr_test::wait_for([&] { return shared[0].load() > 11 && ring.control().space.waiters.load() != 0; });
+  ::kill(victim, SIGKILL);
+  CHECK(fr_test::join(victim) == 128 + SIGKILL);
+  for (pid_t k : kids) CHECK(fr_test::join(k) == 0);
+
+  const auto p = static_cast<std::uint32_t>(held[1].load());
+  const std::uint64_t s = held[2].load();
+  CHECK(shared[2].load() == 1);  // one redelivered copy: the held record (tagged_of checked its bytes)
+  CHECK(shared[3].load() == p + 1);
+  CHECK(shared[4].load() == s);
+  for (std::uint32_t q = 0; q < kProducers; ++q) {
+    for (std::uint64_t i = 0; i < kPer; ++i) REQUIRE(seen.count(q, i) == (q == p && i == s ? 2u : 1u));
+  }
+  CHECK(shared[1].load() == 0);  // no producer died: nothing abandoned
+  check_drained(ring);
 }

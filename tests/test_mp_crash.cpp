@@ -414,3 +414,66 @@ TEST_CASE("mpmc crash: a consumer SIGKILLed holding a record while others go on:
   CHECK(shared[1].load() == 0);  // no producer died: nothing abandoned
   check_drained(ring);
 }
+
+// A consumer that recovers a dead producer's claim (MpmcReader::unblock_claim) first claims it on
+// the read cursor (`next` CAS), then turns its frame into `abandoned`. SIGKILLed between the two,
+// it leaves the claim's `claimed` header at a position below `next`, held by a dead consumer. The
+// child below makes exactly those two stores (the library has no hook there) and parks.
+TEST_CASE("mpmc crash: a consumer SIGKILLed while recovering a dead producer's claim does not wedge the ring", "[mpmc][crash][process][!mayfail]") {
+  StuckClaim sc(Mode::mpmc, Stop::mid_copy, "mpmc-deadrecov");
+  WaitOptions fast;
+  fast.liveness_interval = 5ms;
+  MpmcReader r(sc.ring, fast);
+  auto first = r.read(30s);
+  REQUIRE(first.has_value());
+  r.release();
+  ::kill(sc.stuck, SIGKILL);
+  CHECK(fr_test::join(sc.stuck) == 128 + SIGKILL);
+
+  fr_test::SharedWords step(1);
+  const pid_t recoverer = fr_test::spawn([&]() -> int {
+    MpmcReader dying(Ring::open(sc.name));
+    auto& c = dying.ring().control();
+    const std::uint64_t at = c.consumer.next.load();
+    const std::uint64_t w = detail::header_at(dying.ring().data(), at & 4095).frame.load();
+    if (layout::frame_type(w) != layout::RecordType::claimed) return 2;
+    dying.attachment().slot().cursor.store(at);  // as MpmcReader::claim
+    std::uint64_t expected = at;
+    if (!c.consumer.next.compare_exchange_strong(expected, at + layout::frame_size(layout::frame_length(w)))) {
+      return 3;
+    }
+    step[0].store(1);
+    for (;;) ::pause();
+  });
+  fr_test::wait_for([&] { return step[0].load() == 1; });
+  ::kill(recoverer, SIGKILL);
+  CHECK(fr_test::join(recoverer) == 128 + SIGKILL);
+
+  constexpr std::uint64_t kAfter = 300;  // several laps of the 4 KiB ring
+  const pid_t after = spawn_mpmc_producer(sc.name, 2, 0, kAfter);
+  std::uint64_t next = 0, abandoned = 0;
+  Status stopped = Status::ok;
+  for (int failures = 0; next < kAfter && failures < 5;) {  // 5 in a row: it stays wedged
+    auto got = r.read(10s);
+    if (got.status() == Status::abandoned) {  // the claim was never reported: once at most
+      ++abandoned;
+      continue;
+    }
+    if (!got) {
+      stopped = got.status();
+      ++failures;
+      continue;
+    }
+    const auto tag = fr_test::tagged_of(got->bytes);
+    if (!tag || tag->producer != 2 || tag->seq != next) break;
+    ++next;
+    failures = 0;
+    r.release();
+  }
+  if (next < kAfter) ::kill(after, SIGKILL);  // wedged: the producer sleeps on the full ring
+  fr_test::join(after);
+  CHECK(stopped == Status::ok);
+  CHECK(next == kAfter);
+  CHECK(abandoned <= 1);
+  check_drained(sc.ring);
+}

@@ -476,3 +476,44 @@ TEST_CASE("mpmc: a stalled producer that dies after its claim was skipped is fre
     r.release();
   }
 }
+
+TEST_CASE("mpmc: a typed in-place consumer killed holding a record: another typed consumer gets it with redelivered()", "[mpmc][typed][process]") {
+  const auto name = unique_name("mpmc-typed-redeliver");
+  RemoveGuard guard(name);
+  auto ring = create_ring<Msg>(name, {.capacity = 4096, .mode = Mode::mpmc});
+  MpmcProducer<Msg> out(ring);
+  flatbuffers::FlatBufferBuilder fbb;
+  for (std::uint64_t seq = 0; seq < 2; ++seq) {
+    fr_test::build_msg(fbb, seq, 100);
+    REQUIRE(out.try_send(fbb) == Status::ok);
+  }
+  fr_test::SharedWords shared(1);
+  const pid_t holder = fr_test::spawn([&]() -> int {
+    // In place: the record stays held in the ring until the next receive.
+    MpmcConsumer<Msg> in(open_ring<Msg>(name), {.in_place = true});
+    auto m = in.receive(5s);
+    shared[0].store(m && (*m)->seq() == 0 && !in.redelivered() ? 1 : 2);
+    for (;;) ::pause();  // holds record 0 until killed
+  });
+  fr_test::wait_for([&] { return shared[0].load() != 0; });
+  REQUIRE(shared[0].load() == 1);
+  ::kill(holder, SIGKILL);
+  CHECK(fr_test::join(holder) == 128 + SIGKILL);
+
+  ConsumerOptions options;  // copying: the default
+  options.wait.liveness_interval = 5ms;
+  MpmcConsumer<Msg> in(ring, options);
+  auto first = in.receive(2s);
+  REQUIRE(first.has_value());
+  CHECK((*first)->seq() == 1);  // record 0 is claimed by the dead holder
+  CHECK_FALSE(in.redelivered());
+  auto again = in.receive(2s);  // waits, recovers record 0 from the dead holder
+  REQUIRE(again.has_value());
+  CHECK((*again)->seq() == 0);
+  CHECK(in.redelivered());
+  REQUIRE((*again)->payload() != nullptr);
+  CHECK(fr_test::check_pattern({reinterpret_cast<const std::byte*>((*again)->payload()->data()), (*again)->payload()->size()}, 0));
+  CHECK(in.receive(20ms).status() == Status::timed_out);
+  CHECK_FALSE(in.redelivered());  // reset when no record is returned
+  CHECK(ring.control().consumer.head.load() == ring.control().producer.tail.load());
+}

@@ -168,12 +168,17 @@ class Consumer {
 
   /// The bytes of the record last returned (verified), valid as long as the pointer.
   [[nodiscard]] std::span<const std::byte> bytes() const noexcept { return current_; }
+  /// mpmc: the record last returned was delivered again because a consumer died holding it
+  /// (RecordView::redelivered; at-least-once). A consumer holds a record until its next receive
+  /// only with ConsumerOptions::in_place; a copying consumer releases it before verifying.
+  [[nodiscard]] bool redelivered() const noexcept { return redelivered_; }
   [[nodiscard]] RawReader& raw() noexcept { return reader_; }
   [[nodiscard]] const ConsumerOptions& options() const noexcept { return options_; }
 
  private:
   Result<const Root*> accept(Result<RecordView> r) noexcept {
     current_ = {};
+    redelivered_ = false;
     if (!r) return r.status();
     std::span<const std::byte> bytes = r->bytes;
     if (!options_.in_place) {
@@ -194,6 +199,7 @@ class Consumer {
     flatbuffers::Verifier verifier(buf, bytes.size(), options_.max_depth, options_.max_tables);
     if (!verifier.VerifyBuffer<Root>(schema_traits<Root>::file_identifier())) return fail();
     current_ = bytes;
+    redelivered_ = r->redelivered;
     return flatbuffers::GetRoot<Root>(buf);
   }
 
@@ -207,6 +213,7 @@ class Consumer {
   ConsumerOptions options_;
   detail::AlignedBuffer scratch_;
   std::span<const std::byte> current_;
+  bool redelivered_ = false;
 };
 
 }  // namespace flatring

@@ -97,7 +97,12 @@ int run_worker(const Names& names, unsigned index) {
   MpscProducer<pool::Result> results(open_ring<pool::Result>(names.results()));
   flatbuffers::FlatBufferBuilder fbb;
   for (;;) {
-    if (auto c = control.try_receive(); c && (*c)->command() == pool::Command::Shutdown) return 0;
+    if (auto c = control.try_receive(); c && (*c)->command() == pool::Command::Shutdown) {
+      // The last task is still held (released by the next receive). A consumer that goes away
+      // holding a record has not said it is done with it: the ring would deliver it again.
+      tasks.raw().release();
+      return 0;
+    }
     // The timeout bounds how late a shutdown is seen; each one also runs the ring's recovery of
     // tasks that dead workers held.
     auto task = tasks.receive(5ms);

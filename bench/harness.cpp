@@ -211,6 +211,8 @@ void pin_to(int cpu) noexcept {
 
 }  // namespace
 
+void restore_affinity() noexcept { sched_setaffinity(0, sizeof g_saved_affinity, &g_saved_affinity); }
+
 void install_signal_handlers() {
   struct sigaction sa{};
   sa.sa_handler = on_fatal_signal;

@@ -266,6 +266,10 @@ struct CpuPair {
   int consumer = -1;
 };
 CpuPair pick_cpus();
+// Back to the affinity the process had before run_forked pinned it (rows that run more processes
+// than the two pinned ones leave their placement to the scheduler). Keeps a `taskset` the whole
+// run was started under.
+void restore_affinity() noexcept;
 void install_signal_handlers();
 
 }  // namespace bench

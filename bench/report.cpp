@@ -222,8 +222,10 @@ std::string slurp(const std::string& path) {
 
 // One colour per transport, the same in both panels (registry order).
 const char* colour(std::size_t i) {
+  // As many as there are rows (memcpy is drawn in black), so no two rows share a colour.
   static const char* const palette[] = {"#d62728", "#ff7f0e", "#8c564b", "#e377c2", "#1f77b4", "#17becf",
-                                        "#2ca02c", "#9467bd", "#7f7f7f", "#bcbd22", "#393b79", "#637939"};
+                                        "#2ca02c", "#9467bd", "#7f7f7f", "#bcbd22", "#393b79", "#637939",
+                                        "#843c39", "#7b4173", "#e7969c", "#6b6ecf"};
   return palette[i % (sizeof palette / sizeof palette[0])];
 }
 
@@ -327,7 +329,7 @@ bool write_plot(const std::string& png_path, const MachineInfo& m, const std::ve
      << "set grid\n"
      << "set multiplot layout 2,1 title " << gp_str(fmt::format("flatring-bench — {} ({} cores), {}", m.cpu, m.cores, m.kernel)) << "\n";
   // Panel 1: throughput.
-  gp << "set title 'throughput (one producer, one consumer process)'\n"
+  gp << "set title 'throughput (one producer and one consumer process; the multi-party rows as named)'\n"
      << "set logscale xy\n"
      << "set xlabel 'payload size'\nset ylabel 'MB/s (10^6 bytes)'\n"
      << "set xtics (" << xt << ")\n"
@@ -347,7 +349,7 @@ bool write_plot(const std::string& png_path, const MachineInfo& m, const std::ve
   }
   // Panel 2: latency bars.
   gp << "unset logscale\nunset xrange\nset xtics auto\n"
-     << "set title 'ping-pong round trip, p50'\n"
+     << "set title 'round trip p50 (ping-pong; the mpmc rows: a request to a pool of workers and the reply)'\n"
      << "set logscale y\n"
      << "set yrange [" << lat_floor_us << ":*]\n"
      << "set xlabel 'payload size'\nset ylabel 'round trip p50 (microseconds)'\n"

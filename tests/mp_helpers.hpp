@@ -5,11 +5,14 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <csignal>
 #include <cstring>
 #include <optional>
 #include <span>
 #include <stdexcept>
 #include <sys/mman.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <thread>
 
 namespace fr_test {
@@ -91,6 +94,31 @@ class Tally {
   std::uint32_t producers_;
   std::uint64_t per_;
   SharedWords words_;
+};
+
+/// Owns a child process that never exits on its own (one parked in a hook or a pause loop): kills
+/// and reaps it when the test is done with it, or when the test fails half-way (a failed REQUIRE
+/// or an exception), so that no such child outlives its test.
+class ParkedChild {
+ public:
+  explicit ParkedChild(pid_t pid) : pid_(pid) {}
+  ParkedChild(const ParkedChild&) = delete;
+  ParkedChild& operator=(const ParkedChild&) = delete;
+  ~ParkedChild() { (void)kill_and_join(); }
+  [[nodiscard]] pid_t pid() const noexcept { return pid_; }
+  /// SIGKILLs the child and reaps it: its exit code, or 128 + signal (128 + SIGKILL expected).
+  int kill_and_join() noexcept {
+    if (pid_ <= 0) return -1;
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    const pid_t r = ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    if (r < 0) return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+
+ private:
+  pid_t pid_;
 };
 
 }  // namespace fr_test

@@ -63,11 +63,8 @@ struct StuckClaim {
         guard(name),
         ring(Ring::create(name, {.capacity = 4096, .mode = mode})),
         before(ring),
-        parked(1) {
-    g_parked = &parked;
-    std::byte buf[64];
-    REQUIRE(before.try_write({buf, fr_test::make_tagged(buf, 1, 0)}) == Status::ok);
-    stuck = spawn_stuck_producer(name, where);
+        parked(1),
+        stuck(start(before, parked, name, where)) {
     fr_test::wait_for([&] { return parked[0].load() == 1; });
   }
   std::string name;
@@ -75,7 +72,15 @@ struct StuckClaim {
   Ring ring;
   MpWriter before;  // stays attached: a producer that is alive and idle
   fr_test::SharedWords parked;
-  pid_t stuck = -1;
+  fr_test::ParkedChild stuck;
+
+ private:
+  static pid_t start(MpWriter& before, fr_test::SharedWords& parked, const std::string& name, Stop where) {
+    g_parked = &parked;
+    std::byte buf[64];
+    REQUIRE(before.try_write({buf, fr_test::make_tagged(buf, 1, 0)}) == Status::ok);
+    return spawn_stuck_producer(name, where);
+  }
 };
 
 // Exit codes of the mpmc consumer children below.
@@ -184,8 +189,7 @@ TEST_CASE("mpsc crash: a producer SIGKILLed inside a claim is skipped as abandon
   // The claim's owner is alive (parked): it is waited for, not abandoned.
   CHECK(r.unblock() == Status::empty);
 
-  ::kill(sc.stuck, SIGKILL);
-  CHECK(fr_test::join(sc.stuck) == 128 + SIGKILL);
+  CHECK(sc.stuck.kill_and_join() == 128 + SIGKILL);
   std::uint64_t abandoned = 0, next = 0;
   while (next < kAfter) {
     auto got = r.read(30s);
@@ -212,11 +216,11 @@ TEST_CASE("mpsc crash: a consumer SIGKILLed while producers are blocked on a ful
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpsc});
   fr_test::SharedWords shared(1);
-  const pid_t consumer = fr_test::spawn([&]() -> int {
+  fr_test::ParkedChild consumer(fr_test::spawn([&]() -> int {
     MpscReader r(Ring::open(name));
     shared[0].store(1);
     for (;;) ::pause();  // attached, never reads
-  });
+  }));
   fr_test::wait_for([&] { return shared[0].load() == 1; });
 
   WaitOptions fast;
@@ -236,8 +240,7 @@ TEST_CASE("mpsc crash: a consumer SIGKILLed while producers are blocked on a ful
   }
   // Both producers are blocked once the ring is full and they have gone to sleep on it.
   fr_test::wait_for([&] { return ring.control().space.waiters.load() == 2; });
-  ::kill(consumer, SIGKILL);
-  CHECK(fr_test::join(consumer) == 128 + SIGKILL);
+  CHECK(consumer.kill_and_join() == 128 + SIGKILL);
   for (pid_t p : producers) CHECK(fr_test::join(p) == 0);
 
   // A new consumer takes the role over and finds every committed record, in per-producer order.
@@ -284,8 +287,7 @@ TEST_CASE("mpmc crash: a producer SIGKILLed inside a claim is abandoned by exact
                                .frame.load()) ==
         (where == Stop::after_claim ? layout::RecordType{} : layout::RecordType::claimed));
 
-  ::kill(sc.stuck, SIGKILL);
-  CHECK(fr_test::join(sc.stuck) == 128 + SIGKILL);
+  CHECK(sc.stuck.kill_and_join() == 128 + SIGKILL);
   for (pid_t c : consumers) CHECK(fr_test::join(c) == 0);
   CHECK(fr_test::join(after) == 0);
   CHECK(shared[1].load() == 1);  // one consumer reported the claim, once
@@ -308,14 +310,14 @@ TEST_CASE("mpmc crash: a consumer SIGKILLed in the middle of a release: the reco
   MpmcWriter w(ring);
   std::byte buf[64];
   REQUIRE(w.try_write({buf, fr_test::make_tagged(buf, 0, 0)}) == Status::ok);
-  const pid_t holder = fr_test::spawn([&]() -> int {
+  fr_test::ParkedChild holder(fr_test::spawn([&]() -> int {
     MpmcReader r(Ring::open(name));
     auto got = r.try_read();
     if (!got || !fr_test::tagged_of(got->bytes)) return 2;
     test_hooks::mid_release = park;
     r.release();
     return 3;  // the hook did not fire
-  });
+  }));
   fr_test::wait_for([&] { return parked[0].load() == 1; });
   const auto& rec = detail::header_at(ring.data(), 0);
   CHECK(layout::frame_type(rec.frame.load()) == layout::RecordType::releasing);
@@ -334,7 +336,7 @@ TEST_CASE("mpmc crash: a consumer SIGKILLed in the middle of a release: the reco
       // Its owner is alive: however often the survivor ran recovery, the record was not touched.
       CHECK(layout::frame_type(rec.frame.load()) == layout::RecordType::releasing);
       CHECK(ring.control().consumer.head.load() == 0);
-      ::kill(holder, SIGKILL);
+      CHECK(holder.kill_and_join() == 128 + SIGKILL);
       killed = true;
     }
     auto got = r.read(killed ? 30s : 5ms);
@@ -349,7 +351,6 @@ TEST_CASE("mpmc crash: a consumer SIGKILLed in the middle of a release: the reco
     ++got_count;
     r.release();
   }
-  CHECK(fr_test::join(holder) == 128 + SIGKILL);
   CHECK(fr_test::join(producer) == 0);
   CHECK(seen[0] == 0);
   for (std::uint64_t i = 1; i < kCount; ++i) REQUIRE(seen[i] == 1);
@@ -371,7 +372,7 @@ TEST_CASE("mpmc crash: a consumer SIGKILLed holding a record while others go on:
   const Deliveries d{seen, shared};
 
   // The victim consumes a few records, then holds one (counted as delivered) until it is killed.
-  const pid_t victim = fr_test::spawn([&]() -> int {
+  fr_test::ParkedChild victim(fr_test::spawn([&]() -> int {
     MpmcReader r(Ring::open(name));
     for (int n = 0;; ++n) {
       auto got = r.read(30s);
@@ -388,7 +389,7 @@ TEST_CASE("mpmc crash: a consumer SIGKILLed holding a record while others go on:
       }
       r.release();
     }
-  });
+  }));
   std::vector<pid_t> kids;
   for (std::uint32_t p = 0; p < kProducers; ++p) kids.push_back(spawn_mpmc_producer(name, p, 0, kPer));
   fr_test::wait_for([&] { return held[0].load() == 1; });
@@ -399,8 +400,7 @@ TEST_CASE("mpmc crash: a consumer SIGKILLed holding a record while others go on:
   // The others go on while the victim holds its record, until the ring is full behind it and the
   // producers sleep; then it is killed.
   fr_test::wait_for([&] { return shared[0].load() > 11 && ring.control().space.waiters.load() != 0; });
-  ::kill(victim, SIGKILL);
-  CHECK(fr_test::join(victim) == 128 + SIGKILL);
+  CHECK(victim.kill_and_join() == 128 + SIGKILL);
   for (pid_t k : kids) CHECK(fr_test::join(k) == 0);
 
   const auto p = static_cast<std::uint32_t>(held[1].load());
@@ -427,11 +427,10 @@ TEST_CASE("mpmc crash: a consumer SIGKILLed while recovering a dead producer's c
   auto first = r.read(30s);
   REQUIRE(first.has_value());
   r.release();
-  ::kill(sc.stuck, SIGKILL);
-  CHECK(fr_test::join(sc.stuck) == 128 + SIGKILL);
+  CHECK(sc.stuck.kill_and_join() == 128 + SIGKILL);
 
   fr_test::SharedWords step(1);
-  const pid_t recoverer = fr_test::spawn([&]() -> int {
+  fr_test::ParkedChild recoverer(fr_test::spawn([&]() -> int {
     MpmcReader dying(Ring::open(sc.name));
     auto& c = dying.ring().control();
     const std::uint64_t at = c.consumer.next.load();
@@ -444,10 +443,9 @@ TEST_CASE("mpmc crash: a consumer SIGKILLed while recovering a dead producer's c
     }
     step[0].store(1);
     for (;;) ::pause();
-  });
+  }));
   fr_test::wait_for([&] { return step[0].load() == 1; });
-  ::kill(recoverer, SIGKILL);
-  CHECK(fr_test::join(recoverer) == 128 + SIGKILL);
+  CHECK(recoverer.kill_and_join() == 128 + SIGKILL);
 
   constexpr std::uint64_t kAfter = 300;  // several laps of the 4 KiB ring
   const pid_t after = spawn_mpmc_producer(sc.name, 2, 0, kAfter);

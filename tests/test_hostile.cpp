@@ -4,12 +4,14 @@
 
 #include <chrono>
 #include <csignal>
+#include <cstring>
 #include <fcntl.h>
 #include <string>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "helpers.hpp"
+#include "mp_helpers.hpp"
 
 using namespace flatring;
 using namespace std::chrono_literals;
@@ -335,4 +337,427 @@ TEST_CASE("a segment owned by another uid is refused unless allowed", "[hostile]
   } else {
     WARN("not root: cannot give the segment to another uid; ownership check not exercised");
   }
+}
+
+// ---------------------------------------------------------------- mpmc: garbage in the shared words
+
+namespace {
+
+using layout::RecordType;
+using layout::make_frame;
+
+constexpr std::uint64_t kMpCap = 4096;
+// A position in the fourth lap, 512 bytes before the end of the ring: the frame checks against
+// the end of the ring and against the tail both have room to fail.
+constexpr std::uint64_t kAt = 3 * kMpCap + kMpCap - 512;
+
+// An mpmc ring whose positions and record words a hostile peer sets directly.
+struct HostileMpmc {
+  std::string name = unique_name("mpmc-hostile");
+  RemoveGuard guard{name};
+  Ring ring = Ring::create(name, {.capacity = kMpCap, .mode = Mode::mpmc});
+
+  void positions(std::uint64_t head, std::uint64_t next, std::uint64_t tail) {
+    ring.control().consumer.head.store(head);
+    ring.control().consumer.next.store(next);
+    ring.control().producer.tail.store(tail);
+  }
+  void record(std::uint64_t pos, std::uint64_t frame, std::uint64_t aux) {
+    auto& h = detail::header_at(ring.writable_data(), pos & (kMpCap - 1));
+    h.frame.store(frame);
+    h.aux = aux;
+  }
+  [[nodiscard]] std::uint64_t head() const { return ring.control().consumer.head.load(); }
+  [[nodiscard]] std::uint64_t next() const { return ring.control().consumer.next.load(); }
+};
+
+// A record a reader hands out must lie inside the record area (an mpmc consumer reads it through
+// the writable mapping: it zeroes what it consumed); reading every byte makes a view that does not
+// fault under ASan (or with a plain SIGSEGV) here.
+bool inside(Ring& ring, std::span<const std::byte> b) {
+  const auto lo = reinterpret_cast<std::uintptr_t>(ring.writable_data());
+  const auto p = reinterpret_cast<std::uintptr_t>(b.data());
+  unsigned sum = 0;
+  for (std::byte x : b) sum += std::to_integer<unsigned>(x);
+  asm volatile("" : : "r"(sum));
+  return p >= lo && p + b.size() <= lo + ring.info().capacity && b.size() <= ring.info().max_record_size;
+}
+
+struct PositionCase {
+  const char* what;
+  std::uint64_t head, next, tail;
+};
+
+struct FrameCase {
+  const char* what;
+  std::uint64_t frame, aux;
+  Status expect;
+};
+
+}  // namespace
+
+TEST_CASE("mpmc hostile: a consumer refuses impossible positions at attach with corrupt_state", "[hostile][mpmc]") {
+  const auto c = GENERATE(values<PositionCase>({
+      {"misaligned head", kAt + 8, kAt + 16, kAt + 32},
+      {"misaligned next", kAt, kAt + 8, kAt + 32},
+      {"misaligned tail", kAt, kAt, kAt + 1},
+      {"next behind head", kAt, kAt - 16, kAt},
+      {"tail behind next", kAt - 64, kAt, kAt - 32},
+      {"tail more than a lap past head", kAt, kAt, kAt + kMpCap + 16},
+      {"head near 2^64, tail wrapped to 0", ~std::uint64_t{15}, ~std::uint64_t{15}, 0},
+      {"all ones", ~std::uint64_t{0}, ~std::uint64_t{0}, ~std::uint64_t{0}},
+  }));
+  CAPTURE(c.what);
+  HostileMpmc s;
+  s.positions(c.head, c.next, c.tail);
+  Error e = error_of([&] { MpmcReader r(s.ring); });
+  CHECK(e.code() == Errc::corrupt_state);
+  CHECK_THAT(e.what(), Catch::Contains("impossible positions"));
+  // A full lap in flight is possible, not corrupt.
+  s.positions(kAt, kAt + 64, kAt + kMpCap);
+  CHECK_NOTHROW(MpmcReader(s.ring));
+}
+
+TEST_CASE("mpmc hostile: a garbage frame word at the read cursor is corrupt or empty, never a record outside the ring",
+          "[hostile][mpmc]") {
+  const std::uint64_t max = max_record_size_for(kMpCap);
+  const auto c = GENERATE_COPY(values<FrameCase>({
+      {"zero: nothing written yet", 0, 0, Status::empty},
+      {"claimed: being written", make_frame(RecordType::claimed, 100), 0, Status::empty},
+      {"done leftover", make_frame(RecordType::done, 128), 0, Status::empty},
+      {"valid data", make_frame(RecordType::data, 100), 128, Status::ok},
+      {"data filling the rest of the ring", make_frame(RecordType::data, 496), 512, Status::ok},
+      {"data with flags", make_frame(RecordType::data, 100) | (std::uint64_t{1} << 48), 128, Status::corrupt},
+      {"data longer than max_record_size", make_frame(RecordType::data, max + 1), 512, Status::corrupt},
+      {"data length 2^48-1", make_frame(RecordType::data, layout::kLengthMask), 512, Status::corrupt},
+      {"data extent smaller than its length", make_frame(RecordType::data, 100), 112, Status::corrupt},
+      {"data extent misaligned", make_frame(RecordType::data, 100), 136, Status::corrupt},
+      {"data extent past the end of the ring", make_frame(RecordType::data, 100), 528, Status::corrupt},
+      {"data extent 2^63", make_frame(RecordType::data, 100), std::uint64_t{1} << 63, Status::corrupt},
+      {"data extent all ones", make_frame(RecordType::data, 100), ~std::uint64_t{0}, Status::corrupt},
+      {"padding not reaching the end", make_frame(RecordType::padding, 100), 0, Status::corrupt},
+      {"padding past the end", make_frame(RecordType::padding, 512), 0, Status::corrupt},
+      {"padding with flags", make_frame(RecordType::padding, 496) | (std::uint64_t{7} << 48), 0, Status::corrupt},
+      {"abandoned with a misaligned extent", make_frame(RecordType::abandoned, 100), 0, Status::corrupt},
+      {"abandoned past the end", make_frame(RecordType::abandoned, 1008), 0, Status::corrupt},
+      {"releasing: only a consumer's own record", make_frame(RecordType::releasing, 128), 0, Status::corrupt},
+      {"type 7", make_frame(static_cast<RecordType>(7), 16), 0, Status::corrupt},
+      {"type 0xFF", ~std::uint64_t{0}, ~std::uint64_t{0}, Status::corrupt},
+  }));
+  CAPTURE(c.what);
+  HostileMpmc s;
+  s.positions(kAt, kAt, kAt + 512);  // the tail at the end of the ring: all 512 bytes claimed
+  s.record(kAt, c.frame, c.aux);
+  MpmcReader r(s.ring);
+  auto got = r.try_read();
+  REQUIRE(got.status() == c.expect);
+  if (c.expect == Status::ok) {
+    CHECK(inside(s.ring, got->bytes));
+    CHECK(got->position == kAt);
+    CHECK_FALSE(got->redelivered);
+    CHECK(s.next() == kAt + c.aux);  // claimed
+    r.release();
+    CHECK(s.head() == kAt + c.aux);  // finished and freed
+    return;
+  }
+  // Nothing is consumed or freed; asking again gives the same answer, counted once.
+  CHECK(s.next() == kAt);
+  CHECK(s.head() == kAt);
+  CHECK(r.try_read().status() == c.expect);
+  CHECK(r.poll([](std::span<const std::byte>) { FAIL("delivered garbage"); }, 4) == 0);
+  CHECK(r.last_status() == c.expect);
+  CHECK(r.attachment().slot().counter[layout::corrupt_records].load() ==
+        (c.expect == Status::corrupt ? 1u : 0u));
+}
+
+TEST_CASE("mpmc hostile: padding and abandoned records are skipped and freed, then the reader waits", "[hostile][mpmc]") {
+  HostileMpmc s;
+  SECTION("padding to the end of the ring") {
+    s.positions(kAt, kAt, kAt + 512);
+    s.record(kAt, make_frame(RecordType::padding, 496), 0);
+    MpmcReader r(s.ring);
+    CHECK(r.try_read().status() == Status::empty);
+    CHECK(s.next() == kAt + 512);
+    CHECK(s.head() == kAt + 512);
+  }
+  SECTION("an abandoned record, then an unwritten claim") {
+    s.positions(kAt, kAt, kAt + 512);
+    s.record(kAt, make_frame(RecordType::abandoned, 112), 0);
+    MpmcReader r(s.ring);
+    CHECK(r.try_read().status() == Status::empty);
+    CHECK(s.next() == kAt + 128);
+    CHECK(s.head() == kAt + 128);
+  }
+}
+
+TEST_CASE("mpmc hostile: positions rewritten after attach are corrupt or empty, never a record outside the ring",
+          "[hostile][mpmc]") {
+  HostileMpmc s;
+  s.positions(kAt, kAt, kAt + 256);
+  s.record(kAt, make_frame(RecordType::data, 100), 128);
+  s.record(kAt + 128, make_frame(RecordType::data, 100), 128);
+  MpmcReader r(s.ring);
+  {
+    // Another consumer takes the first record, so `r` has not seen the tail the cursor is at now.
+    MpmcReader other(s.ring);
+    REQUIRE(other.try_read().has_value());
+    other.release();
+  }
+  const std::uint64_t at = kAt + 128;
+  REQUIRE(s.next() == at);
+  REQUIRE(s.head() == at);
+  SECTION("misaligned read cursor") {
+    s.ring.control().consumer.next.store(at + 8);
+    CHECK(r.try_read().status() == Status::corrupt);
+  }
+  SECTION("tail behind the read cursor") {
+    s.ring.control().producer.tail.store(at - 16);
+    CHECK(r.try_read().status() == Status::corrupt);
+  }
+  SECTION("tail more than a lap ahead") {
+    s.ring.control().producer.tail.store(at + kMpCap + 16);
+    CHECK(r.try_read().status() == Status::corrupt);
+  }
+  SECTION("tail short of a header") {
+    s.ring.control().producer.tail.store(at + 8);
+    CHECK(r.try_read().status() == Status::corrupt);
+  }
+  SECTION("tail at the read cursor") {
+    s.ring.control().producer.tail.store(at);
+    CHECK(r.try_read().status() == Status::empty);
+  }
+  SECTION("tail short of the record's extent") {
+    s.ring.control().producer.tail.store(at + 64);
+    CHECK(r.try_read().status() == Status::corrupt);
+  }
+  SECTION("head ahead of the read cursor: the record is delivered, the head is not touched") {
+    s.ring.control().consumer.head.store(at + 2 * kMpCap);
+    auto got = r.try_read();
+    REQUIRE(got.has_value());
+    CHECK(inside(s.ring, got->bytes));
+    r.release();
+    CHECK(s.head() == at + 2 * kMpCap);
+    CHECK(r.recover() == Status::empty);  // "nothing held" by anyone
+  }
+  SECTION("head more than a lap behind the read cursor: nothing is freed") {
+    s.ring.control().consumer.head.store(at - kMpCap - 16);
+    auto got = r.try_read();
+    REQUIRE(got.has_value());
+    r.release();
+    CHECK(s.head() == at - kMpCap - 16);
+    CHECK(r.recover() == Status::corrupt);
+  }
+  CHECK(s.next() >= at);  // never moved back
+}
+
+TEST_CASE("mpmc hostile: a tail moved behind a caught-up consumer's cursor reads as empty", "[hostile][mpmc]") {
+  // The consumer caches the last tail it checked; at its own cursor, that cache already says
+  // "nothing more", so it does not look again. Nothing is read either way.
+  HostileMpmc s;
+  s.positions(kAt, kAt, kAt);
+  MpmcReader r(s.ring);
+  s.ring.control().producer.tail.store(kAt - 16);
+  CHECK(r.try_read().status() == Status::empty);
+  CHECK(r.recover() == Status::corrupt);  // recovery loads the tail itself
+}
+
+TEST_CASE("mpmc hostile: recover() on garbage takes over only well-formed records of the dead", "[hostile][mpmc]") {
+  HostileMpmc s;
+  SECTION("a dead consumer's well-formed record at the head is delivered again") {
+    s.positions(kAt, kAt + 128, kAt + 128);
+    s.record(kAt, make_frame(RecordType::data, 100), 128);
+    MpmcReader r(s.ring);
+    CHECK(r.try_read().status() == Status::empty);  // claimed by "someone"
+    REQUIRE(r.recover() == Status::ok);
+    auto got = r.try_read();
+    REQUIRE(got.has_value());
+    CHECK(got->redelivered);
+    CHECK(got->position == kAt);
+    CHECK(inside(s.ring, got->bytes));
+    r.release();
+    CHECK(s.head() == kAt + 128);
+  }
+  SECTION("a held record with an impossible extent is corrupt") {
+    const std::uint64_t aux = GENERATE(std::uint64_t{16}, std::uint64_t{136}, std::uint64_t{256}, ~std::uint64_t{0});
+    CAPTURE(aux);
+    s.positions(kAt, kAt + 128, kAt + 128);  // 256 would reach past the read cursor
+    s.record(kAt, make_frame(RecordType::data, 100), aux);
+    MpmcReader r(s.ring);
+    CHECK(r.recover() == Status::corrupt);
+    CHECK(r.try_read().status() == Status::empty);
+    CHECK(s.head() == kAt);
+  }
+  SECTION("a releasing record is finished when its length is possible, corrupt otherwise") {
+    const std::uint64_t len = GENERATE(std::uint64_t{128}, std::uint64_t{0}, std::uint64_t{8},
+                                       std::uint64_t{120}, std::uint64_t{256}, layout::kLengthMask);
+    CAPTURE(len);
+    s.positions(kAt, kAt + 128, kAt + 128);
+    s.record(kAt, make_frame(RecordType::releasing, len), 0x5A5A5A5A5A5A5A5Aull);
+    MpmcReader r(s.ring);
+    const Status got = r.recover();
+    if (len == 128) {
+      CHECK(got == Status::empty);
+      CHECK(s.head() == kAt + 128);  // zeroed, done and freed
+      CHECK(detail::header_at(s.ring.data(), kAt & (kMpCap - 1)).aux == 0);
+    } else {
+      CHECK(got == Status::corrupt);
+      CHECK(s.head() == kAt);
+    }
+  }
+  SECTION("a word that is no record at the head is corrupt") {
+    const std::uint64_t w = GENERATE(std::uint64_t{0}, make_frame(RecordType::claimed, 100),
+                                     make_frame(static_cast<RecordType>(9), 112), ~std::uint64_t{0});
+    CAPTURE(w);
+    s.positions(kAt, kAt + 128, kAt + 128);
+    s.record(kAt, w, 128);
+    MpmcReader r(s.ring);
+    CHECK(r.recover() == Status::corrupt);
+    CHECK(s.head() == kAt);
+  }
+  SECTION("a finished record whose consumer did not free it is freed") {
+    s.positions(kAt, kAt + 128, kAt + 128);
+    s.record(kAt, make_frame(RecordType::done, 128), 0);
+    MpmcReader r(s.ring);
+    CHECK(r.recover() == Status::empty);
+    CHECK(s.head() == kAt + 128);
+  }
+  SECTION("a done word with an impossible extent is left alone") {
+    const std::uint64_t extent = GENERATE(std::uint64_t{0}, std::uint64_t{24}, std::uint64_t{256}, std::uint64_t{1024});
+    CAPTURE(extent);
+    s.positions(kAt, kAt + 128, kAt + 128);
+    s.record(kAt, make_frame(RecordType::done, extent), 0);
+    MpmcReader r(s.ring);
+    CHECK(r.recover() == Status::empty);
+    CHECK(s.head() == kAt);
+  }
+  SECTION("more than a lap held is corrupt") {
+    s.positions(kAt, kAt + 64, kAt + 64);
+    MpmcReader r(s.ring);
+    s.ring.control().consumer.head.store(kAt - kMpCap);
+    CHECK(r.recover() == Status::corrupt);
+  }
+  SECTION("a dead producer's claim with a possible length is abandoned") {
+    s.positions(kAt, kAt, kAt + 256);
+    s.record(kAt, make_frame(RecordType::claimed, 100), 128);
+    MpmcReader r(s.ring);
+    CHECK(r.try_read().status() == Status::empty);
+    CHECK(r.recover() == Status::abandoned);
+    CHECK(s.next() == kAt + 128);
+    CHECK(s.head() == kAt + 128);
+    CHECK(r.try_read().status() == Status::empty);  // the rest is an unwritten claim
+  }
+  SECTION("a dead producer's claim longer than what was claimed is corrupt") {
+    const std::uint64_t len = GENERATE(std::uint64_t{300}, std::uint64_t{1000}, layout::kLengthMask);
+    CAPTURE(len);
+    s.positions(kAt, kAt, kAt + 256);
+    s.record(kAt, make_frame(RecordType::claimed, len), 0);
+    MpmcReader r(s.ring);
+    CHECK(r.recover() == Status::corrupt);
+    CHECK(s.next() == kAt);
+  }
+  SECTION("a claim with nothing written reaches to the next header") {
+    s.positions(kAt, kAt, kAt + 512);
+    s.record(kAt + 256, make_frame(RecordType::data, 100), 128);
+    MpmcReader r(s.ring);
+    CHECK(r.recover() == Status::abandoned);
+    CHECK(s.next() == kAt + 256);
+    auto got = r.try_read();
+    REQUIRE(got.has_value());
+    CHECK(got->position == kAt + 256);
+  }
+  SECTION("impossible tails") {
+    const std::uint64_t tail = GENERATE(kAt - 16, kAt + 8, kAt + kMpCap + 16, ~std::uint64_t{0});
+    CAPTURE(tail);
+    s.positions(kAt, kAt, kAt);
+    MpmcReader r(s.ring);
+    s.ring.control().producer.tail.store(tail);
+    CHECK(r.recover() == Status::corrupt);
+    CHECK(s.next() == kAt);
+  }
+}
+
+TEST_CASE("mpmc hostile: a peer process scribbling over the positions and records never crashes or hangs a consumer",
+          "[hostile][mpmc][process]") {
+  HostileMpmc s;
+  {
+    MpmcWriter w(s.ring);
+    std::byte buf[64];
+    for (std::uint64_t seq = 0; seq < 20; ++seq) REQUIRE(w.try_write({buf, fr_test::make_tagged(buf, 0, seq)}) == Status::ok);
+  }
+  MpmcReader r(s.ring, {.spin = 0ns, .liveness_interval = 1ms});
+  fr_test::SharedWords shared(1);  // [0]: 1 once the scribbler is done
+  pid_t child = fr_test::spawn([&] {
+    auto ring = Ring::open(s.name);
+    auto& c = ring.control();
+    std::byte* data = ring.writable_data();
+    std::uint64_t x = 0x9E3779B97F4A7C15ull;
+    auto rnd = [&] {  // xorshift64: reproducible garbage
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      return x;
+    };
+    for (int i = 0; i < 200'000; ++i) {
+      const std::uint64_t v = rnd();
+      const std::uint64_t near = kAt + ((v >> 32) & 0x3F0);  // aligned and near-valid
+      switch (v % 8) {
+        case 0: c.consumer.next.store(v & 1 ? near : rnd()); break;
+        case 1: c.consumer.head.store(v & 1 ? near : rnd()); break;
+        case 2: c.producer.tail.store(v & 1 ? near + 256 : rnd()); break;
+        case 3:
+        case 4: {  // a frame word of any type, with a length that is often almost right
+          const auto type = static_cast<RecordType>((v >> 8) % 8);
+          const std::uint64_t len = (v & 2) ? ((v >> 16) & 0x3F0) : rnd();
+          detail::header_at(data, (v >> 40) & (kMpCap - 16)).frame.store(make_frame(type, len) | (v & 4 ? 0 : v & (0xFFull << 48)));
+          break;
+        }
+        case 5: detail::header_at(data, (v >> 40) & (kMpCap - 16)).aux = (v & 1) ? ((v >> 16) & 0x7F0) : rnd(); break;
+        default: break;  // let the consumer run on what is there
+      }
+    }
+    shared[0].store(1);
+    return 0;
+  });
+  std::uint64_t ops = 0, delivered = 0;
+  bool statuses_ok = true, views_ok = true;
+  while (shared[0].load() == 0 || ops < 1000) {
+    ++ops;
+    switch (ops % 5) {
+      case 0: {
+        auto got = r.try_read();
+        if (got) {
+          views_ok = views_ok && inside(s.ring, got->bytes);
+          ++delivered;
+        } else {
+          statuses_ok = statuses_ok && (got.status() == Status::empty || got.status() == Status::corrupt);
+        }
+        break;
+      }
+      case 1: r.release(); break;
+      case 2: {
+        const Status u = r.recover();
+        statuses_ok = statuses_ok && (u == Status::ok || u == Status::empty || u == Status::corrupt ||
+                                      u == Status::abandoned);
+        break;
+      }
+      case 3:
+        delivered += r.poll([&](std::span<const std::byte> b) { views_ok = views_ok && inside(s.ring, b); }, 4);
+        break;
+      default: {
+        auto got = r.read(1ms);
+        if (got) {
+          views_ok = views_ok && inside(s.ring, got->bytes);
+        } else {
+          const Status st = got.status();
+          statuses_ok = statuses_ok && (st == Status::corrupt || st == Status::abandoned || st == Status::timed_out ||
+                                        st == Status::peer_dead);
+        }
+        break;
+      }
+    }
+  }
+  CHECK(fr_test::join(child) == 0);
+  CHECK(statuses_ok);
+  CHECK(views_ok);
+  CAPTURE(ops, delivered);
 }

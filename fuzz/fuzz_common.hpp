@@ -50,16 +50,26 @@ inline std::string scratch_name(const std::string& tag) {
   return name;
 }
 
+/// Resets `ring` to a fresh image: the control area but the header (which open validated and
+/// nothing re-reads) and the whole record area are zeroed.
+inline void reset_image(flatring::Ring& ring) {
+  auto* ctrl = reinterpret_cast<std::byte*>(&ring.control());
+  std::memset(static_cast<void*>(ctrl + sizeof(flatring::layout::SegmentHeader)), 0,
+              flatring::layout::kRingOffset - sizeof(flatring::layout::SegmentHeader));
+  std::memset(ring.writable_data(), 0, ring.info().capacity);
+}
+
 /// Stops the run (libFuzzer reports it as a crash) when an invariant the library promises fails.
 #define FUZZ_CHECK(cond) \
   do {                   \
     if (!(cond)) __builtin_trap(); \
   } while (0)
 
-/// Every byte of a record a Reader hands out must lie inside the ring; touching them all makes an
+/// Every byte of a record a Reader hands out must lie inside the ring (the mapping at `base`: the
+/// read-only one, or the writable one for an mpmc consumer); touching them all makes an
 /// out-of-range view fault here rather than go unnoticed.
-inline void touch(const flatring::Ring& ring, std::span<const std::byte> b) {
-  const auto lo = reinterpret_cast<std::uintptr_t>(ring.data());
+inline void touch(const flatring::Ring& ring, std::span<const std::byte> b, const std::byte* base) {
+  const auto lo = reinterpret_cast<std::uintptr_t>(base);
   const auto p = reinterpret_cast<std::uintptr_t>(b.data());
   FUZZ_CHECK(p >= lo && p + b.size() <= lo + ring.info().capacity);
   FUZZ_CHECK(b.size() <= ring.info().max_record_size);
@@ -68,5 +78,7 @@ inline void touch(const flatring::Ring& ring, std::span<const std::byte> b) {
   for (std::byte x : b) sum = static_cast<std::uint8_t>(sum + std::to_integer<std::uint8_t>(x));
   asm volatile("" : : "r"(sum));
 }
+
+inline void touch(const flatring::Ring& ring, std::span<const std::byte> b) { touch(ring, b, ring.data()); }
 
 }  // namespace fuzz

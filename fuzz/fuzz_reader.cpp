@@ -128,10 +128,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
   Input in(bytes, size);
   layout::Control& c = r.control();
   std::byte* data = r.writable_data();
-  // Reset to a fresh image, then lay the fuzzer's state over it.
-  std::memset(static_cast<void*>(reinterpret_cast<std::byte*>(&c) + sizeof(layout::SegmentHeader)), 0,
-              layout::kRingOffset - sizeof(layout::SegmentHeader));
-  std::memset(data, 0, kCap);
+  fuzz::reset_image(r);  // then lay the fuzzer's state over it
   const std::uint8_t role = in.take<std::uint8_t>() % 3;
   c.producer.tail.store(in.take<std::uint64_t>());
   c.consumer.head.store(in.take<std::uint64_t>());

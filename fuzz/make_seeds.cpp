@@ -1,5 +1,5 @@
 // Writes the seed corpus for the fuzz targets from real rings and records:
-//   make_seeds <dir>   ->  <dir>/reader/*, <dir>/typed/*, <dir>/open/*
+//   make_seeds <dir>   ->  <dir>/reader/*, <dir>/mpmc/*, <dir>/typed/*, <dir>/open/*
 // The committed corpus in fuzz/corpus/ was made with it; rerun it after a layout change.
 #include <cstdint>
 #include <cstring>
@@ -35,6 +35,14 @@ std::string temp_name(const char* tag) {
   return std::string("fuzz-seed-") + tag + "-" + std::to_string(::getpid());
 }
 
+// The record area's size (u16) and bytes, as the ring-image targets read them.
+void put_image(Bytes& b, const Ring& ring) {
+  const auto cap = static_cast<std::uint16_t>(ring.info().capacity);
+  put<std::uint16_t>(b, cap);
+  const auto* d = reinterpret_cast<const std::uint8_t*>(ring.data());
+  b.insert(b.end(), d, d + cap);
+}
+
 // A fuzz_reader input: the image of `ring` as it is now, then `ops`.
 Bytes reader_input(std::uint8_t role, const Ring& ring, const Bytes& ops) {
   Bytes b;
@@ -43,10 +51,7 @@ Bytes reader_input(std::uint8_t role, const Ring& ring, const Bytes& ops) {
   put<std::uint64_t>(b, ring.control().consumer.head.load());
   put<std::uint32_t>(b, 0);
   put<std::uint32_t>(b, 0);
-  const auto cap = static_cast<std::uint16_t>(ring.info().capacity);
-  put<std::uint16_t>(b, cap);
-  const auto* d = reinterpret_cast<const std::uint8_t*>(ring.data());
-  b.insert(b.end(), d, d + cap);
+  put_image(b, ring);
   b.insert(b.end(), ops.begin(), ops.end());
   return b;
 }
@@ -92,6 +97,65 @@ void reader_seeds(const fs_::path& dir) {
     save(dir, "wrapped-writer", reader_input(1, ring, {7, 200, 0, 200, 0, 0, 8, 0, 4, 8, 100, 0}));
     save(dir, "wrapped-both", reader_input(2, ring, {0, 1, 7, 0x80, 0, 0x80, 0, 0, 0, 1, 6, 0, 1}));
   }
+}
+
+// A fuzz_mpmc input: `setup`, the positions of `ring` as they are now (taken as they are), its
+// record area, then `ops`.
+Bytes mpmc_input(std::uint8_t setup, const Ring& ring, const Bytes& ops) {
+  Bytes b;
+  put<std::uint8_t>(b, static_cast<std::uint8_t>(setup | 8));
+  put<std::uint64_t>(b, ring.control().consumer.head.load());
+  put<std::uint64_t>(b, ring.control().consumer.next.load());
+  put<std::uint64_t>(b, ring.control().producer.tail.load());
+  put_image(b, ring);
+  b.insert(b.end(), ops.begin(), ops.end());
+  return b;
+}
+
+void mpmc_seeds(const fs_::path& dir) {
+  // Operations (fuzz_mpmc.cpp): low nibble 0 try_read, 1 release, 2 poll, 3 recover, 4 read(0),
+  // 5 frame poke, 10 try_write; high nibble: which of the three consumers.
+  const Bytes reads = {0x00, 0x10, 0x20, 0x21, 0x01, 0x11, 0x02, 0x03, 0x04, 0x12, 0x00, 0x01};
+  const Bytes recovers = {0x03, 0x00, 0x01, 0x13, 0x10, 0x11, 0x23, 0x04, 0x02};
+  const std::uint8_t three = 2;  // setup: 1 + 2 % 3 consumers
+  const std::string name = temp_name("mpmc");
+  Ring::remove(name);
+  RemoveGuard guard(name);
+  Ring ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc});
+  save(dir, "empty-with-producer", mpmc_input(three | 4, ring,
+                                              {10, 100, 0, 0x0A, 40, 0, 0x00, 0x10, 0x11, 0x01, 0x03, 11,
+                                               200, 0, 100, 0, 0, 0x20, 0x21, 0x04}));
+  std::vector<std::byte> p(100, std::byte{0x42});
+  MpmcWriter w(ring);
+  for (int i = 0; i < 10; ++i) (void)w.try_write(p);
+  save(dir, "ten-records", mpmc_input(three, ring, reads));
+  Bytes poked = {5, 0xA0, 0, 0x02, 0x05, 0xFF, 0, 0, 0, 0, 0};  // a releasing frame at 160
+  poked.insert(poked.end(), reads.begin(), reads.end());
+  save(dir, "ten-records-poked", mpmc_input(three, ring, poked));
+  {
+    // Two consumers hold a record each and one more is finished out of order: the head waits at a
+    // held record. In the fuzzed image their holders are gone, so recover() takes them over.
+    MpmcReader a(ring), b(ring), c(ring);
+    (void)a.try_read();
+    (void)b.try_read();
+    (void)c.try_read();
+    c.release();
+    save(dir, "held-by-the-dead", mpmc_input(three, ring, recovers));
+    a.release();
+    b.release();
+    for (int i = 0; i < 40; ++i) {  // many laps: padding at the end, records from offset 0
+      (void)w.try_write(p);
+      (void)a.try_read();
+      a.release();
+    }
+    (void)b.try_read();
+    save(dir, "wrapped-held", mpmc_input(three | 4, ring, recovers));
+    b.release();
+  }
+  // A claim whose producer is gone: a `claimed` header at the read cursor.
+  auto claim = w.try_reserve(64);
+  if (claim) save(dir, "dead-claim", mpmc_input(0, ring, recovers));
+  w.abort();
 }
 
 Bytes record_bytes(bool full, std::uint8_t choice) {
@@ -171,6 +235,7 @@ int main(int argc, char** argv) {
   }
   const fs_::path root = argv[1];
   reader_seeds(root / "reader");
+  mpmc_seeds(root / "mpmc");
   typed_seeds(root / "typed");
   open_seeds(root / "open");
   return 0;

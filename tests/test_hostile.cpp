@@ -2,6 +2,7 @@
 // peer that shrinks the segment under a reader or writer (the SIGBUS guard).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstring>
@@ -593,13 +594,15 @@ TEST_CASE("mpmc hostile: recover() on garbage takes over only well-formed record
                                        std::uint64_t{120}, std::uint64_t{256}, layout::kLengthMask);
     CAPTURE(len);
     s.positions(kAt, kAt + 128, kAt + 128);
-    s.record(kAt, make_frame(RecordType::releasing, len), 0x5A5A5A5A5A5A5A5Aull);
+    s.record(kAt, make_frame(RecordType::releasing, len), 128);
+    std::byte* payload = s.ring.writable_data() + (kAt & (kMpCap - 1)) + layout::kRecordHeaderSize;
+    std::memset(payload, 0x5A, 112);  // what the dead consumer had not zeroed yet
     MpmcReader r(s.ring);
     const Status got = r.recover();
     if (len == 128) {
       CHECK(got == Status::empty);
       CHECK(s.head() == kAt + 128);  // zeroed, done and freed
-      CHECK(detail::header_at(s.ring.data(), kAt & (kMpCap - 1)).aux == 0);
+      CHECK(std::all_of(payload, payload + 112, [](std::byte b) { return b == std::byte{0}; }));
     } else {
       CHECK(got == Status::corrupt);
       CHECK(s.head() == kAt);
@@ -617,7 +620,7 @@ TEST_CASE("mpmc hostile: recover() on garbage takes over only well-formed record
   }
   SECTION("a finished record whose consumer did not free it is freed") {
     s.positions(kAt, kAt + 128, kAt + 128);
-    s.record(kAt, make_frame(RecordType::done, 128), 0);
+    s.record(kAt, make_frame(RecordType::done, 128), kAt);  // aux: a finisher may name the position
     MpmcReader r(s.ring);
     CHECK(r.recover() == Status::empty);
     CHECK(s.head() == kAt + 128);

@@ -67,12 +67,21 @@ bool is_one_of(Status s, std::initializer_list<Status> allowed) {
 bool known_hang(Ring& r, MpmcReader& rd) {
   const layout::Control& c = r.control();
   const std::uint64_t n = c.consumer.next.load();
-  if (c.producer.tail.load() <= n) return false;
+  // A misaligned cursor is corrupt for try_read(), which read() calls first.
+  if (c.producer.tail.load() <= n || (n & (layout::kRecordAlign - 1)) != 0) return false;
   const auto type = layout::frame_type(detail::header_at(r.writable_data(), n & kMask).frame.load());
   if (type != RecordType::data && type != RecordType::padding && type != RecordType::abandoned) return false;
   auto v = rd.try_read();
   if (v) check_record(r, *v);
   return v.status() == Status::empty;
+}
+
+// The second finding, also a [!mayfail] test in tests/test_hostile.cpp ("a producer never writes a
+// header at a misaligned tail"): MpWriter::try_reserve uses the tail's offset as a record boundary
+// without checking its alignment (a misaligned header; at capacity - 1 a frame store past the
+// record area). The producer's calls are skipped while the tail is misaligned.
+bool known_misaligned_tail(const Ring& r) {
+  return (r.control().producer.tail.load() & (layout::kRecordAlign - 1)) != 0;
 }
 
 using Readers = std::array<std::optional<MpmcReader>, kMaxReaders>;
@@ -156,7 +165,7 @@ void run(fuzz::Input& in, Ring& r, Readers& readers, std::optional<MpWriter>& wr
         break;
       }
       case 10:
-        if (writer) {
+        if (writer && !known_misaligned_tail(r)) {
           const std::size_t n = in.take<std::uint16_t>() % payload.size();
           const Status s = writer->try_write({payload.data(), n});
           FUZZ_CHECK(is_one_of(s, {Status::ok, Status::full, Status::too_large, Status::corrupt,
@@ -164,7 +173,7 @@ void run(fuzz::Input& in, Ring& r, Readers& readers, std::optional<MpWriter>& wr
         }
         break;
       case 11:
-        if (writer) {
+        if (writer && !known_misaligned_tail(r)) {
           const std::size_t n = in.take<std::uint16_t>() % payload.size();
           auto s = writer->try_reserve(n);
           if (!s) break;

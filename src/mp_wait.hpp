@@ -79,7 +79,8 @@ inline ProducerCursors producer_cursors(const layout::Control& ctrl, std::uint64
     if (pid == 0 || s.role.load(std::memory_order_acquire) != static_cast<std::uint32_t>(layout::Role::producer)) {
       continue;
     }
-    const std::uint64_t c = s.cursor.load(std::memory_order_relaxed);  // after the tail acquire
+    // Acquire: pairs with the producer's release store of its cursor (MpWriter::try_reserve).
+    const std::uint64_t c = s.cursor.load(std::memory_order_acquire);
     if (c == pos && pid != layout::kReaping &&
         is_alive(ProcessToken{pid, s.start_time.load(std::memory_order_relaxed)})) {
       out.owner_alive = true;
@@ -126,12 +127,16 @@ inline void free_done_records(layout::Control& ctrl, const std::byte* data, std:
   // Bounded: each pass frees at least 16 bytes of a ring of `capacity` bytes, or stops.
   for (std::uint64_t hop = 0; hop <= capacity / layout::kRecordAlign; ++hop) {
     std::uint64_t h = ctrl.consumer.head.load(std::memory_order_seq_cst);
-    const std::uint64_t r = ctrl.consumer.next.load(std::memory_order_acquire);
+    const std::uint64_t r = ctrl.consumer.next.load(std::memory_order_seq_cst);
     if (h >= r || r - h > capacity || (h & (layout::kRecordAlign - 1)) != 0) break;
     const std::uint64_t offset = h & mask;
     // SYNC POINT READ: pairs with the finisher's done store; the zeroes are visible after it.
-    const std::uint64_t w = detail::header_at(data, offset).frame.load(std::memory_order_seq_cst);
+    const auto& hd = detail::header_at(data, offset);
+    const std::uint64_t w = hd.frame.load(std::memory_order_seq_cst);
     if (layout::frame_type(w) != layout::RecordType::done || layout::frame_flags(w) != 0) break;
+    // A done header of an earlier lap (free space keeps them) names another position: it is a
+    // claim whose header was never written, not a finished record.
+    if (detail::load_aux(hd) != h) break;
     const std::uint64_t extent = layout::frame_length(w);
     // A stale `h` (another freer moved on) may show anything: the CAS below then fails.
     if (extent < layout::kRecordAlign || (extent & (layout::kRecordAlign - 1)) != 0 ||
@@ -167,10 +172,14 @@ Result<RecordView> blocking_read(Reader& reader, layout::WaitLine& line, const A
       r = reader.try_read();
       if (r.status() != Status::empty) return r;
     }
-    const Slept s = sleep_until(
+    Slept s = sleep_until(
         line, self, [&] { return ready(std::memory_order_seq_cst); }, deadline, wait.liveness_interval);
     r = reader.try_read();
     if (r.status() != Status::empty) return r;
+    // `ready()` can say yes while try_read() says empty (a hostile segment: a frame that looks
+    // committed under an impossible tail): then sleep_until returns at once, and without this
+    // check the loop would never reach its deadline.
+    if (s == Slept::woken && detail::Clock::now() >= deadline) s = Slept::timed_out;
     if (s == Slept::check_peers || s == Slept::timed_out) {
       const Status u = recover();
       if (u == Status::abandoned || u == Status::corrupt) return u;

@@ -64,13 +64,14 @@ Result<RecordView> MpmcReader::next() noexcept {
     const std::uint64_t len = layout::frame_length(w);
     switch (type) {
       case RecordType::data: {
-        const std::uint64_t extent = h.aux;  // plain: written before the commit we acquired
+        const std::uint64_t extent = detail::load_aux(h);  // written before the commit we acquired
         if (layout::frame_flags(w) != 0 || len > max_record_ || extent < layout::frame_size(len) ||
             extent > to_end || (extent & kAlignMask) != 0 || !covered(r, r + extent)) {
           if (moved(r)) continue;
           return corrupt();
         }
         if (!claim(r, extent)) continue;
+        pass_wake_on(r + extent);
         return hold(offset, len, extent);
       }
       case RecordType::padding:
@@ -99,18 +100,33 @@ Result<RecordView> MpmcReader::next() noexcept {
   return empty();
 }
 
+void MpmcReader::pass_wake_on(std::uint64_t pos) noexcept {
+  // A commit wakes one consumer, but the one it wakes may find the record it was woken for taken,
+  // or stuck behind a claim still being written, and the wake is spent. So a consumer that got a
+  // record wakes one more sleeper when the next record is ready too. Relaxed: a hint; a wrong
+  // guess costs one spurious wake-up or leaves the commit's own wake to do the work.
+  if (ctrl_->data.waiters.load(std::memory_order_relaxed) == 0 || pos >= tail_cache_) return;
+  const std::uint64_t w = detail::header_at(data_, pos & mask_).frame.load(std::memory_order_relaxed);
+  if (layout::frame_type(w) == RecordType::data) detail::wake_one(ctrl_->data, self_);
+}
+
 void MpmcReader::finish(std::uint64_t pos, std::uint64_t extent, bool zero) noexcept {
   const std::uint64_t offset = pos & mask_;
   auto& h = detail::header_at(data_, offset);
   if (zero) {
     // "Done with it, zeroing": a recoverer that finds this after our death finishes the zeroing
-    // instead of delivering half-zeroed bytes again. Relaxed: read only after our death.
+    // instead of delivering half-zeroed bytes again. Relaxed: read only after our death; the
+    // fence keeps the zeroing after it in the order our stores land (costs nothing on x86).
     h.frame.store(layout::make_frame(RecordType::releasing, extent), std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
     FLATRING_TEST_HOOK(mid_release);
     detail::ring_zero(data_ + offset + 8, extent - 8);
   }
-  // SYNC POINT WRITE: publishes the zeroes (release) to whoever frees this record; seq_cst: the
-  // Dekker half against a freer's head CAS (see advance_head).
+  // The done record names its own position: free space keeps old done headers, and a freer must
+  // not take one of those (a claim whose header was never written) for this lap's.
+  detail::store_aux(h, pos);
+  // SYNC POINT WRITE: publishes the zeroes and the aux (release) to whoever frees this record;
+  // seq_cst: the Dekker half against a freer's head CAS (mp_detail::free_done_records).
   h.frame.store(layout::make_frame(RecordType::done, extent), std::memory_order_seq_cst);
 }
 
@@ -124,7 +140,8 @@ bool MpmcReader::consumer_alive_at(std::uint64_t pos) const noexcept {
         s.role.load(std::memory_order_acquire) != static_cast<std::uint32_t>(layout::Role::consumer)) {
       continue;
     }
-    if (s.cursor.load(std::memory_order_relaxed) == pos &&
+    // Acquire: pairs with the cursor's release store (see MpmcReader::claim).
+    if (s.cursor.load(std::memory_order_acquire) == pos &&
         is_alive(ProcessToken{pid, s.start_time.load(std::memory_order_relaxed)})) {
       return true;
     }
@@ -132,28 +149,47 @@ bool MpmcReader::consumer_alive_at(std::uint64_t pos) const noexcept {
   return false;
 }
 
+bool MpmcReader::cursor_names(std::uint64_t pos) const noexcept {
+  for (const auto& s : ctrl_->peers) {
+    if (&s == &self_.slot()) continue;
+    const std::uint32_t pid = s.pid.load(std::memory_order_acquire);
+    // Acquire: a peer's cursor is stored (release) before the claim CAS that moved `next` past
+    // it, and recover_head loaded `next` after that; a stale value only shortens the extent.
+    if (pid != 0 && s.cursor.load(std::memory_order_acquire) == pos) return true;
+  }
+  return false;
+}
+
 Status MpmcReader::recover_head() noexcept {
-  const std::uint64_t h = ctrl_->consumer.head.load(std::memory_order_acquire);
+  const std::uint64_t h = ctrl_->consumer.head.load(std::memory_order_seq_cst);
   // SYNC POINT READ: pairs with the claim CASes on `next` (one release sequence): the claimer's
   // cursor store, made before its CAS, is visible once we see `next` past its record.
-  const std::uint64_t r = ctrl_->consumer.next.load(std::memory_order_acquire);
+  const std::uint64_t r = ctrl_->consumer.next.load(std::memory_order_seq_cst);
   if (h >= r) return Status::empty;  // nothing held
-  if (r - h > capacity_ || (h & kAlignMask) != 0) return corrupt().status();
+  auto stale_or_corrupt = [&] {
+    if (ctrl_->consumer.head.load(std::memory_order_acquire) != h) return Status::empty;
+    head_ = h;
+    return corrupt().status();
+  };
+  if (r - h > capacity_ || (h & kAlignMask) != 0) return stale_or_corrupt();
   const std::uint64_t offset = h & mask_;
+  const std::uint64_t to_end = capacity_ - offset;
   auto& hd = detail::header_at(data_, offset);
   std::uint64_t w = hd.frame.load(std::memory_order_acquire);
   const auto type = layout::frame_type(w);
-  if (type == RecordType::done) {  // its consumer died between finishing and freeing
+  // Below `next`, a header nobody wrote in this lap (0, an old done, or the producer's claimed)
+  // is a producer's claim that a consumer took to skip it and died before marking it.
+  const bool unwritten = w == 0 || type == RecordType::claimed ||
+                         (type == RecordType::done && detail::load_aux(hd) != h);
+  if (type == RecordType::done && !unwritten) {  // its consumer died between finishing and freeing
     advance_head();
     return Status::empty;
   }
-  if (type != RecordType::data && type != RecordType::releasing && type != RecordType::padding &&
-      type != RecordType::abandoned) {
-    if (ctrl_->consumer.head.load(std::memory_order_acquire) != h) return Status::empty;  // stale
-    head_ = h;
-    return corrupt().status();
+  if (!unwritten && type != RecordType::data && type != RecordType::releasing &&
+      type != RecordType::padding && type != RecordType::abandoned) {
+    return stale_or_corrupt();
   }
-  if (type == RecordType::abandoned && (w & layout::kStalledFlag) != 0) {
+  if (type == RecordType::abandoned && (w & layout::kStalledFlag) != 0 && (w & layout::kTakeoverMask) == 0) {
     // Skipped after the claim timeout: its producer finishes it (MpWriter::commit/abort), unless
     // it died. Its cursor still names the claim until it claims again, which is after finishing.
     if (mp_detail::producer_cursors(*ctrl_, h).owner_alive) return Status::empty;
@@ -165,26 +201,64 @@ Status MpmcReader::recover_head() noexcept {
 
   // The owner is dead. Take the record over: name ourselves its owner first (in case we die too),
   // then change the frame word so no other recoverer can also take it.
-  self_.slot().cursor.store(h, std::memory_order_seq_cst);
-  if (ctrl_->consumer.head.load(std::memory_order_seq_cst) != h) return Status::empty;
-  const std::uint64_t mine = bump_takeovers(w);
-  if (!hd.frame.compare_exchange_strong(w, mine, std::memory_order_acq_rel, std::memory_order_relaxed)) {
-    return Status::empty;  // another recoverer won, or the record changed
+  std::uint64_t mine = 0;
+  std::uint64_t extent = 0;
+  bool stalled = false;
+  if (unwritten) {
+    if (type == RecordType::claimed) {
+      extent = layout::frame_size(layout::frame_length(w));
+      stalled = mp_detail::producer_cursors(*ctrl_, h).owner_alive;  // then its producer finishes it
+    } else {
+      // Nothing was written: it ends at the next header written in this lap, at the next position
+      // a peer's cursor names (the next claim may be unwritten too: another recoverer's, between
+      // its claim and its mark; merging it would zero what that one is about to mark), or at
+      // `next`.
+      const std::uint64_t limit = std::min(r - h, to_end);
+      extent = layout::kRecordAlign;
+      while (extent < limit) {
+        const auto& at = detail::header_at(data_, (h + extent) & mask_);
+        const std::uint64_t v = at.frame.load(std::memory_order_acquire);
+        if (v != 0 && !(layout::frame_type(v) == RecordType::done && detail::load_aux(at) != h + extent)) break;
+        if (cursor_names(h + extent)) break;
+        extent += layout::kRecordAlign;
+      }
+    }
+    if (layout::frame_flags(w) != 0 || extent > to_end || extent > r - h) return stale_or_corrupt();
+    mine = layout::make_frame(RecordType::abandoned, extent - layout::kRecordHeaderSize) |
+           (stalled ? layout::kStalledFlag : 0);
+  } else {
+    mine = bump_takeovers(w);
   }
-  if (ctrl_->consumer.head.load(std::memory_order_acquire) != h) {
+  auto give_up = [&] {
+    self_.slot().cursor.store(detail::kNoClaim, std::memory_order_relaxed);
+    return Status::empty;
+  };
+  self_.slot().cursor.store(h, std::memory_order_seq_cst);
+  if (ctrl_->consumer.head.load(std::memory_order_seq_cst) != h) return give_up();
+  if (!hd.frame.compare_exchange_strong(w, mine, std::memory_order_seq_cst, std::memory_order_relaxed)) {
+    return give_up();  // another recoverer won, or the record changed
+  }
+  if (ctrl_->consumer.head.load(std::memory_order_seq_cst) != h) {
     // The head moved between our check and the CAS: the word belonged to a later lap. Put it back
     // (fails harmlessly if its owner has written it since).
     std::uint64_t back = mine;
-    hd.frame.compare_exchange_strong(back, w, std::memory_order_acq_rel, std::memory_order_relaxed);
-    return Status::empty;
+    hd.frame.compare_exchange_strong(back, w, std::memory_order_seq_cst, std::memory_order_relaxed);
+    return give_up();
   }
   self_.count(layout::abandoned_records);
-  const std::uint64_t to_end = capacity_ - offset;
-  const std::uint64_t len = layout::frame_length(w);
   head_ = h;
+  if (unwritten) {  // a producer's claim, skipped: abandoned, as the consumer that died would have
+    if (!stalled) {
+      finish(h, extent, true);
+      advance_head();
+    }
+    last_status_ = Status::abandoned;
+    return Status::abandoned;
+  }
+  const std::uint64_t len = layout::frame_length(w);
   switch (type) {
     case RecordType::data: {
-      const std::uint64_t extent = hd.aux;
+      extent = detail::load_aux(hd);
       if (len > max_record_ || extent < layout::frame_size(len) || extent > to_end ||
           (extent & kAlignMask) != 0 || extent > r - h) {
         return corrupt().status();
@@ -200,7 +274,7 @@ Status MpmcReader::recover_head() noexcept {
       break;
     }
     default: {  // padding or abandoned, claimed but not finished (or a stalled producer's, dead)
-      const std::uint64_t extent = len + layout::kRecordHeaderSize;
+      extent = len + layout::kRecordHeaderSize;
       if (extent > to_end || (extent & kAlignMask) != 0 || extent > r - h) return corrupt().status();
       finish(h, extent, type == RecordType::abandoned);
       break;
@@ -230,6 +304,10 @@ Status MpmcReader::unblock_claim() noexcept {
   const mp_detail::ProducerCursors producers = mp_detail::producer_cursors(*ctrl_, r);
   const bool stalled = producers.owner_alive;
   if (stalled && !claim_timed_out(r, type)) return Status::empty;
+  // A producer that moved its cursor on had written this claim first (its cursor store is a
+  // release of that write, and producer_cursors loads it with acquire): if the word changed since
+  // `w`, the owner was alive and committed or aborted; read it again instead.
+  if (hd.frame.load(std::memory_order_acquire) != w) return Status::ok;
   // The owner is dead, or alive and past the claim timeout. How far does its claim reach?
   const std::uint64_t extent =
       mp_detail::dead_claim_extent(data_, mask_, r, w, std::min(t - r, capacity_ - offset), producers);
@@ -240,6 +318,7 @@ Status MpmcReader::unblock_claim() noexcept {
   }
   // Claim it like a record: from here on it is ours alone and cannot be reused under us.
   if (!claim(r, extent)) return Status::empty;
+  FLATRING_TEST_HOOK(mid_unblock);
   // A stalled producer's claim is only marked: the producer may still be writing into it, so
   // the producer finishes (zeroes and frees) it when its commit or abort finds the mark.
   const std::uint64_t mark = layout::make_frame(RecordType::abandoned, extent - layout::kRecordHeaderSize) |
@@ -249,7 +328,7 @@ Status MpmcReader::unblock_claim() noexcept {
     head_ = r;
     const std::uint64_t len = layout::frame_length(w);
     if (layout::frame_type(w) == RecordType::data && layout::frame_flags(w) == 0 && len <= max_record_ &&
-        hd.aux == extent && layout::frame_size(len) <= extent) {
+        detail::load_aux(hd) == extent && layout::frame_size(len) <= extent) {
       hold(offset, len, extent);
       return Status::ok;
     }
@@ -302,12 +381,13 @@ Result<RecordView> MpmcReader::read(std::chrono::nanoseconds timeout) {
       *this, ctrl_->data, self_, wait_, timeout,
       [&](std::memory_order order) {
         const std::uint64_t n = ctrl_->consumer.next.load(order);
-        if (ctrl_->producer.tail.load(order) <= n) return false;
+        const std::uint64_t t = ctrl_->producer.tail.load(order);
+        if (t <= n || t - n > capacity_) return false;  // nothing there, or impossible
         const std::uint64_t w = detail::header_at(data_, n & mask_).frame.load(order);
         const auto type = layout::frame_type(w);
         return type == RecordType::data || type == RecordType::padding || type == RecordType::abandoned;
       },
-      [&] { return recover(); },
+      [&] { return recovery_due() ? recover() : Status::empty; },  // syscalls: rate-limited
       [&] {
         return ctrl_->producer.tail.load(std::memory_order_acquire) ==
                    ctrl_->consumer.next.load(std::memory_order_acquire) &&

@@ -46,10 +46,11 @@ void MpWriter::finish_if_stalled(std::uint64_t w, std::uint64_t extent) noexcept
   }
   const std::uint64_t offset = claim_ & mask_;
   detail::ring_zero(data_ + offset + 8, extent - 8);
+  auto& h = detail::header_at(data_, offset);
+  detail::store_aux(h, claim_);  // a done record names its position (see MpmcReader::finish)
   // SYNC POINT WRITE: as a consumer's finish (mpmc.cpp): publishes the zeroes to the freer; seq_cst
   // for the Dekker with a freer's head CAS.
-  detail::header_at(data_, offset)
-      .frame.store(layout::make_frame(layout::RecordType::done, extent), std::memory_order_seq_cst);
+  h.frame.store(layout::make_frame(layout::RecordType::done, extent), std::memory_order_seq_cst);
   mp_detail::free_done_records(*ctrl_, data_, capacity_, self_);
 }
 
@@ -143,7 +144,9 @@ Result<RecordView> MpscReader::read(std::chrono::nanoseconds timeout) {
         const std::uint64_t w = detail::header_at(data_, head_ & mask_).frame.load(order);
         return w != 0 && layout::frame_type(w) != layout::RecordType::claimed;
       },
-      [&] { return unblock(); },  // a claim that does not become a record: is its producer dead?
+      // A claim that does not become a record: is its producer dead? (At most twice per interval:
+      // it makes syscalls, and read(0) in a loop must not make them on every call.)
+      [&] { return recovery_due() ? unblock() : Status::empty; },
       [&] {
         return ctrl_->producer.tail.load(std::memory_order_acquire) == head_ && mp_detail::producer_gone(ring_);
       });

@@ -442,9 +442,8 @@ int mp_consumer_main(const Ring& ring, MpLedger& ledger, std::uint32_t generatio
 
 }  // namespace
 
-// [!mayfail] until the two recovery races described at the next test are fixed.
 TEST_CASE("mpmc chaos: producers and consumers SIGKILLed at random points: at-least-once and a consistent ring",
-          "[chaos][mpmc][!mayfail]") {
+          "[chaos][mpmc]") {
   const std::uint64_t capacity = GENERATE(std::uint64_t{4096}, std::uint64_t{1} << 16);
   const int rounds = static_cast<int>(fr_test::scaled(200));
   const auto seed = std::random_device{}();
@@ -570,20 +569,17 @@ TEST_CASE("mpmc chaos: producers and consumers SIGKILLed at random points: at-le
 // No process is killed here. A consumer that polls runs recover() whenever it finds nothing (the
 // documented step for callers that do not block), so recover() runs concurrently with everything
 // else, and spinning consumers on an oversubscribed machine are preempted anywhere inside it.
-// [!mayfail] until two races in src/mpmc.cpp are fixed (this test and the mpmc chaos test above
-// found them; each fails most runs on the 2-core CI machine):
-//  - recover_head() loads head, then next; other consumers move both in between, next - head then
-//    exceeds the capacity and recover() (and read(), which calls it) returns a spurious corrupt.
-//  - unblock_claim() loads the frame word at the read cursor (0: the producer has claimed, not yet
-//    written its header), then the producers' cursors. If the producer has meanwhile written,
-//    committed and claimed again, no live cursor names the claim, it is taken for dead, and the
-//    extent is scanned from the stale word: the scan stops at the record's first payload word, 16
-//    bytes on. The claim on `next` succeeds, the frame CAS fails (the record is data), and
-//    finish(r, 16) stores done|16 over the committed record: the record is lost, head and next
-//    land inside its payload, and every consumer reports corrupt from then on (ring wedged).
-//    A producer SIGKILLed after writing its header and payload, between the two loads, does the same.
+// This test and the mpmc chaos test above found two races, now fixed (regression cover):
+//  - recover_head() loaded head, then next; other consumers moved both in between, next - head
+//    exceeded the capacity and recover() returned a spurious corrupt. Now a head that moved
+//    meanwhile makes the check "stale, try later" (empty).
+//  - unblock_claim() loaded the frame word at the read cursor (0: claimed, header not yet
+//    written), then the producers' cursors; a producer that had meanwhile written, committed and
+//    claimed again was taken for dead, and done|16 was stored over its committed record (lost,
+//    ring wedged). Now a producer's cursor store is a release after its commit and is loaded with
+//    acquire, and the frame word is read again after the cursors: a changed word means "alive".
 TEST_CASE("mpmc: consumers that poll and recover whenever the ring is empty lose and corrupt nothing",
-          "[chaos][mpmc][!mayfail]") {
+          "[chaos][mpmc]") {
   const auto name = unique_name("mpmc-pollrecover");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc});

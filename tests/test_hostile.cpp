@@ -609,14 +609,27 @@ TEST_CASE("mpmc hostile: recover() on garbage takes over only well-formed record
     }
   }
   SECTION("a word that is no record at the head is corrupt") {
-    const std::uint64_t w = GENERATE(std::uint64_t{0}, make_frame(RecordType::claimed, 100),
-                                     make_frame(static_cast<RecordType>(9), 112), ~std::uint64_t{0});
+    const std::uint64_t w = GENERATE(make_frame(static_cast<RecordType>(9), 112), ~std::uint64_t{0},
+                                     make_frame(RecordType::claimed, 100) | (std::uint64_t{1} << 48));
     CAPTURE(w);
     s.positions(kAt, kAt + 128, kAt + 128);
     s.record(kAt, w, 128);
     MpmcReader r(s.ring);
     CHECK(r.recover() == Status::corrupt);
     CHECK(s.head() == kAt);
+  }
+  SECTION("an unwritten header below the read cursor with no live owner is abandoned up to the next claim") {
+    // What a consumer leaves when it dies between claiming a dead producer's claim and marking it
+    // abandoned: 0, the producer's `claimed`, or a done header of an earlier lap (free space).
+    const std::uint64_t w = GENERATE(std::uint64_t{0}, make_frame(RecordType::claimed, 100),
+                                     make_frame(RecordType::done, 64));
+    CAPTURE(w);
+    s.positions(kAt, kAt + 128, kAt + 128);
+    s.record(kAt, w, kAt - kMpCap);  // aux: a done header of the previous lap names that lap
+    MpmcReader r(s.ring);
+    CHECK(r.recover() == Status::abandoned);
+    CHECK(s.head() == kAt + 128);
+    CHECK(r.try_read().status() == Status::empty);
   }
   SECTION("a finished record whose consumer did not free it is freed") {
     s.positions(kAt, kAt + 128, kAt + 128);
@@ -629,7 +642,7 @@ TEST_CASE("mpmc hostile: recover() on garbage takes over only well-formed record
     const std::uint64_t extent = GENERATE(std::uint64_t{0}, std::uint64_t{24}, std::uint64_t{256}, std::uint64_t{1024});
     CAPTURE(extent);
     s.positions(kAt, kAt + 128, kAt + 128);
-    s.record(kAt, make_frame(RecordType::done, extent), 0);
+    s.record(kAt, make_frame(RecordType::done, extent), kAt);  // names its position: this lap's
     MpmcReader r(s.ring);
     CHECK(r.recover() == Status::empty);
     CHECK(s.head() == kAt);
@@ -688,7 +701,6 @@ TEST_CASE("mpmc hostile: a peer process scribbling over the positions and record
     std::byte buf[64];
     for (std::uint64_t seq = 0; seq < 20; ++seq) REQUIRE(w.try_write({buf, fr_test::make_tagged(buf, 0, seq)}) == Status::ok);
   }
-  // No read() here: it can spin on some garbage states (the [!mayfail] test below).
   MpmcReader r(s.ring, {.spin = 0ns, .liveness_interval = 1ms});
   fr_test::SharedWords shared(1);  // [0]: 1 once the scribbler is done
   pid_t child = fr_test::spawn([&] {
@@ -727,7 +739,19 @@ TEST_CASE("mpmc hostile: a peer process scribbling over the positions and record
   bool statuses_ok = true, views_ok = true;
   while (shared[0].load() == 0 || ops < 1000) {
     ++ops;
-    switch (ops % 4) {
+    switch (ops % 5) {
+      case 4: {  // the blocking read keeps its deadline whatever the garbage
+        auto got = r.read(1ms);
+        if (got) {
+          views_ok = views_ok && inside(s.ring, got->bytes);
+          ++delivered;
+        } else {
+          const Status st = got.status();
+          statuses_ok = statuses_ok && (st == Status::timed_out || st == Status::corrupt ||
+                                        st == Status::abandoned || st == Status::peer_dead);
+        }
+        break;
+      }
       case 0: {
         auto got = r.try_read();
         if (got) {
@@ -757,11 +781,12 @@ TEST_CASE("mpmc hostile: a peer process scribbling over the positions and record
 }
 
 TEST_CASE("mpmc hostile: read() keeps its deadline when the tail is more than a lap past a caught-up consumer",
-          "[hostile][mpmc][!mayfail]") {
+          "[hostile][mpmc]") {
   // Found by fuzz_mpmc. MpmcReader::read's ready() sees a data frame at the read cursor below the
   // tail ("a record is there"); try_read() says empty (its cached tail is the cursor, and the tail
   // it loads is more than a lap ahead, impossible); mp_detail::blocking_read then neither sleeps
-  // nor reaches its deadline check, and spins for good. [!mayfail] until fixed in core code.
+  // nor reaches its deadline check, and spins for good. Fixed: ready() refuses an impossible tail,
+  // and blocking_read checks its deadline after every futile wake.
   HostileMpmc s;
   s.positions(kAt, kAt, kAt);
   fr_test::SharedWords result(1);  // 1 + the Status read() returned
@@ -786,12 +811,12 @@ TEST_CASE("mpmc hostile: read() keeps its deadline when the tail is more than a 
 }
 
 TEST_CASE("mpmc hostile: a producer never writes a header at a misaligned tail",
-          "[hostile][mpmc][process][!mayfail]") {
+          "[hostile][mpmc][process]") {
   // Found by fuzz_mpmc (UBSan: RecordHeader bound at a misaligned address in
   // MpWriter::try_reserve). The producer takes the tail's offset as a record boundary without
   // checking its alignment: at 1016 it claims [1016, 1048) and writes a misaligned header (ok); at
   // capacity - 1 its padding header's 8-byte frame store reaches 7 bytes past the record area
-  // (SIGSEGV). [!mayfail] until fixed in core code.
+  // (SIGSEGV). Fixed: try_reserve reports a misaligned tail as corrupt.
   const std::uint64_t tail = GENERATE(kMpCap - 1, std::uint64_t{1016});
   CAPTURE(tail);
   HostileMpmc s;

@@ -416,11 +416,13 @@ TEST_CASE("mpmc crash: a consumer SIGKILLed holding a record while others go on:
 }
 
 // A consumer that recovers a dead producer's claim (MpmcReader::unblock_claim) first claims it on
-// the read cursor (`next` CAS), then turns its frame into `abandoned`. SIGKILLed between the two,
-// it leaves the claim's `claimed` header at a position below `next`, held by a dead consumer. The
-// child below makes exactly those two stores (the library has no hook there) and parks.
-TEST_CASE("mpmc crash: a consumer SIGKILLed while recovering a dead producer's claim does not wedge the ring", "[mpmc][crash][process][!mayfail]") {
-  StuckClaim sc(Mode::mpmc, Stop::mid_copy, "mpmc-deadrecov");
+// the read cursor (`next` CAS), then turns its frame into `abandoned`. SIGKILLed between the two
+// (hook mid_unblock), it leaves the claim's header (`claimed`, or nothing if the producer died
+// before writing it) below `next`, held by a dead consumer. Recovery takes that over too.
+TEST_CASE("mpmc crash: a consumer SIGKILLed while recovering a dead producer's claim does not wedge the ring", "[mpmc][crash][process]") {
+  const Stop where = GENERATE(Stop::after_claim, Stop::mid_copy);
+  CAPTURE(static_cast<int>(where));
+  StuckClaim sc(Mode::mpmc, where, "mpmc-deadrecov");
   WaitOptions fast;
   fast.liveness_interval = 5ms;
   MpmcReader r(sc.ring, fast);
@@ -431,18 +433,18 @@ TEST_CASE("mpmc crash: a consumer SIGKILLed while recovering a dead producer's c
 
   fr_test::SharedWords step(1);
   fr_test::ParkedChild recoverer(fr_test::spawn([&]() -> int {
-    MpmcReader dying(Ring::open(sc.name));
-    auto& c = dying.ring().control();
-    const std::uint64_t at = c.consumer.next.load();
-    const std::uint64_t w = detail::header_at(dying.ring().data(), at & 4095).frame.load();
-    if (layout::frame_type(w) != layout::RecordType::claimed) return 2;
-    dying.attachment().slot().cursor.store(at);  // as MpmcReader::claim
-    std::uint64_t expected = at;
-    if (!c.consumer.next.compare_exchange_strong(expected, at + layout::frame_size(layout::frame_length(w)))) {
-      return 3;
+    MpmcReader dying(Ring::open(sc.name), fast);
+    static fr_test::SharedWords* g_step = nullptr;
+    g_step = &step;
+    test_hooks::mid_unblock = [] {
+      (*g_step)[0].store(1);
+      for (;;) ::pause();
+    };
+    for (;;) {
+      const Status u = dying.recover();  // parks in the hook once it has claimed the dead claim
+      if (u != Status::empty) return 2;
+      std::this_thread::sleep_for(1ms);
     }
-    step[0].store(1);
-    for (;;) ::pause();
   }));
   fr_test::wait_for([&] { return step[0].load() == 1; });
   CHECK(recoverer.kill_and_join() == 128 + SIGKILL);

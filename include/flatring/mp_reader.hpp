@@ -101,6 +101,15 @@ class ReaderCore {
     return RecordView{held_view_, head_, redelivered};
   }
 
+  /// True at most about twice per liveness interval: gates the recovery step (it makes syscalls)
+  /// that a blocking read runs when it wakes without a record.
+  bool recovery_due() noexcept {
+    const auto now = Clock::now();
+    if (now < next_recovery_) return false;
+    next_recovery_ = now + wait_.liveness_interval / 2;
+    return true;
+  }
+
   /// This consumer's statistics, published with each head publication.
   void store_counters() noexcept {
     self_.slot().counter[layout::records_read].store(records_, std::memory_order_relaxed);
@@ -120,6 +129,7 @@ class ReaderCore {
   Status last_status_ = Status::empty;
   bool held_ = false;
   bool held_redelivered_ = false;
+  Clock::time_point next_recovery_{};
 
  private:
   Derived& derived() noexcept { return static_cast<Derived&>(*this); }

@@ -91,11 +91,17 @@ class MpmcReader : public detail::ReaderCore<MpmcReader, std::byte> {
 
   // Claims [r, r + extent) for this consumer. False if another consumer moved the cursor first.
   bool claim(std::uint64_t r, std::uint64_t extent) noexcept {
-    // Relaxed: published by the CAS (release); recovery reads it after an acquire of `next`.
-    self_.slot().cursor.store(r, std::memory_order_relaxed);
-    // SYNC POINT: the claim. Acquire: the frame we read belongs to this position.
-    return ctrl_->consumer.next.compare_exchange_strong(r, r + extent, std::memory_order_acq_rel,
-                                                       std::memory_order_relaxed);
+    // Release: a recoverer that loads our cursor (acquire) and finds it moved on also sees what we
+    // wrote before (our previous record finished). The CAS publishes it with the claim.
+    self_.slot().cursor.store(r, std::memory_order_release);
+    // SYNC POINT: the claim. seq_cst: a sleeping consumer's seq_cst re-check reads `next`.
+    if (ctrl_->consumer.next.compare_exchange_strong(r, r + extent, std::memory_order_seq_cst,
+                                                     std::memory_order_relaxed)) {
+      return true;
+    }
+    // Not ours: a cursor left here would make recovery wait for us instead of the real owner.
+    self_.slot().cursor.store(detail::kNoClaim, std::memory_order_relaxed);
+    return false;
   }
 
   // True if [r, end) lies below the published tail (which is untrusted).
@@ -114,11 +120,13 @@ class MpmcReader : public detail::ReaderCore<MpmcReader, std::byte> {
   }
 
   void finish(std::uint64_t pos, std::uint64_t extent, bool zero) noexcept;
+  void pass_wake_on(std::uint64_t pos) noexcept;
   void advance_head() noexcept;  // frees the done records at the head (mp_detail::free_done_records)
   bool claim_timed_out(std::uint64_t r, layout::RecordType type) noexcept;
   Status recover_head() noexcept;
   Status unblock_claim() noexcept;
   bool consumer_alive_at(std::uint64_t pos) const noexcept;
+  bool cursor_names(std::uint64_t pos) const noexcept;  // some other peer's cursor is `pos`
   bool producers_gone() noexcept;
 
   bool seen_producer_ = false;

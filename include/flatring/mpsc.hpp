@@ -75,6 +75,7 @@ namespace flatring::test_hooks {
 inline void (*after_claim)() = nullptr;  // after the tail CAS, before the claim header is written
 inline void (*mid_copy)() = nullptr;     // try_write: half the payload copied
 inline void (*mid_release)() = nullptr;  // mpmc consumer: record marked releasing, not yet zeroed
+inline void (*mid_unblock)() = nullptr;  // mpmc recovery: a dead producer's claim taken on `next`, not yet marked
 }  // namespace flatring::test_hooks
 #define FLATRING_TEST_HOOK(name)                                                      \
   do {                                                                                \
@@ -163,6 +164,12 @@ class MpWriter {
     for (;;) {
       // Relaxed: a guess that the CAS below checks.
       std::uint64_t t = ctrl_->producer.tail.load(std::memory_order_relaxed);
+      // Untrusted: a misaligned tail would put our header (and its 8-byte stores) off a record
+      // boundary, at capacity - 1 even past the record area.
+      if ((t & (layout::kRecordAlign - 1)) != 0) {
+        self_.count(layout::corrupt_records);
+        return Status::corrupt;
+      }
       const std::uint64_t offset = t & mask_;
       const std::uint64_t to_end = capacity_ - offset;
       const std::uint64_t extent = frame > to_end ? to_end : frame;
@@ -172,12 +179,17 @@ class MpWriter {
         if (s != Status::ok) return s;
         if (t + extent - head_cache_ > capacity_) return Status::full;
       }
-      // "My claim starts at t", for the consumer's recovery. Relaxed: the CAS below is a release.
-      self_.slot().cursor.store(t, std::memory_order_relaxed);
+      // "My claim starts at t", for the consumers' recovery. Release: a recoverer that sees this
+      // value (acquire) also sees our commit or abort of the previous claim, so "my cursor moved"
+      // implies "my previous claim is written". The CAS below publishes it with the claim.
+      self_.slot().cursor.store(t, std::memory_order_release);
       // SYNC POINT: claims [t, t + extent). Acquire is already given by head_cache_'s load (the
-      // consumer zeroed the space before publishing it); acq_rel keeps the claim a release.
-      if (!ctrl_->producer.tail.compare_exchange_weak(t, t + extent, std::memory_order_acq_rel,
+      // consumer zeroed the space before publishing it); the CAS is a release of the cursor.
+      // seq_cst: a sleeping mpmc consumer's seq_cst re-check reads the tail (Dekker with commit).
+      if (!ctrl_->producer.tail.compare_exchange_weak(t, t + extent, std::memory_order_seq_cst,
                                                       std::memory_order_relaxed)) {
+        // Not our claim: a cursor left on it would make recovery wait for us instead of its owner.
+        self_.slot().cursor.store(detail::kNoClaim, std::memory_order_relaxed);
         continue;
       }
       FLATRING_TEST_HOOK(after_claim);
@@ -187,10 +199,13 @@ class MpWriter {
         publish(h, layout::make_frame(layout::RecordType::padding, to_end - layout::kRecordHeaderSize));
         continue;
       }
-      // Relaxed/plain: only read by the consumer after the commit (acquire) or after this process
-      // died (then every store it made is visible).
+      // Relaxed: only read by the consumer after the commit (acquire) or after this process died
+      // (then every store it made is visible).
+      detail::store_aux(h, extent);
       h.frame.store(layout::make_frame(layout::RecordType::claimed, n), std::memory_order_relaxed);
-      h.aux = extent;
+      // Crash order: the header before any payload byte, so that a claim whose header is missing
+      // really is untouched (recovery measures it by its zero bytes). Costs nothing on x86.
+      std::atomic_thread_fence(std::memory_order_release);
       claim_ = t;
       reserved_ = n;
       return std::span<std::byte>(data_ + offset + layout::kRecordHeaderSize, n);
@@ -368,7 +383,7 @@ class MpscReader : public detail::ReaderCore<MpscReader, std::byte> {
       const std::uint64_t len = layout::frame_length(w);
       switch (type) {
         case layout::RecordType::data: {
-          const std::uint64_t extent = h.aux;  // plain: written before the commit we acquired
+          const std::uint64_t extent = detail::load_aux(h);  // written before the commit we acquired
           if (len > max_record_ || extent < layout::frame_size(len) || extent > to_end ||
               (extent & (layout::kRecordAlign - 1)) != 0 || !covered(head_ + extent)) {
             return corrupt();

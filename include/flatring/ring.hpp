@@ -85,6 +85,16 @@ inline const layout::RecordHeader& header_at(const std::byte* base, std::uint64_
   return *reinterpret_cast<const layout::RecordHeader*>(base + offset);
 }
 
+/// The aux word of a record header, as a relaxed atomic: ordered by the frame word's acquire or
+/// release next to it, and atomic so that a stale reader racing a newer lap's writer is a race
+/// between atomics (mpsc/mpmc: the record's extent; a done mpmc record: its own position).
+inline std::uint64_t load_aux(const layout::RecordHeader& h) noexcept {
+  return __atomic_load_n(&h.aux, __ATOMIC_RELAXED);
+}
+inline void store_aux(layout::RecordHeader& h, std::uint64_t v) noexcept {
+  __atomic_store_n(&h.aux, v, __ATOMIC_RELAXED);
+}
+
 using Clock = std::chrono::steady_clock;
 
 inline Clock::time_point deadline_after(std::chrono::nanoseconds timeout) noexcept {

@@ -100,7 +100,8 @@ class MpmcReader : public detail::ReaderCore<MpmcReader, std::byte> {
       return true;
     }
     // Not ours: a cursor left here would make recovery wait for us instead of the real owner.
-    self_.slot().cursor.store(detail::kNoClaim, std::memory_order_relaxed);
+    // Release, as above (a plain store on x86).
+    self_.slot().cursor.store(detail::kNoClaim, std::memory_order_release);
     return false;
   }
 

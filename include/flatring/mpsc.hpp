@@ -189,7 +189,8 @@ class MpWriter {
       if (!ctrl_->producer.tail.compare_exchange_weak(t, t + extent, std::memory_order_seq_cst,
                                                       std::memory_order_relaxed)) {
         // Not our claim: a cursor left on it would make recovery wait for us instead of its owner.
-        self_.slot().cursor.store(detail::kNoClaim, std::memory_order_relaxed);
+        // Release, as above: a recoverer that reads this value has seen our cursor move on.
+        self_.slot().cursor.store(detail::kNoClaim, std::memory_order_release);
         continue;
       }
       FLATRING_TEST_HOOK(after_claim);

@@ -115,9 +115,13 @@ void MpmcReader::finish(std::uint64_t pos, std::uint64_t extent, bool zero) noex
   auto& h = detail::header_at(data_, offset);
   if (zero) {
     // "Done with it, zeroing": a recoverer that finds this after our death finishes the zeroing
-    // instead of delivering half-zeroed bytes again. Relaxed: read only after our death; the
-    // fence keeps the zeroing after it in the order our stores land (costs nothing on x86).
-    h.frame.store(layout::make_frame(RecordType::releasing, extent), std::memory_order_relaxed);
+    // instead of delivering half-zeroed bytes again. The takeover count is kept: a record we took
+    // over carries ours, and writing the word a slower recoverer loaded before our takeover (the
+    // count-free one) would let its CAS win too, and it would zero what we free (ABA). Release: a
+    // recoverer that loads this also sees our cursor on the record. The fence keeps the zeroing
+    // after the mark in the order our stores land (costs nothing on x86).
+    const std::uint64_t keep = h.frame.load(std::memory_order_relaxed) & layout::kTakeoverMask;  // ours
+    h.frame.store(layout::make_frame(RecordType::releasing, extent) | keep, std::memory_order_release);
     std::atomic_thread_fence(std::memory_order_release);
     FLATRING_TEST_HOOK(mid_release);
     detail::ring_zero(data_ + offset + 8, extent - 8);
@@ -182,6 +186,11 @@ Status MpmcReader::recover_head() noexcept {
   const bool unwritten = w == 0 || type == RecordType::claimed ||
                          (type == RecordType::done && detail::load_aux(hd) != h);
   if (type == RecordType::done && !unwritten) {  // its consumer died between finishing and freeing
+    const std::uint64_t extent = layout::frame_length(w);
+    if (layout::frame_flags(w) != 0 || extent < layout::kRecordAlign || (extent & kAlignMask) != 0 ||
+        extent > to_end || extent > r - h) {
+      return stale_or_corrupt();  // the free loop stops at it: say so instead of "empty" for good
+    }
     advance_head();
     return Status::empty;
   }
@@ -213,7 +222,9 @@ Status MpmcReader::recover_head() noexcept {
       // a peer's cursor names (the next claim may be unwritten too: another recoverer's, between
       // its claim and its mark; merging it would zero what that one is about to mark), or at
       // `next`.
-      const std::uint64_t limit = std::min(r - h, to_end);
+      // Capped at the largest claim there can be: a garbage lap of zeros must not cost a scan of
+      // the whole ring (what lies beyond is recovered as the next piece).
+      const std::uint64_t limit = std::min({r - h, to_end, layout::frame_size(max_record_)});
       extent = layout::kRecordAlign;
       while (extent < limit) {
         const auto& at = detail::header_at(data_, (h + extent) & mask_);
@@ -230,7 +241,7 @@ Status MpmcReader::recover_head() noexcept {
     mine = bump_takeovers(w);
   }
   auto give_up = [&] {
-    self_.slot().cursor.store(detail::kNoClaim, std::memory_order_relaxed);
+    self_.slot().cursor.store(detail::kNoClaim, std::memory_order_release);
     return Status::empty;
   };
   self_.slot().cursor.store(h, std::memory_order_seq_cst);
@@ -238,7 +249,10 @@ Status MpmcReader::recover_head() noexcept {
   if (!hd.frame.compare_exchange_strong(w, mine, std::memory_order_seq_cst, std::memory_order_relaxed)) {
     return give_up();  // another recoverer won, or the record changed
   }
-  if (ctrl_->consumer.head.load(std::memory_order_seq_cst) != h) {
+  // An old done word looks like the done word another recoverer just stored when it finished this
+  // very claim (same extent): then its aux names `h` (ordered by the CAS, which read that store).
+  const bool finished_meanwhile = type == RecordType::done && detail::load_aux(hd) == h;
+  if (finished_meanwhile || ctrl_->consumer.head.load(std::memory_order_seq_cst) != h) {
     // The head moved between our check and the CAS: the word belonged to a later lap. Put it back
     // (fails harmlessly if its owner has written it since).
     std::uint64_t back = mine;
@@ -251,6 +265,10 @@ Status MpmcReader::recover_head() noexcept {
     if (!stalled) {
       finish(h, extent, true);
       advance_head();
+    } else {
+      // Its live producer finishes it: a cursor of ours left on it would make recovery wait for
+      // us, should that producer die later.
+      self_.slot().cursor.store(detail::kNoClaim, std::memory_order_release);
     }
     last_status_ = Status::abandoned;
     return Status::abandoned;
@@ -310,7 +328,9 @@ Status MpmcReader::unblock_claim() noexcept {
   if (hd.frame.load(std::memory_order_acquire) != w) return Status::ok;
   // The owner is dead, or alive and past the claim timeout. How far does its claim reach?
   const std::uint64_t extent =
-      mp_detail::dead_claim_extent(data_, mask_, r, w, std::min(t - r, capacity_ - offset), producers);
+      mp_detail::dead_claim_extent(data_, mask_, r, w,
+                                   std::min({t - r, capacity_ - offset, layout::frame_size(max_record_)}),
+                                   producers);
   if (extent == 0) {
     if (moved(r)) return Status::empty;
     head_ = r;
@@ -327,6 +347,14 @@ Status MpmcReader::unblock_claim() noexcept {
   if (!hd.frame.compare_exchange_strong(w, mark, std::memory_order_acq_rel, std::memory_order_acquire)) {
     head_ = r;
     const std::uint64_t len = layout::frame_length(w);
+    if (layout::frame_type(w) == RecordType::abandoned && layout::frame_flags(w) == 0 &&
+        len + layout::kRecordHeaderSize == extent) {
+      // The (stalled, live) producer aborted it meanwhile: an ordinary abandoned record.
+      finish(r, extent, true);
+      advance_head();
+      last_status_ = Status::abandoned;
+      return Status::abandoned;
+    }
     if (layout::frame_type(w) == RecordType::data && layout::frame_flags(w) == 0 && len <= max_record_ &&
         detail::load_aux(hd) == extent && layout::frame_size(len) <= extent) {
       hold(offset, len, extent);
@@ -339,6 +367,8 @@ Status MpmcReader::unblock_claim() noexcept {
   if (!stalled) {
     finish(r, extent, true);
     advance_head();
+  } else {
+    self_.slot().cursor.store(detail::kNoClaim, std::memory_order_release);  // see recover_head
   }
   self_.count(layout::abandoned_records);
   last_status_ = Status::abandoned;

@@ -359,6 +359,67 @@ TEST_CASE("mpmc crash: a consumer SIGKILLed in the middle of a release: the reco
   CHECK(r.try_read().status() == Status::empty);
 }
 
+// A recoverer that takes over a dead consumer's half-zeroed record zeroes it again. While it does,
+// the frame word must not be the one other recoverers loaded before its takeover (`releasing` with
+// no takeover count): a slower recoverer's CAS would then win as well, and it would go on zeroing
+// after the first one freed the space (ABA; found in review). Killed there in turn, the next
+// recoverer finishes the record and nothing is delivered again.
+TEST_CASE("mpmc crash: a recoverer SIGKILLed while finishing a dead consumer's half-released record keeps it its own", "[mpmc][crash][process]") {
+  const auto name = unique_name("mpmc-recrel");
+  RemoveGuard guard(name);
+  auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc});
+  fr_test::SharedWords parked(1);
+  g_parked = &parked;
+  MpmcWriter w(ring);
+  std::byte buf[64];
+  const std::size_t first = fr_test::make_tagged(buf, 0, 0);
+  REQUIRE(w.try_write({buf, first}) == Status::ok);
+  REQUIRE(w.try_write({buf, fr_test::make_tagged(buf, 0, 1)}) == Status::ok);
+  const auto& rec = detail::header_at(ring.data(), 0);
+  auto park_in_release = [&](bool recover) {
+    return fr_test::spawn([&, recover]() -> int {
+      MpmcReader r(Ring::open(name));
+      test_hooks::mid_release = park;
+      if (recover) {
+        for (;;) {  // the hook parks us inside the takeover's zeroing
+          if (r.recover() != Status::empty) return 4;
+          std::this_thread::sleep_for(1ms);
+        }
+      }
+      auto got = r.try_read();
+      if (!got || !fr_test::tagged_of(got->bytes)) return 2;
+      r.release();
+      return 3;  // the hook did not fire
+    });
+  };
+  fr_test::ParkedChild holder(park_in_release(false));
+  fr_test::wait_for([&] { return parked[0].load() == 1; });
+  const std::uint64_t before = rec.frame.load();
+  CHECK(layout::frame_type(before) == layout::RecordType::releasing);
+  CHECK(holder.kill_and_join() == 128 + SIGKILL);
+
+  fr_test::ParkedChild recoverer(park_in_release(true));
+  fr_test::wait_for([&] { return parked[0].load() == 2; });
+  const std::uint64_t during = rec.frame.load();
+  CHECK(layout::frame_type(during) == layout::RecordType::releasing);
+  CHECK(during != before);  // carries the takeover count: a stale recoverer's CAS fails
+  CHECK(ring.control().consumer.head.load() == 0);
+  CHECK(recoverer.kill_and_join() == 128 + SIGKILL);
+
+  MpmcReader r(ring);
+  const Status u = r.recover();  // finished and freed by this third consumer; ok: a record is next
+  CHECK((u == Status::empty || u == Status::ok));
+  CHECK(ring.control().consumer.head.load() == layout::frame_size(first));
+  auto got = r.try_read();
+  REQUIRE(got.has_value());
+  CHECK_FALSE(got->redelivered);
+  const auto tag = fr_test::tagged_of(got->bytes);
+  REQUIRE(tag.has_value());
+  CHECK(tag->seq == 1);
+  r.release();
+  check_drained(ring);
+}
+
 TEST_CASE("mpmc crash: a consumer SIGKILLed holding a record while others go on: it is delivered again once with its bytes intact", "[mpmc][crash][process]") {
   const auto name = unique_name("mpmc-holdkill");
   RemoveGuard guard(name);

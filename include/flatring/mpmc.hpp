@@ -14,14 +14,14 @@
 // Consumer claim:   r = next.load(acquire); r < tail (acquire; never read a frame at or past the
 //                   tail: it may still be the previous lap's header, held by a slow consumer);
 //                   w = frame(r).load(acquire)                 -- SYNC POINT READ: the commit
-//                   slot.cursor.store(r, relaxed)              -- "I claim r", for recovery
-//                   next.CAS(r -> r + extent, acq_rel)         -- SYNC POINT: the claim itself
+//                   slot.cursor.store(r, release)              -- "I claim r", for recovery
+//                   next.CAS(r -> r + extent, seq_cst)         -- SYNC POINT: the claim itself
 //                   The CAS is on a 64-bit position that never repeats, so it cannot succeed on a
 //                   stale `w`: while next == r the record at r is neither claimed nor freed, so its
 //                   bytes are the ones we read. No CAS or store ever targets ring memory on a
 //                   position read earlier without this check.
-// Consumer finish:  frame.store(releasing|extent); zero [r + 8, r + extent);
-//                   frame.store(done|extent, seq_cst)          -- SYNC POINT WRITE (zeroes)
+// Consumer finish:  frame.store(releasing|extent|takeovers, release); zero [r + 8, r + extent);
+//                   aux = r; frame.store(done|extent, seq_cst) -- SYNC POINT WRITE (zeroes)
 // Freeing (anyone): h = head.load(seq_cst); h < next; w = frame(h).load(seq_cst); w is done:
 //                   head.CAS(h -> h + extent, seq_cst)         -- SYNC POINT WRITE: frees space
 //                   and repeat. A finisher stores `done` then loads head; a freer CASes head then

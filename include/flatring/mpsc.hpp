@@ -16,11 +16,13 @@
 //    yet written" (or "not claimed"), and an unwritten claim's bytes are all zero.
 //
 // Protocol:
-//  producer claim:   t = tail.load(relaxed); space check against the cached head (refreshed with
-//                    acquire only when the cache says full);
-//                    slot.cursor.store(t, relaxed)      -- "my claim starts at t" (ordered by ↓)
-//                    tail.CAS(t -> t + extent, acq_rel) -- SYNC POINT: claims [t, t + extent)
-//                    frame.store(claimed|n, relaxed); aux = extent; then the payload is written
+//  producer claim:   t = tail.load(relaxed), 16-byte aligned or corrupt; space check against the
+//                    cached head (refreshed with acquire only when the cache says full);
+//                    slot.cursor.store(t, release)      -- "my claim starts at t"; a release of
+//                                                          the previous claim's commit
+//                    tail.CAS(t -> t + extent, seq_cst) -- SYNC POINT: claims [t, t + extent)
+//                    aux = extent; frame.store(claimed|n, relaxed); release fence (the header
+//                    lands before any payload byte); then the payload is written
 //  producer commit:  frame.CAS(claimed|n -> data|used, seq_cst)  -- SYNC POINT WRITE: publishes
 //                    the payload (release); seq_cst: Dekker half of the consumer's sleep. It fails
 //                    only if the consumer declared the claim abandoned: Status::abandoned.

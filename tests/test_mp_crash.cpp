@@ -301,23 +301,52 @@ TEST_CASE("mpmc crash: a producer SIGKILLed inside a claim is abandoned by exact
   CHECK(sc.ring.control().retired.value[layout::abandoned_records].load() == 1);
 }
 
+// A 4 KiB mpmc ring with a producer attached, for consumers parked by the mid_release hook.
+struct ParkingRing {
+  explicit ParkingRing(const char* tag)
+      : name(unique_name(tag)), guard(name), ring(Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc})),
+        parked(1), writer(ring) {
+    g_parked = &parked;
+  }
+  // Writes producer 0's record `seq`; returns its payload size.
+  std::size_t write(std::uint64_t seq) {
+    std::byte buf[64];
+    const std::size_t n = fr_test::make_tagged(buf, 0, seq);
+    REQUIRE(writer.try_write({buf, n}) == Status::ok);
+    return n;
+  }
+  // A consumer process that reads the next record and releases it (recover = false), or runs
+  // recover() until it takes one over (recover = true); the hook parks it inside the zeroing.
+  pid_t spawn_parked_releaser(bool recover) const {
+    return fr_test::spawn([&, recover]() -> int {
+      MpmcReader r(Ring::open(name));
+      test_hooks::mid_release = park;
+      if (recover) {
+        for (;;) {
+          if (r.recover() != Status::empty) return 4;
+          std::this_thread::sleep_for(1ms);
+        }
+      }
+      auto got = r.try_read();
+      if (!got || !fr_test::tagged_of(got->bytes)) return 2;
+      r.release();
+      return 3;  // the hook did not fire
+    });
+  }
+  std::string name;
+  RemoveGuard guard;
+  Ring ring;
+  fr_test::SharedWords parked;
+  MpmcWriter writer;
+};
+
 TEST_CASE("mpmc crash: a consumer SIGKILLed in the middle of a release: the record is not delivered again and the head catches up", "[mpmc][crash][process]") {
-  const auto name = unique_name("mpmc-midrel");
-  RemoveGuard guard(name);
-  auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc});
-  fr_test::SharedWords parked(1);
-  g_parked = &parked;
-  MpmcWriter w(ring);
-  std::byte buf[64];
-  REQUIRE(w.try_write({buf, fr_test::make_tagged(buf, 0, 0)}) == Status::ok);
-  fr_test::ParkedChild holder(fr_test::spawn([&]() -> int {
-    MpmcReader r(Ring::open(name));
-    auto got = r.try_read();
-    if (!got || !fr_test::tagged_of(got->bytes)) return 2;
-    test_hooks::mid_release = park;
-    r.release();
-    return 3;  // the hook did not fire
-  }));
+  ParkingRing pr("mpmc-midrel");
+  const auto& name = pr.name;
+  auto& ring = pr.ring;
+  auto& parked = pr.parked;
+  pr.write(0);
+  fr_test::ParkedChild holder(pr.spawn_parked_releaser(false));
   fr_test::wait_for([&] { return parked[0].load() == 1; });
   const auto& rec = detail::header_at(ring.data(), 0);
   CHECK(layout::frame_type(rec.frame.load()) == layout::RecordType::releasing);
@@ -365,40 +394,19 @@ TEST_CASE("mpmc crash: a consumer SIGKILLed in the middle of a release: the reco
 // after the first one freed the space (ABA; found in review). Killed there in turn, the next
 // recoverer finishes the record and nothing is delivered again.
 TEST_CASE("mpmc crash: a recoverer SIGKILLed while finishing a dead consumer's half-released record keeps it its own", "[mpmc][crash][process]") {
-  const auto name = unique_name("mpmc-recrel");
-  RemoveGuard guard(name);
-  auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc});
-  fr_test::SharedWords parked(1);
-  g_parked = &parked;
-  MpmcWriter w(ring);
-  std::byte buf[64];
-  const std::size_t first = fr_test::make_tagged(buf, 0, 0);
-  REQUIRE(w.try_write({buf, first}) == Status::ok);
-  REQUIRE(w.try_write({buf, fr_test::make_tagged(buf, 0, 1)}) == Status::ok);
+  ParkingRing pr("mpmc-recrel");
+  auto& ring = pr.ring;
+  auto& parked = pr.parked;
+  const std::size_t first = pr.write(0);
+  pr.write(1);
   const auto& rec = detail::header_at(ring.data(), 0);
-  auto park_in_release = [&](bool recover) {
-    return fr_test::spawn([&, recover]() -> int {
-      MpmcReader r(Ring::open(name));
-      test_hooks::mid_release = park;
-      if (recover) {
-        for (;;) {  // the hook parks us inside the takeover's zeroing
-          if (r.recover() != Status::empty) return 4;
-          std::this_thread::sleep_for(1ms);
-        }
-      }
-      auto got = r.try_read();
-      if (!got || !fr_test::tagged_of(got->bytes)) return 2;
-      r.release();
-      return 3;  // the hook did not fire
-    });
-  };
-  fr_test::ParkedChild holder(park_in_release(false));
+  fr_test::ParkedChild holder(pr.spawn_parked_releaser(false));
   fr_test::wait_for([&] { return parked[0].load() == 1; });
   const std::uint64_t before = rec.frame.load();
   CHECK(layout::frame_type(before) == layout::RecordType::releasing);
   CHECK(holder.kill_and_join() == 128 + SIGKILL);
 
-  fr_test::ParkedChild recoverer(park_in_release(true));
+  fr_test::ParkedChild recoverer(pr.spawn_parked_releaser(true));
   fr_test::wait_for([&] { return parked[0].load() == 2; });
   const std::uint64_t during = rec.frame.load();
   CHECK(layout::frame_type(during) == layout::RecordType::releasing);

@@ -144,8 +144,9 @@ bool MpmcReader::consumer_alive_at(std::uint64_t pos) const noexcept {
         s.role.load(std::memory_order_acquire) != static_cast<std::uint32_t>(layout::Role::consumer)) {
       continue;
     }
-    // Acquire: pairs with the cursor's release store (see MpmcReader::claim).
-    if (s.cursor.load(std::memory_order_acquire) == pos &&
+    // Acquire: pairs with the cursor's release store (see MpmcReader::claim); seq_cst: the
+    // recoverers' mutual exclusion in recover_head (store own cursor, then load the others').
+    if (s.cursor.load(std::memory_order_seq_cst) == pos &&
         is_alive(ProcessToken{pid, s.start_time.load(std::memory_order_relaxed)})) {
       return true;
     }
@@ -245,6 +246,13 @@ Status MpmcReader::recover_head() noexcept {
     return Status::empty;
   };
   self_.slot().cursor.store(h, std::memory_order_seq_cst);
+  // Recoverers exclude each other (Dekker): each stores its cursor, then looks for another live
+  // one on the same position, both seq_cst, so of two that overlap at least one sees the other and
+  // backs off (both may; the next recovery round retries). So while our cursor is `h`, nobody else
+  // takes over, finishes or frees the record at `h`: with the head check below, the head stays at
+  // `h` until we are done, and the CAS cannot hit a later lap's word (an unwritten header is 0,
+  // which any zero word of a later record would match).
+  if (consumer_alive_at(h)) return give_up();
   if (ctrl_->consumer.head.load(std::memory_order_seq_cst) != h) return give_up();
   if (!hd.frame.compare_exchange_strong(w, mine, std::memory_order_seq_cst, std::memory_order_relaxed)) {
     return give_up();  // another recoverer won, or the record changed

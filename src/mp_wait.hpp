@@ -63,11 +63,19 @@ inline bool producer_gone(const Ring& ring) noexcept {
   return c.alive == 0 && c.dead != 0;
 }
 
+/// Positions that peers' cursors name: each is where some claim starts (a claim boundary).
+struct CursorSet {
+  std::uint64_t cursor[layout::kMaxPeers];
+  std::uint32_t n = 0;
+  [[nodiscard]] bool contains(std::uint64_t pos) const noexcept {
+    return std::find(cursor, cursor + n, pos) != cursor + n;
+  }
+};
+
 /// The producers' claim positions, for recovering a claim at `pos` that is not becoming a record.
 struct ProducerCursors {
   bool owner_alive = false;  ///< a live producer's cursor is `pos`: it owns (or retries) the claim
-  std::uint64_t cursor[layout::kMaxPeers];
-  std::uint32_t n = 0;
+  CursorSet others;          ///< the other producers' cursors (only filled when no owner is alive)
 };
 
 /// \pre the caller loaded the tail (acquire) after the claim was made: a producer stores its
@@ -86,30 +94,50 @@ inline ProducerCursors producer_cursors(const layout::Control& ctrl, std::uint64
       out.owner_alive = true;
       return out;
     }
-    out.cursor[out.n++] = c;
+    out.others.cursor[out.others.n++] = c;
   }
   return out;
 }
 
-/// How far the claim at `pos` of a dead producer reaches, at most `limit` bytes. `w` is the frame
-/// word there: a `claimed` header says; 0 (or an mpmc `done` leftover) means the producer died
-/// before writing the header, so it wrote nothing, and the claim ends at the next word that is a
-/// header, at the next position another producer's cursor names, or at the limit. 0: corrupt.
+/// Every attached peer's cursor but `self`'s, whatever its role or liveness (mpmc recovery: the
+/// next claim below `next` may be another recoverer's). \pre the caller loaded `next` (acquire)
+/// after those claims: cursors are stored (release) before the claim CAS that moved `next`.
+inline CursorSet peer_cursors(const layout::Control& ctrl, const layout::PeerSlot& self) noexcept {
+  CursorSet out;
+  for (const auto& s : ctrl.peers) {
+    if (&s == &self || s.pid.load(std::memory_order_acquire) == 0) continue;
+    out.cursor[out.n++] = s.cursor.load(std::memory_order_acquire);
+  }
+  return out;
+}
+
+/// True if the header at `pos` holds what free space holds: 0, or a `done` header of an earlier
+/// lap (mpmc finishers store the record's own position in aux, so an old one names another).
+inline bool unwritten_header(const layout::RecordHeader& h, std::uint64_t w, std::uint64_t pos) noexcept {
+  return w == 0 || (layout::frame_type(w) == layout::RecordType::done && detail::load_aux(h) != pos);
+}
+
+/// How far the claim at `pos` of a dead producer reaches, at most `limit` bytes and never more than
+/// the largest claim there can be (`frame_size(max_record)`: a padding claim is shorter than the
+/// record that did not fit), so a garbage lap of zeros costs no whole-ring scan. `w` is the frame
+/// word there: a `claimed` header says; an unwritten header means the producer died before writing
+/// it, so it wrote nothing, and the claim ends at the next header written in this lap, at the next
+/// position in `stops` (a cursor: where another claim starts), or at the limit. 0: corrupt.
 inline std::uint64_t dead_claim_extent(const std::byte* data, std::uint64_t mask, std::uint64_t pos,
-                                       std::uint64_t w, std::uint64_t limit,
-                                       const ProducerCursors& producers) noexcept {
+                                       std::uint64_t w, std::uint64_t limit, std::uint64_t max_record,
+                                       const CursorSet& stops) noexcept {
+  limit = std::min(limit, layout::frame_size(max_record));
+  if (layout::frame_flags(w) != 0) return 0;
   if (layout::frame_type(w) == layout::RecordType::claimed) {
     const std::uint64_t extent = layout::frame_size(layout::frame_length(w));
-    return layout::frame_flags(w) != 0 || extent > limit ? 0 : extent;
+    return extent > limit ? 0 : extent;
   }
   std::uint64_t extent = layout::kRecordAlign;
   while (extent < limit) {
     const std::uint64_t at = pos + extent;
-    const std::uint64_t v = detail::header_at(data, at & mask).frame.load(std::memory_order_acquire);
-    if (v != 0 && layout::frame_type(v) != layout::RecordType::done) break;
-    if (std::find(producers.cursor, producers.cursor + producers.n, at) != producers.cursor + producers.n) {
-      break;  // the next claim starts here
-    }
+    const auto& h = detail::header_at(data, at & mask);
+    if (!unwritten_header(h, h.frame.load(std::memory_order_acquire), at)) break;
+    if (stops.contains(at)) break;  // the next claim starts here
     extent += layout::kRecordAlign;
   }
   return extent;

@@ -154,15 +154,11 @@ bool MpmcReader::consumer_alive_at(std::uint64_t pos) const noexcept {
   return false;
 }
 
-bool MpmcReader::cursor_names(std::uint64_t pos) const noexcept {
-  for (const auto& s : ctrl_->peers) {
-    if (&s == &self_.slot()) continue;
-    const std::uint32_t pid = s.pid.load(std::memory_order_acquire);
-    // Acquire: a peer's cursor is stored (release) before the claim CAS that moved `next` past
-    // it, and recover_head loaded `next` after that; a stale value only shortens the extent.
-    if (pid != 0 && s.cursor.load(std::memory_order_acquire) == pos) return true;
-  }
-  return false;
+Status MpmcReader::corrupt_unless_moved(const std::atomic<std::uint64_t>& pos, std::uint64_t seen) noexcept {
+  // Others move head and next forward while we look: what we checked may be a mix of two moments.
+  if (pos.load(std::memory_order_acquire) != seen) return Status::empty;
+  head_ = seen;
+  return corrupt().status();
 }
 
 Status MpmcReader::recover_head() noexcept {
@@ -171,11 +167,7 @@ Status MpmcReader::recover_head() noexcept {
   // cursor store, made before its CAS, is visible once we see `next` past its record.
   const std::uint64_t r = ctrl_->consumer.next.load(std::memory_order_seq_cst);
   if (h >= r) return Status::empty;  // nothing held
-  auto stale_or_corrupt = [&] {
-    if (ctrl_->consumer.head.load(std::memory_order_acquire) != h) return Status::empty;
-    head_ = h;
-    return corrupt().status();
-  };
+  auto stale_or_corrupt = [&] { return corrupt_unless_moved(ctrl_->consumer.head, h); };
   if (r - h > capacity_ || (h & kAlignMask) != 0) return stale_or_corrupt();
   const std::uint64_t offset = h & mask_;
   const std::uint64_t to_end = capacity_ - offset;
@@ -184,8 +176,7 @@ Status MpmcReader::recover_head() noexcept {
   const auto type = layout::frame_type(w);
   // Below `next`, a header nobody wrote in this lap (0, an old done, or the producer's claimed)
   // is a producer's claim that a consumer took to skip it and died before marking it.
-  const bool unwritten = w == 0 || type == RecordType::claimed ||
-                         (type == RecordType::done && detail::load_aux(hd) != h);
+  const bool unwritten = type == RecordType::claimed || mp_detail::unwritten_header(hd, w, h);
   if (type == RecordType::done && !unwritten) {  // its consumer died between finishing and freeing
     const std::uint64_t extent = layout::frame_length(w);
     if (layout::frame_flags(w) != 0 || extent < layout::kRecordAlign || (extent & kAlignMask) != 0 ||
@@ -215,34 +206,21 @@ Status MpmcReader::recover_head() noexcept {
   std::uint64_t extent = 0;
   bool stalled = false;
   if (unwritten) {
-    if (type == RecordType::claimed) {
-      extent = layout::frame_size(layout::frame_length(w));
-      stalled = mp_detail::producer_cursors(*ctrl_, h).owner_alive;  // then its producer finishes it
-    } else {
-      // Nothing was written: it ends at the next header written in this lap, at the next position
-      // a peer's cursor names (the next claim may be unwritten too: another recoverer's, between
-      // its claim and its mark; merging it would zero what that one is about to mark), or at
-      // `next`.
-      // Capped at the largest claim there can be: a garbage lap of zeros must not cost a scan of
-      // the whole ring (what lies beyond is recovered as the next piece).
-      const std::uint64_t limit = std::min({r - h, to_end, layout::frame_size(max_record_)});
-      extent = layout::kRecordAlign;
-      while (extent < limit) {
-        const auto& at = detail::header_at(data_, (h + extent) & mask_);
-        const std::uint64_t v = at.frame.load(std::memory_order_acquire);
-        if (v != 0 && !(layout::frame_type(v) == RecordType::done && detail::load_aux(at) != h + extent)) break;
-        if (cursor_names(h + extent)) break;
-        extent += layout::kRecordAlign;
-      }
-    }
-    if (layout::frame_flags(w) != 0 || extent > to_end || extent > r - h) return stale_or_corrupt();
+    // Measured as a dead producer's claim, up to `next`. The stops are every peer's cursor: the
+    // next claim may be unwritten too (another recoverer's, between its claim and its mark), and
+    // merging it would zero what that one is about to mark.
+    extent = mp_detail::dead_claim_extent(data_, mask_, h, w, std::min(r - h, to_end), max_record_,
+                                          mp_detail::peer_cursors(*ctrl_, self_.slot()));
+    if (extent == 0) return stale_or_corrupt();
+    // A `claimed` header whose producer lives: a stalled claim, which that producer finishes.
+    stalled = type == RecordType::claimed && mp_detail::producer_cursors(*ctrl_, h).owner_alive;
     mine = layout::make_frame(RecordType::abandoned, extent - layout::kRecordHeaderSize) |
            (stalled ? layout::kStalledFlag : 0);
   } else {
     mine = bump_takeovers(w);
   }
   auto give_up = [&] {
-    self_.slot().cursor.store(detail::kNoClaim, std::memory_order_release);
+    drop_cursor();
     return Status::empty;
   };
   self_.slot().cursor.store(h, std::memory_order_seq_cst);
@@ -274,9 +252,7 @@ Status MpmcReader::recover_head() noexcept {
       finish(h, extent, true);
       advance_head();
     } else {
-      // Its live producer finishes it: a cursor of ours left on it would make recovery wait for
-      // us, should that producer die later.
-      self_.slot().cursor.store(detail::kNoClaim, std::memory_order_release);
+      drop_cursor();  // its live producer finishes it
     }
     last_status_ = Status::abandoned;
     return Status::abandoned;
@@ -317,9 +293,7 @@ Status MpmcReader::unblock_claim() noexcept {
   const std::uint64_t t = ctrl_->producer.tail.load(std::memory_order_acquire);
   if (t == r) return Status::empty;  // nothing claimed
   if (t < r || t - r > capacity_ || ((t | r) & kAlignMask) != 0) {
-    if (moved(r)) return Status::empty;
-    head_ = r;
-    return corrupt().status();
+    return corrupt_unless_moved(ctrl_->consumer.next, r);
   }
   const std::uint64_t offset = r & mask_;
   auto& hd = detail::header_at(data_, offset);
@@ -335,15 +309,9 @@ Status MpmcReader::unblock_claim() noexcept {
   // `w`, the owner was alive and committed or aborted; read it again instead.
   if (hd.frame.load(std::memory_order_acquire) != w) return Status::ok;
   // The owner is dead, or alive and past the claim timeout. How far does its claim reach?
-  const std::uint64_t extent =
-      mp_detail::dead_claim_extent(data_, mask_, r, w,
-                                   std::min({t - r, capacity_ - offset, layout::frame_size(max_record_)}),
-                                   producers);
-  if (extent == 0) {
-    if (moved(r)) return Status::empty;
-    head_ = r;
-    return corrupt().status();
-  }
+  const std::uint64_t extent = mp_detail::dead_claim_extent(
+      data_, mask_, r, w, std::min(t - r, capacity_ - offset), max_record_, producers.others);
+  if (extent == 0) return corrupt_unless_moved(ctrl_->consumer.next, r);
   // Claim it like a record: from here on it is ours alone and cannot be reused under us.
   if (!claim(r, extent)) return Status::empty;
   FLATRING_TEST_HOOK(mid_unblock);
@@ -376,7 +344,7 @@ Status MpmcReader::unblock_claim() noexcept {
     finish(r, extent, true);
     advance_head();
   } else {
-    self_.slot().cursor.store(detail::kNoClaim, std::memory_order_release);  // see recover_head
+    drop_cursor();  // its live producer finishes it
   }
   self_.count(layout::abandoned_records);
   last_status_ = Status::abandoned;

@@ -122,8 +122,7 @@ Status MpscReader::unblock() noexcept {
   if (producers.owner_alive) return Status::empty;
   // The owner is dead. How far does its claim reach?
   const std::uint64_t extent = mp_detail::dead_claim_extent(
-      data_, mask_, head_, w, std::min({t - head_, capacity_ - offset, layout::frame_size(max_record_)}),
-      producers);  // no claim is larger than the largest record: a garbage lap costs no whole-ring scan
+      data_, mask_, head_, w, std::min(t - head_, capacity_ - offset), max_record_, producers.others);
   if (extent == 0) return corrupt().status();
   // Fails if the owner committed or aborted after all (then it was not dead when we looked).
   if (!h.frame.compare_exchange_strong(

@@ -99,11 +99,18 @@ class MpmcReader : public detail::ReaderCore<MpmcReader, std::byte> {
                                                      std::memory_order_relaxed)) {
       return true;
     }
-    // Not ours: a cursor left here would make recovery wait for us instead of the real owner.
-    // Release, as above (a plain store on x86).
-    self_.slot().cursor.store(detail::kNoClaim, std::memory_order_release);
+    drop_cursor();
     return false;
   }
+
+  // "I hold nothing": a cursor left on a claim we do not own (lost the CAS, backed off, or only
+  // marked a stalled producer's claim) would make recovery wait for us instead of its owner.
+  // Release, as the claim's cursor store (a plain store on x86).
+  void drop_cursor() noexcept { self_.slot().cursor.store(detail::kNoClaim, std::memory_order_release); }
+
+  // A check on untrusted positions failed: corrupt, unless `pos` moved on from `seen` meanwhile
+  // (then the check was stale: empty, try again).
+  Status corrupt_unless_moved(const std::atomic<std::uint64_t>& pos, std::uint64_t seen) noexcept;
 
   // True if [r, end) lies below the published tail (which is untrusted).
   bool covered(std::uint64_t r, std::uint64_t end) noexcept {
@@ -127,7 +134,6 @@ class MpmcReader : public detail::ReaderCore<MpmcReader, std::byte> {
   Status recover_head() noexcept;
   Status unblock_claim() noexcept;
   bool consumer_alive_at(std::uint64_t pos) const noexcept;
-  bool cursor_names(std::uint64_t pos) const noexcept;  // some other peer's cursor is `pos`
   bool producers_gone() noexcept;
 
   bool seen_producer_ = false;

@@ -245,7 +245,13 @@ TEST_CASE("blocking read times out, and wakes on a write", "[ring][wait]") {
   CHECK(r.read(0ns).status() == Status::timed_out);
   pid_t child = fr_test::spawn([&] {
     Writer w(f.ring);
-    std::this_thread::sleep_for(100ms);  // the reader is asleep on the futex by then
+    // Write only once the reader counts itself a sleeper (not after a guessed delay: a loaded
+    // machine can keep the reader from getting there), so the write must wake it.
+    const auto give_up = std::chrono::steady_clock::now() + 60s;
+    while (f.ring.control().data.waiters.load() == 0) {
+      if (std::chrono::steady_clock::now() > give_up) return 2;
+      std::this_thread::sleep_for(1ms);
+    }
     return w.try_write(pattern(77, 3)) == Status::ok ? 0 : 1;
   });
   auto got = r.read(60s);

@@ -1,8 +1,8 @@
 // The flatring rows.
-//   flatring             Writer::try_write (one copy in), Reader reads in place.
+//   flatring             Writer::try_write (one copy in), Reader<> reads in place.
 //   flatring-zero-copy   Writer::try_reserve + commit: the producer writes the payload in place
 //                        (a memset of the whole payload plus the sequence stamps: building in
-//                        place, no source buffer to copy from), Reader reads in place.
+//                        place, no source buffer to copy from), Reader<> reads in place.
 //   flatring-typed       FlatBufferBuilder builds a Sample {seq, payload} (the payload copied into
 //                        the builder), Producer<Sample>::try_send copies it in; Consumer<Sample>
 //                        verifies in place (ConsumerOptions::in_place) and reads seq and payload.
@@ -81,7 +81,7 @@ class CopySender {
 
  private:
   Peer* peer_;
-  flatring::Writer w_;
+  flatring::Writer<> w_;
   std::vector<std::byte> buf_;
 };
 
@@ -108,7 +108,7 @@ class ZeroCopySender {
 
  private:
   Peer* peer_;
-  flatring::Writer w_;
+  flatring::Writer<> w_;
   std::size_t payload_;
 };
 
@@ -155,7 +155,7 @@ class RawReceiver {
  private:
   static constexpr std::uint64_t kBatch = 64;
   Peer* peer_;
-  flatring::Reader r_;
+  flatring::Reader<> r_;
   std::size_t payload_;
 };
 

@@ -1,8 +1,8 @@
 // The multi-party flatring rows:
-//   flatring-mpsc          2 producer processes (MpscWriter::write) -> 1 consumer (MpscReader)
-//   flatring-broadcast     1 producer (BroadcastWriter::write) -> 2 consumer processes, each
+//   flatring-mpsc          2 producer processes (Writer<flatring::Mode::mpsc>::write) -> 1 consumer (Reader<flatring::Mode::mpsc>)
+//   flatring-broadcast     1 producer (Writer<flatring::Mode::broadcast>::write) -> 2 consumer processes, each
 //                          receiving and checking every message
-//   flatring-mpmc          2 producers (MpmcWriter::write) -> 2 consumers (MpmcReader) that share
+//   flatring-mpmc          2 producers (Writer<flatring::Mode::mpmc>::write) -> 2 consumers (Reader<flatring::Mode::mpmc>) that share
 //                          the messages
 //   flatring-mpsc-4p       4 producers -> 1 consumer: 5 processes on the reference VM's 2 cores
 //   flatring-mpmc-4p4c     4 producers -> 4 consumers: 8 processes on 2 cores
@@ -242,7 +242,7 @@ std::uint64_t receive_some(R& r, Checker& check, std::uint64_t max, std::chrono:
 
 // An mpmc consumer's batch: received, tallied, counted.
 template <class OnTimeout>
-void consume_mpmc(flatring::MpmcReader& r, Checker& check, HelperControl& hc, unsigned index,
+void consume_mpmc(flatring::Reader<flatring::Mode::mpmc>& r, Checker& check, HelperControl& hc, unsigned index,
                   std::chrono::nanoseconds slice, OnTimeout&& on_timeout) {
   const std::uint64_t k = receive_some(r, check, 64, slice, on_timeout);
   if (k == 0) return;
@@ -284,8 +284,8 @@ class Worker {
   }
 
  private:
-  flatring::MpmcReader req_;
-  flatring::MpscWriter rep_;
+  flatring::Reader<flatring::Mode::mpmc> req_;
+  flatring::Writer<flatring::Mode::mpsc> rep_;
   std::size_t payload_;
   std::uint64_t last_ = 0;
   bool served_ = false;
@@ -401,13 +401,13 @@ class MpTransport final : public Transport {
           auto on_timeout = [&] { c.peer().check_now(); };
           Checker check(payload, shape_.producers, shape_.mode == Mode::mpmc);
           if (shape_.mode == Mode::mpsc) {
-            flatring::MpscReader r(flatring::Ring::open(ring_name));
+            flatring::Reader<flatring::Mode::mpsc> r(flatring::Ring::open(ring_name));
             c.serve_batched([&](std::uint64_t, std::uint64_t max) { return receive_some(r, check, max, kSlice, on_timeout); });
           } else if (shape_.mode == Mode::broadcast) {
-            flatring::BroadcastReader r(flatring::Ring::open(ring_name));
+            flatring::Reader<flatring::Mode::broadcast> r(flatring::Ring::open(ring_name));
             c.serve_batched([&](std::uint64_t, std::uint64_t max) { return receive_some(r, check, max, kSlice, on_timeout); });
           } else {
-            flatring::MpmcReader r(flatring::Ring::open(ring_name));
+            flatring::Reader<flatring::Mode::mpmc> r(flatring::Ring::open(ring_name));
             std::uint64_t seen = 0;
             c.serve_batched([&](std::uint64_t, std::uint64_t) {
               consume_mpmc(r, check, *hc, 0, kChildSlice, on_timeout);
@@ -429,16 +429,16 @@ class MpTransport final : public Transport {
           };
           helpers.wait_ready([&] { p.peer().check_now(); });
           if (shape_.mode == Mode::broadcast) {
-            flatring::BroadcastWriter w(flatring::Ring::open(ring_name));
-            Sender<flatring::BroadcastWriter> s(w, payload, 0);
+            flatring::Writer<flatring::Mode::broadcast> w(flatring::Ring::open(ring_name));
+            Sender<flatring::Writer<flatring::Mode::broadcast>> s(w, payload, 0);
             return drive(
                 p, spec, [&](std::uint64_t n) {
                   for (std::uint64_t k = 0; k < n; ++k) s.send(check);
                 },
                 [](std::int64_t t_child) { return t_child; });
           }
-          flatring::MpWriter w(flatring::Ring::open(ring_name));
-          Sender<flatring::MpWriter> s(w, payload, extra_producers);
+          auto send_with = [&](auto& w) {
+          Sender<std::remove_reference_t<decltype(w)>> s(w, payload, extra_producers);
           Ledger ledger(shape_.producers);
           std::uint64_t target = 0;
           const bool mpmc = shape_.mode == Mode::mpmc;
@@ -478,6 +478,14 @@ class MpTransport final : public Transport {
                 ledger.verify(*hc, shape_.consumers);
                 return t_end;
               });
+          };
+          // The producers' endpoint type is the ring's mode (mpsc or mpmc).
+          if (mode == flatring::Mode::mpsc) {
+            flatring::Writer<flatring::Mode::mpsc> w(flatring::Ring::open(ring_name));
+            return send_with(w);
+          }
+          flatring::Writer<flatring::Mode::mpmc> w(flatring::Ring::open(ring_name));
+          return send_with(w);
         });
   }
 
@@ -521,8 +529,8 @@ class MpTransport final : public Transport {
             helpers.check();
           };
           helpers.wait_ready([&] { p.peer().check_now(); });
-          flatring::MpmcWriter req(flatring::Ring::open(req_name));
-          flatring::MpscReader rep(flatring::Ring::open(rep_name));
+          flatring::Writer<flatring::Mode::mpmc> req(flatring::Ring::open(req_name));
+          flatring::Reader<flatring::Mode::mpsc> rep(flatring::Ring::open(rep_name));
           std::vector<std::byte> buf(payload);
           fill_pattern(buf.data(), buf.size());
           return drive_latency(p, spec, [&](std::uint64_t seq) {
@@ -557,8 +565,19 @@ class MpTransport final : public Transport {
   // An extra producer: sends its quota, sleeping on `go` while it has none.
   void extra_producer(const std::string& ring_name, std::size_t payload, HelperControl& hc, const Helpers& helpers,
                       unsigned i) const {
-    flatring::MpWriter w(flatring::Ring::open(ring_name));
-    Sender<flatring::MpWriter> s(w, payload, i);
+    auto ring = flatring::Ring::open(ring_name);
+    if (ring.info().mode == flatring::Mode::mpsc) {
+      flatring::Writer<flatring::Mode::mpsc> w(ring);
+      return extra_producer_loop(w, payload, hc, helpers, i);
+    }
+    flatring::Writer<flatring::Mode::mpmc> w(ring);
+    extra_producer_loop(w, payload, hc, helpers, i);
+  }
+
+  template <class W>
+  static void extra_producer_loop(W& w, std::size_t payload, HelperControl& hc, const Helpers& helpers,
+                                  unsigned i) {
+    Sender<W> s(w, payload, i);
     hc.ready.fetch_add(1, std::memory_order_release);
     std::uint64_t sent = 0;
     auto stopped = [&] { helpers.throw_if_stopped(); };
@@ -580,13 +599,13 @@ class MpTransport final : public Transport {
                       unsigned i) const {
     auto stopped = [&] { helpers.throw_if_stopped(); };
     if (shape_.mode == Mode::broadcast) {
-      flatring::BroadcastReader r(flatring::Ring::open(ring_name));
+      flatring::Reader<flatring::Mode::broadcast> r(flatring::Ring::open(ring_name));
       hc.ready.fetch_add(1, std::memory_order_release);
       Checker check(payload, 1, false);
       while (!helpers.stopped()) (void)receive_some(r, check, 64, kSlice, stopped);
       return;
     }
-    flatring::MpmcReader r(flatring::Ring::open(ring_name));
+    flatring::Reader<flatring::Mode::mpmc> r(flatring::Ring::open(ring_name));
     hc.ready.fetch_add(1, std::memory_order_release);
     Checker check(payload, shape_.producers, true);
     while (!helpers.stopped()) consume_mpmc(r, check, hc, i, kSlice, stopped);

@@ -65,7 +65,7 @@ inline void reset_image(flatring::Ring& ring) {
     if (!(cond)) __builtin_trap(); \
   } while (0)
 
-/// Every byte of a record a Reader hands out must lie inside the ring (the mapping at `base`: the
+/// Every byte of a record a Reader<> hands out must lie inside the ring (the mapping at `base`: the
 /// read-only one, or the writable one for an mpmc consumer); touching them all makes an
 /// out-of-range view fault here rather than go unnoticed.
 inline void touch(const flatring::Ring& ring, std::span<const std::byte> b, const std::byte* base) {

@@ -1,4 +1,4 @@
-// Fuzz target: mpmc consumers (MpmcReader) and a producer (MpWriter) over a segment image the
+// Fuzz target: mpmc consumers (Reader<Mode::mpmc>) and a producer (Writer<Mode::mpmc>) over a segment image the
 // fuzzer controls.
 //
 // A real 4 KiB mpmc ring is created once. Each input resets its control area (all but the header,
@@ -59,13 +59,13 @@ bool is_one_of(Status s, std::initializer_list<Status> allowed) {
 }
 
 // Two findings of this target, fixed in core code and kept as tests in tests/test_hostile.cpp:
-// MpmcReader::read spun past its deadline when ready() and try_read() disagreed ("read() keeps its
-// deadline ..."), and MpWriter::try_reserve wrote a header at a misaligned tail ("a producer never
+// Reader<Mode::mpmc>::read spun past its deadline when ready() and try_read() disagreed ("read() keeps its
+// deadline ..."), and Writer<Mode::mpmc>::try_reserve wrote a header at a misaligned tail ("a producer never
 // writes a header at a misaligned tail"). The target no longer steers around either state.
 
-using Readers = std::array<std::optional<MpmcReader>, kMaxReaders>;
+using Readers = std::array<std::optional<Reader<Mode::mpmc>>, kMaxReaders>;
 
-void run(fuzz::Input& in, Ring& r, Readers& readers, std::optional<MpWriter>& writer) {
+void run(fuzz::Input& in, Ring& r, Readers& readers, std::optional<Writer<Mode::mpmc>>& writer) {
   layout::Control& c = r.control();
   std::byte* ctrl = reinterpret_cast<std::byte*>(&c);
   std::byte* data = r.writable_data();
@@ -73,7 +73,7 @@ void run(fuzz::Input& in, Ring& r, Readers& readers, std::optional<MpWriter>& wr
   std::atomic<std::uint64_t>* positions[3] = {&c.consumer.head, &c.consumer.next, &c.producer.tail};
   for (int step = 0; step < kMaxSteps && !in.empty(); ++step) {
     const std::uint8_t op = in.take<std::uint8_t>();
-    std::optional<MpmcReader>& rd = readers[(op >> 4) % kMaxReaders];
+    std::optional<Reader<Mode::mpmc>>& rd = readers[(op >> 4) % kMaxReaders];
     switch ((op & 0x0F) % 12) {  // low nibble: the operation; high nibble: which consumer
       case 0:
         if (rd) {
@@ -195,7 +195,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
 
   const WaitOptions wait{.spin = 0ns, .liveness_interval = 1ms};
   Readers readers;
-  std::optional<MpWriter> writer;
+  std::optional<Writer<Mode::mpmc>> writer;
   try {
     if (setup & 4) writer.emplace(r, wait);
     for (std::size_t i = 0; i < 1 + (setup & 3) % kMaxReaders; ++i) readers[i].emplace(r, wait);

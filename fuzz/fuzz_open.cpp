@@ -31,7 +31,7 @@ void write_file(const std::uint8_t* data, std::size_t size) {
 
 void drain(const Ring& ring) {
   using namespace std::chrono_literals;
-  Reader reader(ring, WaitOptions{.spin = 0ns, .liveness_interval = 1ms});
+  Reader<> reader(ring, WaitOptions{.spin = 0ns, .liveness_interval = 1ms});
   for (int i = 0; i < 64; ++i) {
     auto v = reader.try_read();
     if (v) {

@@ -1,8 +1,8 @@
-// Fuzz target: the spsc Reader and Writer over a segment image the fuzzer controls.
+// Fuzz target: the spsc Reader<> and Writer<> over a segment image the fuzzer controls.
 //
 // A real 4 KiB ring is created once. Each input resets its control area (all but the header, which
 // open validates and nothing re-reads) and record area, then:
-//   u8  role        0: a Reader, 1: a Writer, 2: both, attached to the fuzzed image
+//   u8  role        0: a Reader<>, 1: a Writer<>, 2: both, attached to the fuzzed image
 //   u64 tail, u64 head, u32 producer owner word, u32 consumer owner word
 //   u16 n, then n bytes copied to the start of the record area
 //   then up to 256 operations: the endpoints' calls interleaved with a hostile peer's stores to
@@ -41,7 +41,7 @@ void check_reservation(const Ring& r, std::span<std::byte> s, std::size_t n) {
   FUZZ_CHECK(s.size() == n && p >= lo && p + n <= hi);
 }
 
-void run(fuzz::Input& in, Ring& r, std::optional<Reader>& reader, std::optional<Writer>& writer) {
+void run(fuzz::Input& in, Ring& r, std::optional<Reader<>>& reader, std::optional<Writer<>>& writer) {
   layout::Control& c = r.control();
   std::byte* ctrl = reinterpret_cast<std::byte*>(&c);
   std::byte* data = r.writable_data();
@@ -138,8 +138,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
   if (!image.empty()) std::memcpy(data, image.data(), image.size());
 
   const WaitOptions wait{.spin = 0ns, .liveness_interval = 1ms};
-  std::optional<Reader> reader;
-  std::optional<Writer> writer;
+  std::optional<Reader<>> reader;
+  std::optional<Writer<>> writer;
   try {
     if (role != 0) writer.emplace(r, wait);
     if (role != 1) reader.emplace(r, wait);

@@ -56,7 +56,7 @@ Bytes reader_input(std::uint8_t role, const Ring& ring, const Bytes& ops) {
   return b;
 }
 
-void write_records(Writer& w, int count, std::size_t size) {
+void write_records(Writer<>& w, int count, std::size_t size) {
   std::vector<std::byte> p(size, std::byte{0x42});
   for (int i = 0; i < count; ++i) (void)w.try_write(p);
 }
@@ -70,7 +70,7 @@ void reader_seeds(const fs_::path& dir) {
     Ring ring = Ring::create(name, {.capacity = 4096});
     save(dir, "empty-both", reader_input(2, ring, {7, 100, 0, 100, 0, 0, 0, 1, 8, 40, 0, 3, 0, 1}));
     {
-      Writer w(ring);
+      Writer<> w(ring);
       write_records(w, 5, 100);
     }
     save(dir, "five-records", reader_input(0, ring, reads));
@@ -81,12 +81,12 @@ void reader_seeds(const fs_::path& dir) {
     tail_nudge.insert(tail_nudge.end(), reads.begin(), reads.end());
     save(dir, "five-records-nudged", reader_input(0, ring, tail_nudge));
     {
-      Reader r(ring);
+      Reader<> r(ring);
       for (int i = 0; i < 5; ++i) {
         (void)r.try_read();
         r.release();
       }
-      Writer w(ring);
+      Writer<> w(ring);
       write_records(w, 30, 200);  // wraps: a padding record at the end, records from offset 0
       for (int i = 0; i < 3; ++i) {
         (void)r.try_read();
@@ -126,7 +126,7 @@ void mpmc_seeds(const fs_::path& dir) {
                                               {10, 100, 0, 0x0A, 40, 0, 0x00, 0x10, 0x11, 0x01, 0x03, 11,
                                                200, 0, 100, 0, 0, 0x20, 0x21, 0x04}));
   std::vector<std::byte> p(100, std::byte{0x42});
-  MpmcWriter w(ring);
+  Writer<Mode::mpmc> w(ring);
   for (int i = 0; i < 10; ++i) (void)w.try_write(p);
   save(dir, "ten-records", mpmc_input(three, ring, reads));
   Bytes poked = {5, 0xA0, 0, 0x02, 0x05, 0xFF, 0, 0, 0, 0, 0};  // a releasing frame at 160
@@ -135,7 +135,7 @@ void mpmc_seeds(const fs_::path& dir) {
   {
     // Two consumers hold a record each and one more is finished out of order: the head waits at a
     // held record. In the fuzzed image their holders are gone, so recover() takes them over.
-    MpmcReader a(ring), b(ring), c(ring);
+    Reader<Mode::mpmc> a(ring), b(ring), c(ring);
     (void)a.try_read();
     (void)b.try_read();
     (void)c.try_read();
@@ -211,7 +211,7 @@ void open_seeds(const fs_::path& dir) {
   {
     Ring ring = Ring::create(name, {.capacity = 4096});
     save(dir, "fresh", file_bytes(name));
-    Writer w(ring);
+    Writer<> w(ring);
     write_records(w, 7, 300);
     save(dir, "records", file_bytes(name));
   }

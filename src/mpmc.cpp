@@ -3,15 +3,17 @@
 #include <algorithm>
 #include <string>
 
-#include "mp_wait.hpp"
+#include "endpoint_impl.hpp"
+#include "mp_recovery.hpp"
+#include "test_hooks.hpp"
 
-namespace flatring {
+namespace flatring::detail {
+
+template class ConsumerCore<MpmcReader, true>;
 
 using layout::RecordType;
 
 namespace {
-constexpr std::uint64_t kAlignMask = layout::kRecordAlign - 1;
-
 // A frame word with its takeover count (flags bits 0..6) bumped, so that a takeover CAS always
 // changes the word and only one of several recoverers can win it. The stalled bit is kept.
 constexpr std::uint64_t bump_takeovers(std::uint64_t w) noexcept {
@@ -21,10 +23,9 @@ constexpr std::uint64_t bump_takeovers(std::uint64_t w) noexcept {
 }  // namespace
 
 MpmcReader::MpmcReader(Ring ring, WaitOptions wait)
-    : ReaderCore((mp_detail::require_mode(ring, Mode::mpmc, "MpmcReader"), ring), /*exclusive=*/false,
-                 wait) {
+    : ConsumerCore(std::move(ring), Mode::mpmc, "Reader", wait) {
   // No claim yet: a recoverer looking for the owner of the record at the head must not take us.
-  self_.slot().cursor.store(detail::kNoClaim, std::memory_order_relaxed);
+  self_.slot().cursor.store(kNoClaim, std::memory_order_relaxed);
   // Other consumers and producers move the positions while we load them, only forward: take a
   // snapshot during which the head did not move, then check head <= next <= tail <= head + capacity.
   std::uint64_t head = 0, next = 0, tail = 0;
@@ -35,7 +36,7 @@ MpmcReader::MpmcReader(Ring ring, WaitOptions wait)
     if (ctrl_->consumer.head.load(std::memory_order_acquire) == head || attempt == 1000) break;
   }
   if ((head | next | tail) & kAlignMask || next < head || tail < next || tail - head > capacity_) {
-    mp_detail::corrupt_state(ring_, "impossible positions: head " + std::to_string(head) + ", next " +
+    throw_corrupt_state(ring_, "impossible positions: head " + std::to_string(head) + ", next " +
                                         std::to_string(next) + ", tail " + std::to_string(tail));
   }
   head_ = next;
@@ -46,58 +47,92 @@ Result<RecordView> MpmcReader::next() noexcept {
   // Bounded: every pass either returns, or skips a record (progress), or lost a race to another
   // consumer that made progress.
   for (int hop = 0; hop < 64; ++hop) {
+    // Acquire: pairs with the claim CASes on `next`.
     const std::uint64_t r = ctrl_->consumer.next.load(std::memory_order_acquire);
     head_ = r;  // where a corrupt record is reported
     if ((r & kAlignMask) != 0) return corrupt();
     // Nothing at or past the tail is a record of this lap: never interpret a frame there.
     if (!covered(r, r + layout::kRecordHeaderSize)) {
-      if (tail_cache_ == r || ctrl_->producer.tail.load(std::memory_order_acquire) == r) return empty();
+      // Acquire: pairs with the producers' tail CASes.
+      if (tail_cache_ == r || ctrl_->producer.tail.load(std::memory_order_acquire) == r) {
+        return empty();
+      }
       if (moved(r)) continue;
       return corrupt();
     }
     const std::uint64_t offset = r & mask_;
-    auto& h = detail::header_at(data_, offset);
+    const auto& h = header_at(data_, offset);
     // SYNC POINT READ: pairs with the producer's commit (or padding / abandon) CAS.
     const std::uint64_t w = h.frame.load(std::memory_order_acquire);
-    const auto type = layout::frame_type(w);
-    const std::uint64_t to_end = capacity_ - offset;
-    const std::uint64_t len = layout::frame_length(w);
-    switch (type) {
-      case RecordType::data: {
-        const std::uint64_t extent = detail::load_aux(h);  // written before the commit we acquired
-        if (layout::frame_flags(w) != 0 || len > max_record_ || extent < layout::frame_size(len) ||
-            extent > to_end || (extent & kAlignMask) != 0 || !covered(r, r + extent)) {
-          if (moved(r)) continue;
-          return corrupt();
-        }
-        if (!claim(r, extent)) continue;
-        pass_wake_on(r + extent);
-        return hold(offset, len, extent);
-      }
-      case RecordType::padding:
-      case RecordType::abandoned: {
-        const std::uint64_t extent = len + layout::kRecordHeaderSize;
-        const bool fits = type == RecordType::padding
-                              ? extent == to_end
-                              : extent <= to_end && (extent & kAlignMask) == 0;
-        if (layout::frame_flags(w) != 0 || !fits || !covered(r, r + extent)) {
-          if (moved(r)) continue;
-          return corrupt();
-        }
-        if (!claim(r, extent)) continue;
-        finish(r, extent, type == RecordType::abandoned);  // padding covers free (zero) space
+    const Decoded d = decode_frame(h, w, capacity_ - offset, max_record_, kMpFrames);
+    switch (d.kind) {
+      case Frame::empty: return empty();  // a claim still being written (or a dead one: recover)
+      case Frame::in_flight:
+        // claimed: still being written; done: an old lap's header over an unwritten claim.
+        if (d.type == RecordType::claimed || d.type == RecordType::done) return empty();
+        break;
+      case Frame::record:
+        if (!covered(r, r + d.extent)) break;
+        if (!claim(r, d.extent)) continue;
+        pass_wake_on(r + d.extent);
+        return hold(offset, d.len, d.extent);
+      case Frame::skip:
+        if (!covered(r, r + d.extent)) break;
+        if (!claim(r, d.extent)) continue;
+        finish(r, d.extent, d.type == RecordType::abandoned);  // padding covers free (zero) space
         advance_head();  // producers may be waiting for exactly these bytes
         continue;
-      }
-      default:
-        // 0, claimed, done: a claim still being written (or a claim whose producer died:
-        // recover()). Anything else is not a frame word.
-        if (w == 0 || type == RecordType::claimed || type == RecordType::done) return empty();
-        if (moved(r)) continue;
-        return corrupt();
+      case Frame::corrupt: break;
     }
+    // Not a frame word this position can hold, unless what we read was stale.
+    if (moved(r)) continue;
+    return corrupt();
   }
   return empty();
+}
+
+bool MpmcReader::claim(std::uint64_t r, std::uint64_t extent) noexcept {
+  // Release: a recoverer that loads our cursor (acquire) and finds it moved on also sees what we
+  // wrote before (our previous record finished). The CAS publishes it with the claim.
+  self_.slot().cursor.store(r, std::memory_order_release);
+  // SYNC POINT: the claim. seq_cst: a sleeping consumer's seq_cst re-check reads `next`.
+  if (ctrl_->consumer.next.compare_exchange_strong(r, r + extent, std::memory_order_seq_cst,
+                                                   std::memory_order_relaxed)) {
+    return true;
+  }
+  drop_cursor();
+  return false;
+}
+
+void MpmcReader::drop_cursor() noexcept {
+  // A cursor left on a claim we do not own (lost the CAS, backed off, or only marked a stalled
+  // producer's claim) would make recovery wait for us instead of its owner. Release, as the
+  // claim's cursor store (a plain store on x86).
+  self_.slot().cursor.store(kNoClaim, std::memory_order_release);
+}
+
+bool MpmcReader::covered(std::uint64_t r, std::uint64_t end) noexcept {
+  if (end <= tail_cache_) return true;
+  // SYNC POINT READ: pairs with the producers' tail CAS (release).
+  const std::uint64_t t = ctrl_->producer.tail.load(std::memory_order_acquire);
+  if (t < r || t - r > capacity_) return false;
+  tail_cache_ = t;
+  return end <= t;
+}
+
+bool MpmcReader::moved(std::uint64_t r) const noexcept {
+  // Acquire: pairs with the claim CASes on `next`.
+  return ctrl_->consumer.next.load(std::memory_order_acquire) != r;
+}
+
+bool MpmcReader::ready(std::memory_order order) const noexcept {
+  const std::uint64_t n = ctrl_->consumer.next.load(order);
+  const std::uint64_t t = ctrl_->producer.tail.load(order);
+  if (t <= n || t - n > capacity_) return false;  // nothing there, or impossible
+  const std::uint64_t w = header_at(data_, n & mask_).frame.load(order);
+  const auto type = layout::frame_type(w);
+  return type == RecordType::data || type == RecordType::padding ||
+         type == RecordType::abandoned;
 }
 
 void MpmcReader::pass_wake_on(std::uint64_t pos) noexcept {
@@ -106,13 +141,13 @@ void MpmcReader::pass_wake_on(std::uint64_t pos) noexcept {
   // record wakes one more sleeper when the next record is ready too. Relaxed: a hint; a wrong
   // guess costs one spurious wake-up or leaves the commit's own wake to do the work.
   if (ctrl_->data.waiters.load(std::memory_order_relaxed) == 0 || pos >= tail_cache_) return;
-  const std::uint64_t w = detail::header_at(data_, pos & mask_).frame.load(std::memory_order_relaxed);
-  if (layout::frame_type(w) == RecordType::data) detail::wake_one(ctrl_->data, self_);
+  const std::uint64_t w = header_at(data_, pos & mask_).frame.load(std::memory_order_relaxed);
+  if (layout::frame_type(w) == RecordType::data) wake_sleepers(ctrl_->data, self_, 1);
 }
 
 void MpmcReader::finish(std::uint64_t pos, std::uint64_t extent, bool zero) noexcept {
   const std::uint64_t offset = pos & mask_;
-  auto& h = detail::header_at(data_, offset);
+  auto& h = header_at(data_, offset);
   if (zero) {
     // "Done with it, zeroing": a recoverer that finds this after our death finishes the zeroing
     // instead of delivering half-zeroed bytes again. The takeover count is kept: a record we took
@@ -124,17 +159,21 @@ void MpmcReader::finish(std::uint64_t pos, std::uint64_t extent, bool zero) noex
     h.frame.store(layout::make_frame(RecordType::releasing, extent) | keep, std::memory_order_release);
     std::atomic_thread_fence(std::memory_order_release);
     FLATRING_TEST_HOOK(mid_release);
-    detail::ring_zero(data_ + offset + 8, extent - 8);
+    ring_zero(data_ + offset + 8, extent - 8);
   }
   // The done record names its own position: free space keeps old done headers, and a freer must
   // not take one of those (a claim whose header was never written) for this lap's.
-  detail::store_aux(h, pos);
+  store_aux(h, pos);
   // SYNC POINT WRITE: publishes the zeroes and the aux (release) to whoever frees this record;
-  // seq_cst: the Dekker half against a freer's head CAS (mp_detail::free_done_records).
+  // seq_cst: the Dekker half against a freer's head CAS (free_done_records).
   h.frame.store(layout::make_frame(RecordType::done, extent), std::memory_order_seq_cst);
 }
 
-void MpmcReader::advance_head() noexcept { mp_detail::free_done_records(*ctrl_, data_, capacity_, self_); }
+void MpmcReader::advance_head() noexcept {
+  if (publish_position()) wake<kHandshake>(ctrl_->space, self_, false, INT_MAX);
+}
+
+bool MpmcReader::publish_position() noexcept { return free_done_records(*ctrl_, data_, capacity_); }
 
 bool MpmcReader::consumer_alive_at(std::uint64_t pos) const noexcept {
   for (const auto& s : ctrl_->peers) {
@@ -171,12 +210,12 @@ Status MpmcReader::recover_head() noexcept {
   if (r - h > capacity_ || (h & kAlignMask) != 0) return stale_or_corrupt();
   const std::uint64_t offset = h & mask_;
   const std::uint64_t to_end = capacity_ - offset;
-  auto& hd = detail::header_at(data_, offset);
+  auto& hd = header_at(data_, offset);
   std::uint64_t w = hd.frame.load(std::memory_order_acquire);
   const auto type = layout::frame_type(w);
   // Below `next`, a header nobody wrote in this lap (0, an old done, or the producer's claimed)
   // is a producer's claim that a consumer took to skip it and died before marking it.
-  const bool unwritten = type == RecordType::claimed || mp_detail::unwritten_header(hd, w, h);
+  const bool unwritten = type == RecordType::claimed || unwritten_header(hd, w, h);
   if (type == RecordType::done && !unwritten) {  // its consumer died between finishing and freeing
     const std::uint64_t extent = layout::frame_length(w);
     if (layout::frame_flags(w) != 0 || extent < layout::kRecordAlign || (extent & kAlignMask) != 0 ||
@@ -193,7 +232,7 @@ Status MpmcReader::recover_head() noexcept {
   if (type == RecordType::abandoned && (w & layout::kStalledFlag) != 0 && (w & layout::kTakeoverMask) == 0) {
     // Skipped after the claim timeout: its producer finishes it (MpWriter::commit/abort), unless
     // it died. Its cursor still names the claim until it claims again, which is after finishing.
-    if (mp_detail::producer_cursors(*ctrl_, h).owner_alive) return Status::empty;
+    if (producer_cursors(*ctrl_, h).owner_alive) return Status::empty;
   } else if (consumer_alive_at(h)) {
     // The owner is the consumer whose cursor is `h`: it moves its cursor only after it finished
     // the record (then the frame is done). A live one is still working on it.
@@ -209,11 +248,11 @@ Status MpmcReader::recover_head() noexcept {
     // Measured as a dead producer's claim, up to `next`. The stops are every peer's cursor: the
     // next claim may be unwritten too (another recoverer's, between its claim and its mark), and
     // merging it would zero what that one is about to mark.
-    extent = mp_detail::dead_claim_extent(data_, mask_, h, w, std::min(r - h, to_end), max_record_,
-                                          mp_detail::peer_cursors(*ctrl_, self_.slot()));
+    extent = dead_claim_extent(data_, mask_, h, w, std::min(r - h, to_end), max_record_,
+                                          peer_cursors(*ctrl_, self_.slot()));
     if (extent == 0) return stale_or_corrupt();
     // A `claimed` header whose producer lives: a stalled claim, which that producer finishes.
-    stalled = type == RecordType::claimed && mp_detail::producer_cursors(*ctrl_, h).owner_alive;
+    stalled = type == RecordType::claimed && producer_cursors(*ctrl_, h).owner_alive;
     mine = layout::make_frame(RecordType::abandoned, extent - layout::kRecordHeaderSize) |
            (stalled ? layout::kStalledFlag : 0);
   } else {
@@ -237,7 +276,7 @@ Status MpmcReader::recover_head() noexcept {
   }
   // An old done word looks like the done word another recoverer just stored when it finished this
   // very claim (same extent): then its aux names `h` (ordered by the CAS, which read that store).
-  const bool finished_meanwhile = type == RecordType::done && detail::load_aux(hd) == h;
+  const bool finished_meanwhile = type == RecordType::done && load_aux(hd) == h;
   if (finished_meanwhile || ctrl_->consumer.head.load(std::memory_order_seq_cst) != h) {
     // The head moved between our check and the CAS: the word belonged to a later lap. Put it back
     // (fails harmlessly if its owner has written it since).
@@ -260,7 +299,7 @@ Status MpmcReader::recover_head() noexcept {
   const std::uint64_t len = layout::frame_length(w);
   switch (type) {
     case RecordType::data: {
-      extent = detail::load_aux(hd);
+      extent = load_aux(hd);
       if (len > max_record_ || extent < layout::frame_size(len) || extent > to_end ||
           (extent & kAlignMask) != 0 || extent > r - h) {
         return corrupt().status();
@@ -296,12 +335,12 @@ Status MpmcReader::unblock_claim() noexcept {
     return corrupt_unless_moved(ctrl_->consumer.next, r);
   }
   const std::uint64_t offset = r & mask_;
-  auto& hd = detail::header_at(data_, offset);
+  auto& hd = header_at(data_, offset);
   std::uint64_t w = hd.frame.load(std::memory_order_acquire);
   const auto type = layout::frame_type(w);
   if (w != 0 && type != RecordType::claimed && type != RecordType::done) return Status::ok;
 
-  const mp_detail::ProducerCursors producers = mp_detail::producer_cursors(*ctrl_, r);
+  const ProducerCursors producers = producer_cursors(*ctrl_, r);
   const bool stalled = producers.owner_alive;
   if (stalled && !claim_timed_out(r, type)) return Status::empty;
   // A producer that moved its cursor on had written this claim first (its cursor store is a
@@ -309,7 +348,7 @@ Status MpmcReader::unblock_claim() noexcept {
   // `w`, the owner was alive and committed or aborted; read it again instead.
   if (hd.frame.load(std::memory_order_acquire) != w) return Status::ok;
   // The owner is dead, or alive and past the claim timeout. How far does its claim reach?
-  const std::uint64_t extent = mp_detail::dead_claim_extent(
+  const std::uint64_t extent = dead_claim_extent(
       data_, mask_, r, w, std::min(t - r, capacity_ - offset), max_record_, producers.others);
   if (extent == 0) return corrupt_unless_moved(ctrl_->consumer.next, r);
   // Claim it like a record: from here on it is ours alone and cannot be reused under us.
@@ -332,7 +371,7 @@ Status MpmcReader::unblock_claim() noexcept {
       return Status::abandoned;
     }
     if (layout::frame_type(w) == RecordType::data && layout::frame_flags(w) == 0 && len <= max_record_ &&
-        detail::load_aux(hd) == extent && layout::frame_size(len) <= extent) {
+        load_aux(hd) == extent && layout::frame_size(len) <= extent) {
       hold(offset, len, extent);
       return Status::ok;
     }
@@ -355,7 +394,7 @@ bool MpmcReader::claim_timed_out(std::uint64_t r, RecordType type) noexcept {
   // Only a claim whose header is written: before that, the producer's header store could land
   // on our mark. Its window is a few instructions after the tail CAS.
   if (type != RecordType::claimed || wait_.claim_timeout <= std::chrono::nanoseconds::zero()) return false;
-  const auto now = detail::Clock::now();
+  const auto now = Clock::now();
   if (stall_at_ != r) {
     stall_at_ = r;
     stall_since_ = now;
@@ -364,41 +403,11 @@ bool MpmcReader::claim_timed_out(std::uint64_t r, RecordType type) noexcept {
   return now - stall_since_ >= wait_.claim_timeout;
 }
 
-Status MpmcReader::recover() noexcept {
-  if (held_) return Status::ok;
+Status MpmcReader::recover_step() noexcept {
   advance_head();  // records a dead consumer finished but did not free
   const Status h = recover_head();
   if (h != Status::empty) return h;
   return unblock_claim();
 }
 
-bool MpmcReader::producers_gone() noexcept {
-  const PeerCensus c = census(ring_, layout::Role::producer);
-  if (c.alive != 0) {
-    seen_producer_ = true;
-    return false;
-  }
-  if (c.dead != 0) ring_.reap_dead_peers();
-  return c.dead != 0 || seen_producer_;
-}
-
-Result<RecordView> MpmcReader::read(std::chrono::nanoseconds timeout) {
-  return mp_detail::blocking_read(
-      *this, ctrl_->data, self_, wait_, timeout,
-      [&](std::memory_order order) {
-        const std::uint64_t n = ctrl_->consumer.next.load(order);
-        const std::uint64_t t = ctrl_->producer.tail.load(order);
-        if (t <= n || t - n > capacity_) return false;  // nothing there, or impossible
-        const std::uint64_t w = detail::header_at(data_, n & mask_).frame.load(order);
-        const auto type = layout::frame_type(w);
-        return type == RecordType::data || type == RecordType::padding || type == RecordType::abandoned;
-      },
-      [&] { return recovery_due() ? recover() : Status::empty; },  // syscalls: rate-limited
-      [&] {
-        return ctrl_->producer.tail.load(std::memory_order_acquire) ==
-                   ctrl_->consumer.next.load(std::memory_order_acquire) &&
-               producers_gone();
-      });
-}
-
-}  // namespace flatring
+}  // namespace flatring::detail

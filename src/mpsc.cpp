@@ -3,41 +3,124 @@
 #include <algorithm>
 #include <string>
 
-#include "mp_wait.hpp"
+#include "endpoint_impl.hpp"
+#include "mp_recovery.hpp"
+#include "test_hooks.hpp"
 
-namespace flatring {
+namespace flatring::detail {
 
-using mp_detail::Slept;
+template class ProducerCore<MpWriterCore>;
+template class ConsumerCore<MpscReader, true>;
 
-// ---------------------------------------------------------------- MpWriter
+// ---------------------------------------------------------------- the multi-producer policy
 
-MpWriter::MpWriter(Ring ring, WaitOptions wait)
-    : ring_((mp_detail::require_mode(ring, ring.info().mode == Mode::mpmc ? Mode::mpmc : Mode::mpsc,
-                                     "MpWriter"),
-             ring)),
-      self_(ring_, layout::Role::producer, /*exclusive=*/false),
-      wait_(wait),
-      ctrl_(&ring_.control()),
-      data_(ring_.writable_data()),
-      capacity_(ring_.info().capacity),
-      mask_(capacity_ - 1),
-      max_record_(ring_.info().max_record_size) {
-  // No claim yet: a consumer stuck at position 0 must not take us for its owner.
-  self_.slot().cursor.store(detail::kNoClaim, std::memory_order_relaxed);
+MpWriterCore::MpWriterCore(Ring ring, Mode mode, WaitOptions wait)
+    : ProducerCore(std::move(ring), mode, "Writer", wait) {
+  // No claim yet: a consumer stuck at position 0 must not take us for its owner. Relaxed: no
+  // claim of ours exists that a recoverer could confuse it with.
+  self_.slot().cursor.store(kNoClaim, std::memory_order_relaxed);
   std::uint64_t t = 0;
   Status s = Status::empty;
   while (s == Status::empty) {  // empty: the tail moved on between the two loads
+    // Acquire: pairs with the other producers' tail CASes.
     t = ctrl_->producer.tail.load(std::memory_order_acquire);
     s = refresh_head(t);
   }
   if (s != Status::ok) {
-    mp_detail::corrupt_state(ring_, "impossible positions: head " +
-                                        std::to_string(ctrl_->consumer.head.load()) + ", tail " +
-                                        std::to_string(t));
+    throw_corrupt_state(ring_, "impossible positions: head " +
+                                   std::to_string(ctrl_->consumer.head.load()) + ", tail " +
+                                   std::to_string(t));
+  }
+  tail_ = t;
+}
+
+void MpWriterCore::copy_in(std::byte* to, std::span<const std::byte> from) noexcept {
+  const std::size_t half = from.size() / 2;
+  ring_copy(to, from.data(), half);
+  FLATRING_TEST_HOOK(mid_copy);
+  ring_copy(to + half, from.data() + half, from.size() - half);
+}
+
+Result<std::byte*> MpWriterCore::claim(std::uint64_t n) noexcept {
+  const std::uint64_t frame = layout::frame_size(n);
+  for (;;) {
+    // Relaxed: a guess that the CAS below checks.
+    std::uint64_t t = ctrl_->producer.tail.load(std::memory_order_relaxed);
+    // Untrusted: a misaligned tail would put our header (and its 8-byte stores) off a record
+    // boundary, at capacity - 1 even past the record area.
+    if ((t & kAlignMask) != 0) {
+      self_.count(layout::corrupt_records);
+      return Status::corrupt;
+    }
+    const std::uint64_t offset = t & mask_;
+    const std::uint64_t to_end = capacity_ - offset;
+    const std::uint64_t extent = frame > to_end ? to_end : frame;
+    if (t + extent - head_cache_ > capacity_) {
+      const Status s = refresh_head(t);
+      if (s == Status::empty) continue;  // `t` was stale: the consumer is already past it
+      if (s != Status::ok) return s;
+      if (t + extent - head_cache_ > capacity_) return Status::full;
+    }
+    // "My claim starts at t", for the consumers' recovery. Release: a recoverer that sees this
+    // value (acquire) also sees our commit or abort of the previous claim, so "my cursor moved"
+    // implies "my previous claim is written". The CAS below publishes it with the claim.
+    self_.slot().cursor.store(t, std::memory_order_release);
+    // SYNC POINT: claims [t, t + extent). Acquire is already given by head_cache_'s load (the
+    // consumer zeroed the space before publishing it); the CAS is a release of the cursor.
+    // seq_cst: a sleeping mpmc consumer's seq_cst re-check reads the tail (Dekker with commit).
+    if (!ctrl_->producer.tail.compare_exchange_weak(t, t + extent, std::memory_order_seq_cst,
+                                                    std::memory_order_relaxed)) {
+      // Not our claim: a cursor left on it would make recovery wait for us instead of its owner.
+      // Release, as above: a recoverer that reads this value has seen our cursor move on.
+      self_.slot().cursor.store(kNoClaim, std::memory_order_release);
+      continue;
+    }
+    FLATRING_TEST_HOOK(after_claim);
+    tail_ = t + extent;
+    auto& h = header_at(data_, offset);
+    if (extent != frame) {
+      // The record does not fit before the end: this claim is padding, published at once.
+      // SYNC POINT WRITE (padding): pairs with the consumer's acquire load; seq_cst for the
+      // Dekker handshake as in commit.
+      h.frame.store(
+          layout::make_frame(layout::RecordType::padding, to_end - layout::kRecordHeaderSize),
+          std::memory_order_seq_cst);
+      wake<kHandshake>(ctrl_->data, self_, false, kWakeCount);
+      continue;
+    }
+    // Relaxed: only read by the consumer after the commit (acquire) or after this process died
+    // (then every store it made is visible).
+    store_aux(h, extent);
+    h.frame.store(layout::make_frame(layout::RecordType::claimed, n), std::memory_order_relaxed);
+    // Crash order: the header before any payload byte, so that a claim whose header is missing
+    // really is untouched (recovery measures it by its zero bytes). Costs nothing on x86.
+    std::atomic_thread_fence(std::memory_order_release);
+    claim_ = t;
+    return data_ + offset + layout::kRecordHeaderSize;
   }
 }
 
-void MpWriter::finish_if_stalled(std::uint64_t w, std::uint64_t extent) noexcept {
+// Reads the consumer's head into head_cache_. empty: the head is past `t`, which was stale
+// (other producers claimed and the consumer consumed since we loaded it): reload the tail.
+// Untrusted: ahead of the current tail, a lap behind `t`, or misaligned is corrupt.
+Status MpWriterCore::refresh_head(std::uint64_t t) noexcept {
+  // SYNC POINT READ: pairs with the consumer's head store; the space below head + capacity is
+  // free and zeroed after it.
+  const std::uint64_t h = ctrl_->consumer.head.load(std::memory_order_acquire);
+  // Acquire: pairs with the other producers' tail CASes; only for the range check.
+  if (h > t && h <= ctrl_->producer.tail.load(std::memory_order_acquire) && (h & kAlignMask) == 0) {
+    head_cache_ = h;
+    return Status::empty;
+  }
+  if (h > t || t - h > capacity_ || (h & kAlignMask) != 0) {
+    self_.count(layout::corrupt_records);
+    return Status::corrupt;
+  }
+  head_cache_ = h;
+  return Status::ok;
+}
+
+void MpWriterCore::finish_if_stalled(std::uint64_t w, std::uint64_t extent) noexcept {
   // A recoverer that found us dead would have bumped the takeover count: then it is not ours.
   if (layout::frame_type(w) != layout::RecordType::abandoned || (w & layout::kStalledFlag) == 0 ||
       (w & layout::kTakeoverMask) != 0 ||
@@ -45,88 +128,54 @@ void MpWriter::finish_if_stalled(std::uint64_t w, std::uint64_t extent) noexcept
     return;
   }
   const std::uint64_t offset = claim_ & mask_;
-  detail::ring_zero(data_ + offset + 8, extent - 8);
-  auto& h = detail::header_at(data_, offset);
-  detail::store_aux(h, claim_);  // a done record names its position (see MpmcReader::finish)
-  // SYNC POINT WRITE: as a consumer's finish (mpmc.cpp): publishes the zeroes to the freer; seq_cst
-  // for the Dekker with a freer's head CAS.
+  ring_zero(data_ + offset + 8, extent - 8);
+  auto& h = header_at(data_, offset);
+  store_aux(h, claim_);  // a done record names its position (see MpmcReader::finish)
+  // SYNC POINT WRITE: as a consumer's finish (mpmc.cpp): publishes the zeroes to the freer;
+  // seq_cst for the Dekker with a freer's head CAS.
   h.frame.store(layout::make_frame(layout::RecordType::done, extent), std::memory_order_seq_cst);
-  mp_detail::free_done_records(*ctrl_, data_, capacity_, self_);
-}
-
-Result<std::span<std::byte>> MpWriter::reserve(std::size_t n, std::chrono::nanoseconds timeout) {
-  auto r = try_reserve(n);
-  if (r.status() != Status::full) return r;
-  const auto deadline = detail::deadline_after(timeout);
-  self_.count(layout::full_waits);
-  const std::uint64_t frame = layout::frame_size(n);
-  // The claim position moves with the other producers: re-derive the need from the current tail.
-  auto has_room = [&](std::memory_order order) {
-    const std::uint64_t t = ctrl_->producer.tail.load(std::memory_order_relaxed);
-    const std::uint64_t to_end = capacity_ - (t & mask_);
-    const std::uint64_t need = frame > to_end ? to_end + frame : frame;
-    return t + need - ctrl_->consumer.head.load(order) <= capacity_;
-  };
-  for (;;) {
-    if (detail::spin_until([&] { return has_room(std::memory_order_acquire); }, wait_.spin)) {
-      r = try_reserve(n);
-      if (r.status() != Status::full) return r;
-    }
-    const Slept s = mp_detail::sleep_until(
-        ctrl_->space, self_, [&] { return has_room(std::memory_order_seq_cst); }, deadline,
-        wait_.liveness_interval);
-    r = try_reserve(n);
-    if (r.status() != Status::full) return r;
-    if (s == Slept::timed_out) return Status::timed_out;
-    if (s == Slept::check_peers) {
-      const PeerCensus c = census(ring_, layout::Role::consumer);
-      if (c.dead != 0) {
-        ring_.reap_dead_peers();
-        if (c.alive == 0) return Status::peer_dead;
-      }
-      if (c.alive == 0) return Status::no_consumer;
-    }
+  if (free_done_records(*ctrl_, data_, capacity_)) {
+    wake<Handshake::seq_cst>(ctrl_->space, self_, false, INT_MAX);
   }
 }
 
-// ---------------------------------------------------------------- MpscReader
+// ---------------------------------------------------------------- the mpsc consumer
 
 MpscReader::MpscReader(Ring ring, WaitOptions wait)
-    : ReaderCore((mp_detail::require_mode(ring, Mode::mpsc, "MpscReader"), ring), /*exclusive=*/true,
-                 wait) {
+    : ConsumerCore(std::move(ring), Mode::mpsc, "Reader", wait) {
+  // Acquire, both: pair with the previous consumer's head store and the producers' tail CASes.
   const std::uint64_t head = ctrl_->consumer.head.load(std::memory_order_acquire);
   const std::uint64_t tail = ctrl_->producer.tail.load(std::memory_order_acquire);
-  if ((head | tail) & (layout::kRecordAlign - 1) || tail < head || tail - head > capacity_) {
-    mp_detail::corrupt_state(ring_, "impossible positions: head " + std::to_string(head) +
-                                        ", tail " + std::to_string(tail));
+  if ((head | tail) & kAlignMask || tail < head || tail - head > capacity_) {
+    throw_corrupt_state(ring_, "impossible positions: head " + std::to_string(head) + ", tail " +
+                                   std::to_string(tail));
   }
   head_ = head;
   tail_cache_ = tail;
 }
 
-Status MpscReader::unblock() noexcept {
-  if (held_) return Status::ok;
+Status MpscReader::recover_step() noexcept {
   const std::uint64_t offset = head_ & mask_;
-  auto& h = detail::header_at(data_, offset);
+  auto& h = header_at(data_, offset);
+  // Acquire: pairs with the producer's commit; a committed record needs no recovery.
   std::uint64_t w = h.frame.load(std::memory_order_acquire);
   if (w != 0 && layout::frame_type(w) != layout::RecordType::claimed) return Status::ok;
   // SYNC POINT READ: pairs with the tail CASes (one release sequence): the owner's cursor store,
   // made before its CAS, is visible once we see a tail past its claim.
   const std::uint64_t t = ctrl_->producer.tail.load(std::memory_order_acquire);
-  if (t < head_ || t - head_ > capacity_ || (t & (layout::kRecordAlign - 1)) != 0) {
-    return corrupt().status();
-  }
+  if (t < head_ || t - head_ > capacity_ || (t & kAlignMask) != 0) return corrupt().status();
   if (t == head_) return Status::empty;  // nothing claimed
 
-  const mp_detail::ProducerCursors producers = mp_detail::producer_cursors(*ctrl_, head_);
+  const ProducerCursors producers = producer_cursors(*ctrl_, head_);
   if (producers.owner_alive) return Status::empty;
   // The owner is dead. How far does its claim reach?
-  const std::uint64_t extent = mp_detail::dead_claim_extent(
+  const std::uint64_t extent = dead_claim_extent(
       data_, mask_, head_, w, std::min(t - head_, capacity_ - offset), max_record_, producers.others);
   if (extent == 0) return corrupt().status();
   // Fails if the owner committed or aborted after all (then it was not dead when we looked).
   if (!h.frame.compare_exchange_strong(
-          w, layout::make_frame(layout::RecordType::abandoned, extent - layout::kRecordHeaderSize),
+          w,
+          layout::make_frame(layout::RecordType::abandoned, extent - layout::kRecordHeaderSize),
           std::memory_order_acq_rel, std::memory_order_acquire)) {
     return Status::empty;
   }
@@ -137,19 +186,4 @@ Status MpscReader::unblock() noexcept {
   return Status::abandoned;
 }
 
-Result<RecordView> MpscReader::read(std::chrono::nanoseconds timeout) {
-  return mp_detail::blocking_read(
-      *this, ctrl_->data, self_, wait_, timeout,
-      [&](std::memory_order order) {
-        const std::uint64_t w = detail::header_at(data_, head_ & mask_).frame.load(order);
-        return w != 0 && layout::frame_type(w) != layout::RecordType::claimed;
-      },
-      // A claim that does not become a record: is its producer dead? (At most twice per interval:
-      // it makes syscalls, and read(0) in a loop must not make them on every call.)
-      [&] { return recovery_due() ? unblock() : Status::empty; },
-      [&] {
-        return ctrl_->producer.tail.load(std::memory_order_acquire) == head_ && mp_detail::producer_gone(ring_);
-      });
-}
-
-}  // namespace flatring
+}  // namespace flatring::detail

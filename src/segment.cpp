@@ -691,7 +691,7 @@ Attachment::Attachment(Ring ring, layout::Role role, bool exclusive)
       release();
       fail(Errc::role_taken, ring_.info().name,
            std::string(role == layout::Role::producer ? "producer" : "consumer") +
-               " role is held by live process " + who + " (spsc allows one)");
+               " role is held by live process " + who + " (the mode allows one)");
     }
     if (owner.compare_exchange_strong(cur, mine, std::memory_order_acq_rel)) {
       took_over_ = true;

@@ -14,7 +14,6 @@ std::string_view to_string(Status s) noexcept {
     case Status::abandoned: return "abandoned";
     case Status::peer_dead: return "peer_dead";
     case Status::no_consumer: return "no_consumer";
-    case Status::overrun: return "overrun";
     case Status::invalid_state: return "invalid_state";
     case Status::segment_lost: return "segment_lost";
   }

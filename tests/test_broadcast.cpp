@@ -41,7 +41,7 @@ std::uint64_t record_seq(std::span<const std::byte> b) {
 // Reads records until `last` (inclusive) and checks they are first, first+1, ..., last.
 // `first` ~0 means "whatever comes first" (a joiner that raced the producer). Returns 0 or an
 // exit code naming the failure.
-int expect_run(BroadcastReader& r, std::uint64_t first, std::uint64_t last) {
+int expect_run(Reader<Mode::broadcast>& r, std::uint64_t first, std::uint64_t last) {
   std::uint64_t expect = first;
   for (;;) {
     auto got = r.read(30s);
@@ -78,7 +78,7 @@ TEST_CASE("broadcast: every consumer process sees every record in order", "[broa
   std::vector<pid_t> consumers;
   for (int i = 0; i < kConsumers; ++i) {
     consumers.push_back(fr_test::spawn([&] {
-      BroadcastReader r(Ring::open(name));
+      Reader<Mode::broadcast> r(Ring::open(name));
       shared[0].fetch_add(1);  // joined: the producer may start
       // Batched polling for one, blocking reads for the others: both paths must deliver it all.
       if (i == 0) {
@@ -97,7 +97,7 @@ TEST_CASE("broadcast: every consumer process sees every record in order", "[broa
       return r.read(50ms).status() == Status::timed_out ? 0 : 6;  // nothing extra
     }));
   }
-  BroadcastWriter w(ring);
+  Writer<Mode::broadcast> w(ring);
   fr_test::wait_for([&] { return shared[0].load() == kConsumers; });
   std::byte buf[64];
   for (std::uint64_t seq = 0; seq < count; ++seq) {
@@ -113,7 +113,7 @@ TEST_CASE("broadcast: a late joiner sees exactly the records committed after its
   const auto name = unique_name("bc-late");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::broadcast});
-  BroadcastWriter w(ring);
+  Writer<Mode::broadcast> w(ring);
   std::byte buf[64];
   // Several laps before anyone listens: with no consumer nothing holds the producer back.
   constexpr std::uint64_t kBefore = 1000, kAfter = 500;
@@ -123,7 +123,7 @@ TEST_CASE("broadcast: a late joiner sees exactly the records committed after its
   }
   fr_test::SharedWords shared(1);
   pid_t late = fr_test::spawn([&] {
-    BroadcastReader r(Ring::open(name));
+    Reader<Mode::broadcast> r(Ring::open(name));
     shared[0].store(1);
     if (r.try_read().status() != Status::empty) return 7;  // nothing from before the join
     if (int rc = expect_run(r, kBefore, kBefore + kAfter - 1); rc != 0) return rc;
@@ -145,7 +145,7 @@ TEST_CASE("broadcast: consumers joining while the producer streams see a gapless
   fr_test::SharedWords shared(2);
   constexpr int kJoiners = 3;
   pid_t producer = fr_test::spawn([&] {
-    BroadcastWriter w(Ring::open(name));
+    Writer<Mode::broadcast> w(Ring::open(name));
     std::byte buf[64];
     for (std::uint64_t seq = 0; seq < count; ++seq) {
       // Every joiner must be in before the last record, or it would wait for nothing.
@@ -161,7 +161,7 @@ TEST_CASE("broadcast: consumers joining while the producer streams see a gapless
   for (int i = 0; i < kJoiners; ++i) {
     joiners.push_back(fr_test::spawn([&] {
       std::this_thread::sleep_for(std::chrono::milliseconds(i));  // spread the joins out
-      BroadcastReader r(Ring::open(name));
+      Reader<Mode::broadcast> r(Ring::open(name));
       shared[1].fetch_add(1);
       return expect_run(r, ~0ull, count - 1);
     }));
@@ -177,17 +177,17 @@ TEST_CASE("broadcast: a stalled consumer holds the producer back and SIGKILL rel
   fr_test::SharedWords shared(2);
   WaitOptions fast_liveness;
   fast_liveness.liveness_interval = 20ms;
-  BroadcastWriter w(ring, fast_liveness);
+  Writer<Mode::broadcast> w(ring, fast_liveness);
 
   // A healthy consumer that reads everything, and one that joins and never reads.
   constexpr std::uint64_t kTotal = 2000;
   pid_t healthy = fr_test::spawn([&] {
-    BroadcastReader r(Ring::open(name));
+    Reader<Mode::broadcast> r(Ring::open(name));
     shared[0].fetch_add(1);
     return expect_run(r, 0, kTotal - 1);
   });
   pid_t stalled = fr_test::spawn([&]() -> int {
-    BroadcastReader r(Ring::open(name));
+    Reader<Mode::broadcast> r(Ring::open(name));
     shared[0].fetch_add(1);
     for (;;) ::pause();
   });
@@ -228,7 +228,7 @@ TEST_CASE("broadcast: typed consumers verify every record", "[broadcast][typed][
   std::vector<pid_t> consumers;
   for (int i = 0; i < 2; ++i) {
     consumers.push_back(fr_test::spawn([&] {
-      BroadcastConsumer<Msg> c(open_ring<Msg>(name));
+      Consumer<Msg, Mode::broadcast> c(open_ring<Msg>(name));
       shared[0].fetch_add(1);
       for (std::uint64_t seq = 0; seq < kCount; ++seq) {
         auto msg = c.receive(30s);
@@ -242,7 +242,7 @@ TEST_CASE("broadcast: typed consumers verify every record", "[broadcast][typed][
       return 0;
     }));
   }
-  BroadcastProducer<Msg> p(ring);
+  Producer<Msg, Mode::broadcast> p(ring);
   fr_test::wait_for([&] { return shared[0].load() == 2; });
   flatbuffers::FlatBufferBuilder fbb;
   for (std::uint64_t seq = 0; seq < kCount; ++seq) {
@@ -264,22 +264,22 @@ TEST_CASE("broadcast: endpoints refuse other modes and spsc endpoints refuse bro
     }
     return Errc::system_error;
   };
-  CHECK(code([&] { BroadcastWriter w(spsc); }) == Errc::wrong_mode);
-  CHECK(code([&] { BroadcastReader r(spsc); }) == Errc::wrong_mode);
+  CHECK(code([&] { Writer<Mode::broadcast> w(spsc); }) == Errc::wrong_mode);
+  CHECK(code([&] { Reader<Mode::broadcast> r(spsc); }) == Errc::wrong_mode);
   const auto bname = unique_name("bc-mode");
   RemoveGuard bguard(bname);
   auto bc = Ring::create(bname, {.capacity = 4096, .mode = Mode::broadcast});
-  CHECK(code([&] { Writer w(bc); }) == Errc::wrong_mode);
-  CHECK(code([&] { Reader r(bc); }) == Errc::wrong_mode);
-  BroadcastWriter w(bc);
-  CHECK(code([&] { BroadcastWriter w2(bc); }) == Errc::role_taken);
+  CHECK(code([&] { Writer<> w(bc); }) == Errc::wrong_mode);
+  CHECK(code([&] { Reader<> r(bc); }) == Errc::wrong_mode);
+  Writer<Mode::broadcast> w(bc);
+  CHECK(code([&] { Writer<Mode::broadcast> w2(bc); }) == Errc::role_taken);
 }
 
 TEST_CASE("broadcast: a consumer reports an impossible published tail as corrupt", "[broadcast]") {
   const auto name = unique_name("bc-corrupt");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::broadcast});
-  BroadcastReader r(ring);
+  Reader<Mode::broadcast> r(ring);
   auto& tail = ring.control().producer.tail;
   for (std::uint64_t bad : {std::uint64_t{8}, std::uint64_t{4096 + 16}}) {
     CAPTURE(bad);
@@ -301,11 +301,11 @@ TEST_CASE("broadcast: a producer SIGKILLed inside a reservation is reported and 
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::broadcast});
   WaitOptions fast;
   fast.liveness_interval = 10ms;
-  BroadcastReader r(ring, fast);
+  Reader<Mode::broadcast> r(ring, fast);
   fr_test::SharedWords shared(1);
   constexpr std::uint64_t kFirst = 300;  // several laps of the 4 KiB ring
   const pid_t producer = fr_test::spawn([&]() -> int {
-    BroadcastWriter w(Ring::open(name));
+    Writer<Mode::broadcast> w(Ring::open(name));
     std::byte buf[64];
     for (std::uint64_t seq = 0; seq < kFirst; ++seq) {
       make_record(buf, seq);
@@ -325,7 +325,7 @@ TEST_CASE("broadcast: a producer SIGKILLed inside a reservation is reported and 
   CHECK(r.read(30s).status() == Status::peer_dead);
 
   CHECK(census(ring, layout::Role::producer).dead == 0);  // the reader reclaimed its slot
-  BroadcastWriter w(ring);  // resumes at the published tail
+  Writer<Mode::broadcast> w(ring);  // resumes at the published tail
   std::byte buf[64];
   // One record at a time: this thread is also the (only) consumer, and the producer waits for it.
   for (std::uint64_t seq = kFirst; seq < 2 * kFirst; ++seq) {

@@ -150,7 +150,7 @@ int consumer_main(const Ring& ring, Ledger& ledger, bool typed, bool drain) {
         return kWrongStatus;
       }
     }
-    Reader reader(ring, wait);
+    Reader<> reader(ring, wait);
     for (;;) {
       auto got = reader.read(idle);
       if (got) {
@@ -350,7 +350,7 @@ void print_state(const Ring& ring, std::uint64_t at) {
 // Produces until killed. Even generations reserve, fill and commit; the others write().
 int mp_producer_main(const Ring& ring, MpLedger& ledger, std::uint32_t generation) {
   const WaitOptions wait{.spin = 20us, .liveness_interval = 20ms};
-  MpmcWriter w(ring, wait);
+  Writer<Mode::mpmc> w(ring, wait);
   const bool zero_copy = generation % 2 == 0;
   const bool slow = generation % 4 == 0;  // works 50 us inside each claim: kills land in claims
   std::byte buf[64];
@@ -386,7 +386,7 @@ int mp_producer_main(const Ring& ring, MpLedger& ledger, std::uint32_t generatio
 
 // The next record, as a caller that polls gets it: try_read, and recover() (the step read() runs
 // while it waits) when there is nothing; timed_out after `idle` without a record.
-Result<RecordView> poll_next(MpmcReader& r, std::chrono::nanoseconds idle) {
+Result<RecordView> poll_next(Reader<Mode::mpmc>& r, std::chrono::nanoseconds idle) {
   const auto stop = std::chrono::steady_clock::now() + idle;
   for (;;) {
     auto got = r.try_read();
@@ -405,7 +405,7 @@ Result<RecordView> poll_next(MpmcReader& r, std::chrono::nanoseconds idle) {
 int mp_consumer_main(const Ring& ring, MpLedger& ledger, std::uint32_t generation, std::size_t index,
                      bool drain) {
   const WaitOptions wait{.spin = 20us, .liveness_interval = 20ms};
-  MpmcReader r(ring, wait);
+  Reader<Mode::mpmc> r(ring, wait);
   const bool polls = generation % 2 == 0;
   const bool slow = !drain && generation % 3 == 0;
   const auto idle = drain ? std::chrono::milliseconds(500) : std::chrono::milliseconds(10'000);
@@ -560,7 +560,7 @@ TEST_CASE("mpmc chaos: producers and consumers SIGKILLed at random points: at-le
   CHECK(ctl.consumer.head.load() == ctl.producer.tail.load());
   CHECK(ctl.consumer.next.load() == ctl.producer.tail.load());
   CHECK(ctl.retired.value[layout::corrupt_records].load() == 0);
-  MpmcReader last(ring);
+  Reader<Mode::mpmc> last(ring);
   CHECK(last.recover() == Status::empty);
   CHECK(last.try_read().status() == Status::empty);
   ::munmap(ledger, sizeof(MpLedger));
@@ -590,7 +590,7 @@ TEST_CASE("mpmc: consumers that poll and recover whenever the ring is empty lose
   std::vector<pid_t> kids;
   for (int c = 0; c < 3; ++c) {
     kids.push_back(fr_test::spawn([&]() -> int {
-      MpmcReader r(Ring::open(name));
+      Reader<Mode::mpmc> r(Ring::open(name));
       while (shared[0].load() < kProducers * per) {
         auto got = r.try_read();
         if (got.status() == Status::empty) {  // spin: preempted anywhere, also inside recover()
@@ -616,7 +616,7 @@ TEST_CASE("mpmc: consumers that poll and recover whenever the ring is empty lose
   std::vector<pid_t> producers;
   for (std::uint32_t p = 0; p < kProducers; ++p) {
     producers.push_back(fr_test::spawn([&, p]() -> int {
-      MpmcWriter w(Ring::open(name));
+      Writer<Mode::mpmc> w(Ring::open(name));
       std::byte buf[64];
       for (std::uint64_t seq = 0; seq < per; ++seq) {
         // A wedged ring makes this time out: the test then ends instead of hanging.

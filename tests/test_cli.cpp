@@ -16,7 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include <flatring/mp.hpp>
+#include <flatring/flatring.hpp>
 
 #include "helpers.hpp"
 #include "observer.hpp"
@@ -142,7 +142,7 @@ void create_and_die(const std::string& name, bool attach_writer) {
   pid_t child = fr_test::spawn([&] {
     auto ring = Ring::create(name, {.capacity = 4096});
     if (attach_writer) {
-      Writer w(ring);
+      Writer<> w(ring);
       std::byte b[8]{};
       (void)w.try_write(b);
       ::raise(SIGKILL);
@@ -309,7 +309,7 @@ TEST_CASE("rm refuses a ring with live peers unless forced", "[cli]") {
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096});
   {
-    Writer w(ring);
+    Writer<> w(ring);
     const auto refused = run({"rm", name});
     CHECK(refused.code == 7);
     CHECK(one_line_error(refused, "1 live peer (producer pid " + std::to_string(::getpid()) + ")"));
@@ -337,7 +337,7 @@ TEST_CASE("gc removes stale rings and keeps live ones", "[cli][process]") {
   create_and_die(stale, false);
   create_and_die(dead_writer, true);
   create_and_die(used, false);
-  Reader reader(Ring::open(used));
+  Reader<> reader(Ring::open(used));
 
   const json list = json::parse(run({"ls", "--json"}).out);
   CHECK(find_ring(list, live)["stale"] == false);
@@ -636,8 +636,8 @@ TEST_CASE("the observer reports records the consumer released before it got to t
   const auto name = unique_name("observer");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096});
-  Writer w(ring);
-  Reader r(ring);
+  Writer<> w(ring);
+  Reader<> r(ring);
   tool::Observer obs(ring);
   std::byte rec[100]{};  // 32-byte records first, 100-byte ones for the wrap below
   for (int i = 0; i < 4; ++i) {
@@ -699,9 +699,9 @@ TEST_CASE("ls measures a broadcast ring's fill from its slowest live consumer", 
   const auto name = unique_name("cli-bcast");
   RemoveGuard guard(name);
   auto ring = create_ring<Msg>(name, {.capacity = 4096, .mode = Mode::broadcast});
-  BroadcastWriter w(ring);
-  BroadcastReader fast(ring);
-  BroadcastReader slow(ring);
+  Writer<Mode::broadcast> w(ring);
+  Reader<Mode::broadcast> fast(ring);
+  Reader<Mode::broadcast> slow(ring);
   std::byte rec[40]{};
   for (int i = 0; i < 3; ++i) REQUIRE(w.try_write(rec) == Status::ok);
   REQUIRE(fast.try_read());
@@ -730,7 +730,7 @@ TEST_CASE("ls measures a broadcast ring's fill from its slowest live consumer", 
   CHECK(tail.code == 9);
   CHECK(one_line_error(tail, "observing a mpsc ring is not supported by this build (tail --consume"));
   {
-    MpscProducer<Msg> producer(other);
+    Producer<Msg, Mode::mpsc> producer(other);
     flatbuffers::FlatBufferBuilder fbb;
     fr_test::build_msg(fbb, 7, 2);
     REQUIRE(producer.try_send(fbb) == Status::ok);
@@ -748,7 +748,7 @@ TEST_CASE("send and tail --consume work on an mpmc ring beside another consumer"
   const auto name = unique_name("cli-mpmc");
   RemoveGuard guard(name);
   auto ring = create_ring<Msg>(name, {.capacity = 4096, .mode = Mode::mpmc});
-  MpmcConsumer<Msg> other(ring);  // attached, holds nothing: the tool shares the records with it
+  Consumer<Msg, Mode::mpmc> other(ring);  // attached, holds nothing: the tool shares the records with it
   auto tail = run({"tail", name, "--schema", kMsgSchema});
   CHECK(tail.code == 9);
   CHECK(one_line_error(tail, "observing a mpmc ring is not supported by this build (tail --consume"));
@@ -766,10 +766,10 @@ TEST_CASE("tail observes a broadcast ring and follows it without holding the pro
   const auto name = unique_name("cli-bfollow");
   RemoveGuard guard(name);
   auto ring = create_ring<Msg>(name, {.capacity = 4096, .mode = Mode::broadcast});
-  BroadcastProducer<Msg> producer(ring);
+  Producer<Msg, Mode::broadcast> producer(ring);
   flatbuffers::FlatBufferBuilder fbb;
   {
-    BroadcastConsumer<Msg> consumer(ring);
+    Consumer<Msg, Mode::broadcast> consumer(ring);
     for (std::uint64_t seq = 0; seq < 2; ++seq) {
       fr_test::build_msg(fbb, seq, 4);
       REQUIRE(producer.try_send(fbb) == Status::ok);
@@ -796,7 +796,7 @@ TEST_CASE("tail observes a broadcast ring and follows it without holding the pro
     // In step with a consumer that waits for tail: every record is seen, across the wrap.
     Cli follow({"tail", name, "--schema", kMsgSchema, "--follow", "-n", "0", "--count", "40", "--poll", "0.001"});
     while (observers(ring) == 0) ::usleep(1000);
-    BroadcastConsumer<Msg> consumer(ring);
+    Consumer<Msg, Mode::broadcast> consumer(ring);
     for (std::uint64_t seq = 10; seq < 50; ++seq) {
       fr_test::build_msg(fbb, seq, 64);
       REQUIRE(producer.try_send(fbb) == Status::ok);
@@ -817,7 +817,7 @@ TEST_CASE("tail observes a broadcast ring and follows it without holding the pro
   Cli follow({"tail", name, "--schema", kMsgSchema, "--follow", "--count", "60", "--poll", "0.001"});
   while (observers(ring) == 0) ::usleep(1000);
   pid_t consumer = fr_test::spawn([&] {
-    BroadcastConsumer<Msg> c(open_ring<Msg>(name));
+    Consumer<Msg, Mode::broadcast> c(open_ring<Msg>(name));
     for (int i = 0; i < 60; ++i) {
       auto msg = c.receive(30s);
       if (!msg || (*msg)->seq() != static_cast<std::uint64_t>(100 + i)) return 2;
@@ -834,7 +834,7 @@ TEST_CASE("a broadcast observer keeps only the records the producer cannot have 
   const auto name = unique_name("observer-bc");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::broadcast});
-  BroadcastWriter w(ring);
+  Writer<Mode::broadcast> w(ring);
   std::byte rec[32]{};
   tool::Observer obs(ring);
   // No consumer: the producer never waits, and may be writing up to two maximum frames past its
@@ -853,7 +853,7 @@ TEST_CASE("a broadcast observer keeps only the records the producer cannot have 
 
   // With a consumer, the producer cannot pass its cursor by more than the capacity: every record
   // at or past the cursor is safe to copy.
-  BroadcastReader r(ring);
+  Reader<Mode::broadcast> r(ring);
   for (int i = 0; i < 3; ++i) {
     rec[0] = static_cast<std::byte>(i);
     REQUIRE(w.try_write(rec) == Status::ok);

@@ -40,7 +40,7 @@ void create_and_die(const std::string& name, bool attach) {
   pid_t child = fr_test::spawn([&] {
     auto ring = Ring::create(name, {.capacity = 4096});
     if (attach) {
-      Writer w(ring);
+      Writer<> w(ring);
       std::byte b[16]{};
       (void)w.try_write(b);
       ::raise(SIGKILL);
@@ -62,7 +62,7 @@ struct LiveReader {
     pid = fr_test::spawn([&] {
       ::close(to_child[1]);
       ::close(from_child[0]);
-      Reader r(Ring::open(name));
+      Reader<> r(Ring::open(name));
       char c = 1;
       if (::write(from_child[1], &c, 1) != 1) return 2;
       return ::read(to_child[0], &c, 1) == 0 ? 0 : 3;  // EOF: the parent let go
@@ -184,14 +184,14 @@ TEST_CASE("a peer that shrinks the segment does not kill a blocked reader or wri
     Status last = Status::ok;
     const char c = 1;
     if (victim == Victim::writer) {
-      Writer w(opened, wait);
+      Writer<> w(opened, wait);
       std::byte p[1000]{};
       while (w.try_write(p) == Status::ok) {
       }
       if (::write(ready[1], &c, 1) != 1) return 2;
       last = w.write(p, 30s);  // full: blocks until the segment is lost
     } else if (victim == Victim::reader) {
-      Reader r(opened, wait);
+      Reader<> r(opened, wait);
       if (::write(ready[1], &c, 1) != 1) return 2;
       auto got = r.read(30s);  // empty: blocks until the segment is lost
       last = got.status();
@@ -218,8 +218,8 @@ TEST_CASE("a reader in the same process as the shrinking peer reads zeros, not a
   const auto name = unique_name("sigbuslocal");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096});
-  Writer w(ring);
-  Reader r(ring, {.spin = 0ns, .liveness_interval = 10ms});
+  Writer<> w(ring);
+  Reader<> r(ring, {.spin = 0ns, .liveness_interval = 10ms});
   std::byte p[100]{};
   REQUIRE(w.try_write(p) == Status::ok);
   CHECK_FALSE(ring.lost());
@@ -291,18 +291,18 @@ TEST_CASE("copy-then-verify: a record rewritten in the ring after receive does n
   }
 }
 
-TEST_CASE("a process without a Writer cannot write the record area", "[hostile]") {
+TEST_CASE("a process without a Writer<> cannot write the record area", "[hostile]") {
   const auto name = unique_name("readonly");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096});
   {
-    Writer w(ring);  // in another process than the child below
+    Writer<> w(ring);  // in another process than the child below
     std::byte b[32]{};
     REQUIRE(w.try_write(b) == Status::ok);
   }
   pid_t child = fr_test::spawn([&] {
     auto opened = Ring::open(name);
-    Reader r(opened);
+    Reader<> r(opened);
     auto got = r.try_read();
     if (!got) return 2;
     // A consumer bug (or an exploited one) tries to rewrite what it reads. (Default action for
@@ -318,7 +318,7 @@ TEST_CASE("a process without a Writer cannot write the record area", "[hostile]"
   CHECK(rc == 128 + SIGSEGV);
 #endif
   auto fresh = Ring::open(name);
-  Reader r(fresh);
+  Reader<> r(fresh);
   auto got = r.try_read();
   REQUIRE(got);
   CHECK(std::to_integer<int>(got->bytes[0]) == 0);  // untouched
@@ -412,12 +412,12 @@ TEST_CASE("mpmc hostile: a consumer refuses impossible positions at attach with 
   CAPTURE(c.what);
   HostileMpmc s;
   s.positions(c.head, c.next, c.tail);
-  Error e = error_of([&] { MpmcReader r(s.ring); });
+  Error e = error_of([&] { Reader<Mode::mpmc> r(s.ring); });
   CHECK(e.code() == Errc::corrupt_state);
   CHECK_THAT(e.what(), Catch::Contains("impossible positions"));
   // A full lap in flight is possible, not corrupt.
   s.positions(kAt, kAt + 64, kAt + kMpCap);
-  CHECK_NOTHROW(MpmcReader(s.ring));
+  CHECK_NOTHROW(Reader<Mode::mpmc>(s.ring));
 }
 
 TEST_CASE("mpmc hostile: a garbage frame word at the read cursor is corrupt or empty, never a record outside the ring",
@@ -450,7 +450,7 @@ TEST_CASE("mpmc hostile: a garbage frame word at the read cursor is corrupt or e
   HostileMpmc s;
   s.positions(kAt, kAt, kAt + 512);  // the tail at the end of the ring: all 512 bytes claimed
   s.record(kAt, c.frame, c.aux);
-  MpmcReader r(s.ring);
+  Reader<Mode::mpmc> r(s.ring);
   auto got = r.try_read();
   REQUIRE(got.status() == c.expect);
   if (c.expect == Status::ok) {
@@ -477,7 +477,7 @@ TEST_CASE("mpmc hostile: padding and abandoned records are skipped and freed, th
   SECTION("padding to the end of the ring") {
     s.positions(kAt, kAt, kAt + 512);
     s.record(kAt, make_frame(RecordType::padding, 496), 0);
-    MpmcReader r(s.ring);
+    Reader<Mode::mpmc> r(s.ring);
     CHECK(r.try_read().status() == Status::empty);
     CHECK(s.next() == kAt + 512);
     CHECK(s.head() == kAt + 512);
@@ -485,7 +485,7 @@ TEST_CASE("mpmc hostile: padding and abandoned records are skipped and freed, th
   SECTION("an abandoned record, then an unwritten claim") {
     s.positions(kAt, kAt, kAt + 512);
     s.record(kAt, make_frame(RecordType::abandoned, 112), 0);
-    MpmcReader r(s.ring);
+    Reader<Mode::mpmc> r(s.ring);
     CHECK(r.try_read().status() == Status::empty);
     CHECK(s.next() == kAt + 128);
     CHECK(s.head() == kAt + 128);
@@ -498,10 +498,10 @@ TEST_CASE("mpmc hostile: positions rewritten after attach are corrupt or empty, 
   s.positions(kAt, kAt, kAt + 256);
   s.record(kAt, make_frame(RecordType::data, 100), 128);
   s.record(kAt + 128, make_frame(RecordType::data, 100), 128);
-  MpmcReader r(s.ring);
+  Reader<Mode::mpmc> r(s.ring);
   {
     // Another consumer takes the first record, so `r` has not seen the tail the cursor is at now.
-    MpmcReader other(s.ring);
+    Reader<Mode::mpmc> other(s.ring);
     REQUIRE(other.try_read().has_value());
     other.release();
   }
@@ -557,7 +557,7 @@ TEST_CASE("mpmc hostile: a tail moved behind a caught-up consumer's cursor reads
   // "nothing more", so it does not look again. Nothing is read either way.
   HostileMpmc s;
   s.positions(kAt, kAt, kAt);
-  MpmcReader r(s.ring);
+  Reader<Mode::mpmc> r(s.ring);
   s.ring.control().producer.tail.store(kAt - 16);
   CHECK(r.try_read().status() == Status::empty);
   CHECK(r.recover() == Status::corrupt);  // recovery loads the tail itself
@@ -568,7 +568,7 @@ TEST_CASE("mpmc hostile: recover() on garbage takes over only well-formed record
   SECTION("a dead consumer's well-formed record at the head is delivered again") {
     s.positions(kAt, kAt + 128, kAt + 128);
     s.record(kAt, make_frame(RecordType::data, 100), 128);
-    MpmcReader r(s.ring);
+    Reader<Mode::mpmc> r(s.ring);
     CHECK(r.try_read().status() == Status::empty);  // claimed by "someone"
     REQUIRE(r.recover() == Status::ok);
     auto got = r.try_read();
@@ -584,7 +584,7 @@ TEST_CASE("mpmc hostile: recover() on garbage takes over only well-formed record
     CAPTURE(aux);
     s.positions(kAt, kAt + 128, kAt + 128);  // 256 would reach past the read cursor
     s.record(kAt, make_frame(RecordType::data, 100), aux);
-    MpmcReader r(s.ring);
+    Reader<Mode::mpmc> r(s.ring);
     CHECK(r.recover() == Status::corrupt);
     CHECK(r.try_read().status() == Status::empty);
     CHECK(s.head() == kAt);
@@ -597,7 +597,7 @@ TEST_CASE("mpmc hostile: recover() on garbage takes over only well-formed record
     s.record(kAt, make_frame(RecordType::releasing, len), 128);
     std::byte* payload = s.ring.writable_data() + (kAt & (kMpCap - 1)) + layout::kRecordHeaderSize;
     std::memset(payload, 0x5A, 112);  // what the dead consumer had not zeroed yet
-    MpmcReader r(s.ring);
+    Reader<Mode::mpmc> r(s.ring);
     const Status got = r.recover();
     if (len == 128) {
       CHECK(got == Status::empty);
@@ -614,7 +614,7 @@ TEST_CASE("mpmc hostile: recover() on garbage takes over only well-formed record
     CAPTURE(w);
     s.positions(kAt, kAt + 128, kAt + 128);
     s.record(kAt, w, 128);
-    MpmcReader r(s.ring);
+    Reader<Mode::mpmc> r(s.ring);
     CHECK(r.recover() == Status::corrupt);
     CHECK(s.head() == kAt);
   }
@@ -626,7 +626,7 @@ TEST_CASE("mpmc hostile: recover() on garbage takes over only well-formed record
     CAPTURE(w);
     s.positions(kAt, kAt + 128, kAt + 128);
     s.record(kAt, w, kAt - kMpCap);  // aux: a done header of the previous lap names that lap
-    MpmcReader r(s.ring);
+    Reader<Mode::mpmc> r(s.ring);
     CHECK(r.recover() == Status::abandoned);
     CHECK(s.head() == kAt + 128);
     CHECK(r.try_read().status() == Status::empty);
@@ -634,7 +634,7 @@ TEST_CASE("mpmc hostile: recover() on garbage takes over only well-formed record
   SECTION("a finished record whose consumer did not free it is freed") {
     s.positions(kAt, kAt + 128, kAt + 128);
     s.record(kAt, make_frame(RecordType::done, 128), kAt);  // aux: a finisher may name the position
-    MpmcReader r(s.ring);
+    Reader<Mode::mpmc> r(s.ring);
     CHECK(r.recover() == Status::empty);
     CHECK(s.head() == kAt + 128);
   }
@@ -643,20 +643,20 @@ TEST_CASE("mpmc hostile: recover() on garbage takes over only well-formed record
     CAPTURE(extent);
     s.positions(kAt, kAt + 128, kAt + 128);
     s.record(kAt, make_frame(RecordType::done, extent), kAt);  // names its position: this lap's
-    MpmcReader r(s.ring);
+    Reader<Mode::mpmc> r(s.ring);
     CHECK(r.recover() == Status::corrupt);  // the free loop stops at it: not "empty" for good
     CHECK(s.head() == kAt);
   }
   SECTION("more than a lap held is corrupt") {
     s.positions(kAt, kAt + 64, kAt + 64);
-    MpmcReader r(s.ring);
+    Reader<Mode::mpmc> r(s.ring);
     s.ring.control().consumer.head.store(kAt - kMpCap);
     CHECK(r.recover() == Status::corrupt);
   }
   SECTION("a dead producer's claim with a possible length is abandoned") {
     s.positions(kAt, kAt, kAt + 256);
     s.record(kAt, make_frame(RecordType::claimed, 100), 128);
-    MpmcReader r(s.ring);
+    Reader<Mode::mpmc> r(s.ring);
     CHECK(r.try_read().status() == Status::empty);
     CHECK(r.recover() == Status::abandoned);
     CHECK(s.next() == kAt + 128);
@@ -668,14 +668,14 @@ TEST_CASE("mpmc hostile: recover() on garbage takes over only well-formed record
     CAPTURE(len);
     s.positions(kAt, kAt, kAt + 256);
     s.record(kAt, make_frame(RecordType::claimed, len), 0);
-    MpmcReader r(s.ring);
+    Reader<Mode::mpmc> r(s.ring);
     CHECK(r.recover() == Status::corrupt);
     CHECK(s.next() == kAt);
   }
   SECTION("a claim with nothing written reaches to the next header") {
     s.positions(kAt, kAt, kAt + 512);
     s.record(kAt + 256, make_frame(RecordType::data, 100), 128);
-    MpmcReader r(s.ring);
+    Reader<Mode::mpmc> r(s.ring);
     CHECK(r.recover() == Status::abandoned);
     CHECK(s.next() == kAt + 256);
     auto got = r.try_read();
@@ -686,7 +686,7 @@ TEST_CASE("mpmc hostile: recover() on garbage takes over only well-formed record
     const std::uint64_t tail = GENERATE(kAt - 16, kAt + 8, kAt + kMpCap + 16, ~std::uint64_t{0});
     CAPTURE(tail);
     s.positions(kAt, kAt, kAt);
-    MpmcReader r(s.ring);
+    Reader<Mode::mpmc> r(s.ring);
     s.ring.control().producer.tail.store(tail);
     CHECK(r.recover() == Status::corrupt);
     CHECK(s.next() == kAt);
@@ -697,11 +697,11 @@ TEST_CASE("mpmc hostile: a peer process scribbling over the positions and record
           "[hostile][mpmc][process]") {
   HostileMpmc s;
   {
-    MpmcWriter w(s.ring);
+    Writer<Mode::mpmc> w(s.ring);
     std::byte buf[64];
     for (std::uint64_t seq = 0; seq < 20; ++seq) REQUIRE(w.try_write({buf, fr_test::make_tagged(buf, 0, seq)}) == Status::ok);
   }
-  MpmcReader r(s.ring, {.spin = 0ns, .liveness_interval = 1ms});
+  Reader<Mode::mpmc> r(s.ring, {.spin = 0ns, .liveness_interval = 1ms});
   fr_test::SharedWords shared(1);  // [0]: 1 once the scribbler is done
   pid_t child = fr_test::spawn([&] {
     auto ring = Ring::open(s.name);
@@ -782,7 +782,7 @@ TEST_CASE("mpmc hostile: a peer process scribbling over the positions and record
 
 TEST_CASE("mpmc hostile: read() keeps its deadline when the tail is more than a lap past a caught-up consumer",
           "[hostile][mpmc]") {
-  // Found by fuzz_mpmc. MpmcReader::read's ready() sees a data frame at the read cursor below the
+  // Found by fuzz_mpmc. Reader<Mode::mpmc>::read's ready() sees a data frame at the read cursor below the
   // tail ("a record is there"); try_read() says empty (its cached tail is the cursor, and the tail
   // it loads is more than a lap ahead, impossible); mp_detail::blocking_read then neither sleeps
   // nor reaches its deadline check, and spins for good. Fixed: ready() refuses an impossible tail,
@@ -791,7 +791,7 @@ TEST_CASE("mpmc hostile: read() keeps its deadline when the tail is more than a 
   s.positions(kAt, kAt, kAt);
   fr_test::SharedWords result(1);  // 1 + the Status read() returned
   pid_t child = fr_test::spawn([&] {
-    MpmcReader r(s.ring, {.spin = 0ns, .liveness_interval = 1ms});
+    Reader<Mode::mpmc> r(s.ring, {.spin = 0ns, .liveness_interval = 1ms});
     s.ring.control().producer.tail.store(kAt + kMpCap + 16);
     s.record(kAt, make_frame(RecordType::data, 100), 128);
     result[0].store(1 + static_cast<std::uint64_t>(r.read(10ms).status()));
@@ -813,7 +813,7 @@ TEST_CASE("mpmc hostile: read() keeps its deadline when the tail is more than a 
 TEST_CASE("mpmc hostile: a producer never writes a header at a misaligned tail",
           "[hostile][mpmc][process]") {
   // Found by fuzz_mpmc (UBSan: RecordHeader bound at a misaligned address in
-  // MpWriter::try_reserve). The producer takes the tail's offset as a record boundary without
+  // Writer<Mode::mpmc>::try_reserve). The producer takes the tail's offset as a record boundary without
   // checking its alignment: at 1016 it claims [1016, 1048) and writes a misaligned header (ok); at
   // capacity - 1 its padding header's 8-byte frame store reaches 7 bytes past the record area
   // (SIGSEGV). Fixed: try_reserve reports a misaligned tail as corrupt.
@@ -823,7 +823,7 @@ TEST_CASE("mpmc hostile: a producer never writes a header at a misaligned tail",
   pid_t child = fr_test::spawn([&] {
     ::signal(SIGSEGV, SIG_DFL);  // a fault ends the child with the signal, not a Catch report
     ::signal(SIGBUS, SIG_DFL);
-    MpmcWriter w(s.ring);
+    Writer<Mode::mpmc> w(s.ring);
     s.ring.control().producer.tail.store(tail);  // after attach: the constructor checks positions
     std::byte p[16]{};
     const Status st = w.try_write(p);

@@ -1,4 +1,4 @@
-// Crash recovery across real processes, built against the hooked library (FLATRING_TEST_HOOKS):
+// Crash recovery across real processes, stopped at the library's test seams (src/test_hooks.hpp):
 // a producer SIGKILLed at an exact point inside a claim, and a consumer SIGKILLed while producers
 // are blocked on a full ring (mpsc); for mpmc also a consumer SIGKILLed in the middle of a release
 // and one SIGKILLed holding a record while the others go on.
@@ -6,12 +6,15 @@
 
 #include <chrono>
 #include <csignal>
+#include <optional>
+#include <span>
 #include <cstring>
 #include <unistd.h>
 #include <vector>
 
 #include "helpers.hpp"
 #include "mp_helpers.hpp"
+#include "test_hooks.hpp"  // src/: the library's private test seams
 
 using namespace flatring;
 using namespace std::chrono_literals;
@@ -31,9 +34,21 @@ enum class Stop { after_claim, mid_copy, before_commit };
 
 // A producer process (mpsc or mpmc) that claims one record and is stopped at `where`, never to
 // return.
+template <Mode M>
+int stuck_producer(Ring ring, Stop where);
+
 pid_t spawn_stuck_producer(const std::string& name, Stop where) {
   return fr_test::spawn([=] {
-    MpWriter w(Ring::open(name));
+    Ring ring = Ring::open(name);
+    return ring.info().mode == Mode::mpsc ? stuck_producer<Mode::mpsc>(ring, where)
+                                          : stuck_producer<Mode::mpmc>(ring, where);
+  });
+}
+
+template <Mode M>
+int stuck_producer(Ring ring, Stop where) {
+  {
+    Writer<M> w(std::move(ring));
     std::byte buf[64];
     const std::size_t size = fr_test::make_tagged(buf, 9, 0);
     switch (where) {
@@ -52,11 +67,22 @@ pid_t spawn_stuck_producer(const std::string& name, Stop where) {
     }
     (void)w.try_write({buf, size});
     return 3;  // the hook did not fire
-  });
+  }
 }
 
 // A 4 KiB ring of `mode` holding a committed record {1, 0} and, behind it, a claim whose producer
 // process is stopped at `where`. Records a live producer writes next go behind the claim.
+// A producer of an mpsc or mpmc ring (whichever `ring` is) that stays attached.
+struct IdleProducer {
+  explicit IdleProducer(const Ring& ring) {
+    if (ring.info().mode == Mode::mpsc) mpsc.emplace(ring);
+    else mpmc.emplace(ring);
+  }
+  Status try_write(std::span<const std::byte> p) { return mpsc ? mpsc->try_write(p) : mpmc->try_write(p); }
+  std::optional<Writer<Mode::mpsc>> mpsc;
+  std::optional<Writer<Mode::mpmc>> mpmc;
+};
+
 struct StuckClaim {
   StuckClaim(Mode mode, Stop where, const char* tag)
       : name(unique_name(tag)),
@@ -70,12 +96,12 @@ struct StuckClaim {
   std::string name;
   RemoveGuard guard;
   Ring ring;
-  MpWriter before;  // stays attached: a producer that is alive and idle
+  IdleProducer before;  // stays attached: a producer that is alive and idle
   fr_test::SharedWords parked;
   fr_test::ParkedChild stuck;
 
  private:
-  static pid_t start(MpWriter& before, fr_test::SharedWords& parked, const std::string& name, Stop where) {
+  static pid_t start(IdleProducer& before, fr_test::SharedWords& parked, const std::string& name, Stop where) {
     g_parked = &parked;
     std::byte buf[64];
     REQUIRE(before.try_write({buf, fr_test::make_tagged(buf, 1, 0)}) == Status::ok);
@@ -100,7 +126,7 @@ struct Deliveries {
 int consume_mpmc(const std::string& name, const Deliveries& d, std::uint64_t total, bool allow_redelivery) {
   WaitOptions fast;
   fast.liveness_interval = 10ms;
-  MpmcReader r(Ring::open(name), fast);
+  Reader<Mode::mpmc> r(Ring::open(name), fast);
   std::vector<std::uint64_t> next(8, 0);
   std::uint64_t seen_total = d.shared[0].load();
   auto progress = std::chrono::steady_clock::now();
@@ -146,7 +172,7 @@ int consume_mpmc(const std::string& name, const Deliveries& d, std::uint64_t tot
 pid_t spawn_mpmc_producer(const std::string& name, std::uint32_t producer, std::uint64_t first,
                           std::uint64_t count) {
   return fr_test::spawn([=]() -> int {
-    MpmcWriter w(Ring::open(name));
+    Writer<Mode::mpmc> w(Ring::open(name));
     std::byte buf[64];
     for (std::uint64_t seq = first; seq < first + count; ++seq) {
       const Status s = w.write({buf, fr_test::make_tagged(buf, producer, seq)}, 30s);
@@ -172,7 +198,7 @@ TEST_CASE("mpsc crash: a producer SIGKILLed inside a claim is skipped as abandon
   std::byte buf[64];
   constexpr std::uint64_t kAfter = 200;  // several laps of the 4 KiB ring once unblocked
   const pid_t after = fr_test::spawn([&] {
-    MpscWriter w(Ring::open(sc.name));
+    Writer<Mode::mpsc> w(Ring::open(sc.name));
     for (std::uint64_t seq = 0; seq < kAfter; ++seq) {
       if (w.write({buf, fr_test::make_tagged(buf, 2, seq)}, 30s) != Status::ok) return 2;
     }
@@ -181,13 +207,13 @@ TEST_CASE("mpsc crash: a producer SIGKILLed inside a claim is skipped as abandon
 
   WaitOptions fast;
   fast.liveness_interval = 10ms;
-  MpscReader r(sc.ring, fast);
+  Reader<Mode::mpsc> r(sc.ring, fast);
   auto first = r.read(30s);
   REQUIRE(first.has_value());
   CHECK(fr_test::tagged_of(first->bytes)->producer == 1);
   r.release();
   // The claim's owner is alive (parked): it is waited for, not abandoned.
-  CHECK(r.unblock() == Status::empty);
+  CHECK(r.recover() == Status::empty);
 
   CHECK(sc.stuck.kill_and_join() == 128 + SIGKILL);
   std::uint64_t abandoned = 0, next = 0;
@@ -217,7 +243,7 @@ TEST_CASE("mpsc crash: a consumer SIGKILLed while producers are blocked on a ful
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpsc});
   fr_test::SharedWords shared(1);
   fr_test::ParkedChild consumer(fr_test::spawn([&]() -> int {
-    MpscReader r(Ring::open(name));
+    Reader<Mode::mpsc> r(Ring::open(name));
     shared[0].store(1);
     for (;;) ::pause();  // attached, never reads
   }));
@@ -228,7 +254,7 @@ TEST_CASE("mpsc crash: a consumer SIGKILLed while producers are blocked on a ful
   std::vector<pid_t> producers;
   for (std::uint32_t p = 0; p < 2; ++p) {
     producers.push_back(fr_test::spawn([&, p] {
-      MpscWriter w(Ring::open(name), fast);
+      Writer<Mode::mpsc> w(Ring::open(name), fast);
       std::byte buf[64];
       for (std::uint64_t seq = 0;; ++seq) {
         const Status s = w.write({buf, fr_test::make_tagged(buf, p, seq)}, 60s);
@@ -245,7 +271,7 @@ TEST_CASE("mpsc crash: a consumer SIGKILLed while producers are blocked on a ful
 
   // A new consumer takes the role over and finds every committed record, in per-producer order.
   CHECK(census(ring, layout::Role::consumer).dead == 0);  // the producers reclaimed its slot
-  MpscReader r(ring);
+  Reader<Mode::mpsc> r(ring);
   std::uint64_t next[2] = {0, 0}, total = 0;
   for (;;) {
     auto got = r.try_read();
@@ -295,7 +321,7 @@ TEST_CASE("mpmc crash: a producer SIGKILLed inside a claim is abandoned by exact
   CHECK(seen.count(1, 0) == 1);
   for (std::uint64_t seq = 0; seq < kAfter; ++seq) REQUIRE(seen.count(2, seq) == 1);
   check_drained(sc.ring);
-  MpmcReader r(sc.ring);
+  Reader<Mode::mpmc> r(sc.ring);
   CHECK(r.recover() == Status::empty);
   CHECK(r.try_read().status() == Status::empty);
   CHECK(sc.ring.control().retired.value[layout::abandoned_records].load() == 1);
@@ -319,7 +345,7 @@ struct ParkingRing {
   // recover() until it takes one over (recover = true); the hook parks it inside the zeroing.
   pid_t spawn_parked_releaser(bool recover) const {
     return fr_test::spawn([&, recover]() -> int {
-      MpmcReader r(Ring::open(name));
+      Reader<Mode::mpmc> r(Ring::open(name));
       test_hooks::mid_release = park;
       if (recover) {
         for (;;) {
@@ -337,7 +363,7 @@ struct ParkingRing {
   RemoveGuard guard;
   Ring ring;
   fr_test::SharedWords parked;
-  MpmcWriter writer;
+  Writer<Mode::mpmc> writer;
 };
 
 TEST_CASE("mpmc crash: a consumer SIGKILLed in the middle of a release: the record is not delivered again and the head catches up", "[mpmc][crash][process]") {
@@ -356,7 +382,7 @@ TEST_CASE("mpmc crash: a consumer SIGKILLed in the middle of a release: the reco
   const pid_t producer = spawn_mpmc_producer(name, 0, 1, kCount - 1);
   WaitOptions fast;
   fast.liveness_interval = 5ms;
-  MpmcReader r(ring, fast);
+  Reader<Mode::mpmc> r(ring, fast);
   std::vector<int> seen(kCount, 0);
   std::uint64_t got_count = 0, next = 1;
   bool killed = false;
@@ -414,7 +440,7 @@ TEST_CASE("mpmc crash: a recoverer SIGKILLed while finishing a dead consumer's h
   CHECK(ring.control().consumer.head.load() == 0);
   CHECK(recoverer.kill_and_join() == 128 + SIGKILL);
 
-  MpmcReader r(ring);
+  Reader<Mode::mpmc> r(ring);
   const Status u = r.recover();  // finished and freed by this third consumer; ok: a record is next
   CHECK((u == Status::empty || u == Status::ok));
   CHECK(ring.control().consumer.head.load() == layout::frame_size(first));
@@ -442,7 +468,7 @@ TEST_CASE("mpmc crash: a consumer SIGKILLed holding a record while others go on:
 
   // The victim consumes a few records, then holds one (counted as delivered) until it is killed.
   fr_test::ParkedChild victim(fr_test::spawn([&]() -> int {
-    MpmcReader r(Ring::open(name));
+    Reader<Mode::mpmc> r(Ring::open(name));
     for (int n = 0;; ++n) {
       auto got = r.read(30s);
       if (!got) return kWrongStatus + static_cast<int>(got.status());
@@ -484,7 +510,7 @@ TEST_CASE("mpmc crash: a consumer SIGKILLed holding a record while others go on:
   check_drained(ring);
 }
 
-// A consumer that recovers a dead producer's claim (MpmcReader::unblock_claim) first claims it on
+// A consumer that recovers a dead producer's claim (Reader<Mode::mpmc>::unblock_claim) first claims it on
 // the read cursor (`next` CAS), then turns its frame into `abandoned`. SIGKILLed between the two
 // (hook mid_unblock), it leaves the claim's header (`claimed`, or nothing if the producer died
 // before writing it) below `next`, held by a dead consumer. Recovery takes that over too.
@@ -494,7 +520,7 @@ TEST_CASE("mpmc crash: a consumer SIGKILLed while recovering a dead producer's c
   StuckClaim sc(Mode::mpmc, where, "mpmc-deadrecov");
   WaitOptions fast;
   fast.liveness_interval = 5ms;
-  MpmcReader r(sc.ring, fast);
+  Reader<Mode::mpmc> r(sc.ring, fast);
   auto first = r.read(30s);
   REQUIRE(first.has_value());
   r.release();
@@ -502,7 +528,7 @@ TEST_CASE("mpmc crash: a consumer SIGKILLed while recovering a dead producer's c
 
   fr_test::SharedWords step(1);
   fr_test::ParkedChild recoverer(fr_test::spawn([&]() -> int {
-    MpmcReader dying(Ring::open(sc.name), fast);
+    Reader<Mode::mpmc> dying(Ring::open(sc.name), fast);
     static fr_test::SharedWords* g_step = nullptr;
     g_step = &step;
     test_hooks::mid_unblock = [] {

@@ -27,11 +27,11 @@ TEST_CASE("threads: mpsc with 4 producer threads keeps per-producer order withou
   constexpr std::uint32_t kProducers = 4;
   const std::uint64_t per_producer = fr_test::scaled(20'000);
   std::atomic<int> failures{0};
-  MpscReader r(ring);
+  Reader<Mode::mpsc> r(ring);
   std::vector<std::thread> producers;
   for (std::uint32_t p = 0; p < kProducers; ++p) {
     producers.emplace_back([&, p] {
-      MpscWriter w(ring);
+      Writer<Mode::mpsc> w(ring);
       std::byte buf[64];
       for (std::uint64_t seq = 0; seq < per_producer; ++seq) {
         if (w.write({buf, fr_test::make_tagged(buf, p, seq)}, 30s) != Status::ok) {
@@ -69,7 +69,7 @@ TEST_CASE("threads: broadcast to 3 consumer threads delivers every record to eac
   std::vector<std::thread> consumers;
   for (int i = 0; i < kConsumers; ++i) {
     consumers.emplace_back([&] {
-      BroadcastReader rd(ring);
+      Reader<Mode::broadcast> rd(ring);
       joined.fetch_add(1);
       for (std::uint64_t seq = 0; seq < count; ++seq) {
         auto got = rd.read(30s);
@@ -84,7 +84,7 @@ TEST_CASE("threads: broadcast to 3 consumer threads delivers every record to eac
     });
   }
   while (joined.load() < kConsumers) std::this_thread::yield();
-  BroadcastWriter w(ring);
+  Writer<Mode::broadcast> w(ring);
   std::byte buf[64];
   for (std::uint64_t seq = 0; seq < count; ++seq) {
     REQUIRE(w.write({buf, fr_test::make_tagged(buf, 0, seq)}, 30s) == Status::ok);
@@ -162,7 +162,7 @@ struct MpmcRun {
     std::atomic<bool> go{false};
     for (std::uint32_t p = 0; p < kProducers; ++p) {
       producers.emplace_back([this, &go, p] {
-        MpmcWriter w(ring);
+        Writer<Mode::mpmc> w(ring);
         while (!go.load()) std::this_thread::yield();
         std::byte buf[64];
         for (std::uint64_t seq = 0; seq < per_producer; ++seq) {
@@ -205,7 +205,7 @@ TEST_CASE("threads: mpmc with 3 producer threads and 3 consumer threads delivers
   std::vector<std::thread> consumers;
   for (int c = 0; c < 3; ++c) {
     consumers.emplace_back([&run, c] {
-      MpmcReader r(run.ring);
+      Reader<Mode::mpmc> r(run.ring);
       ConsumerLedger ledger = run.ledger();
       while (run.more()) {
         if (c == 0) {  // one consumer polls in batches, the others read one at a time
@@ -238,8 +238,8 @@ TEST_CASE("threads: mpmc consumer threads holding several records each release t
   std::vector<std::thread> consumers;
   for (std::uint64_t c = 0; c < 3; ++c) {
     consumers.emplace_back([&run, c] {
-      std::vector<std::unique_ptr<MpmcReader>> readers;
-      for (std::size_t i = 0; i < kHeld; ++i) readers.push_back(std::make_unique<MpmcReader>(run.ring));
+      std::vector<std::unique_ptr<Reader<Mode::mpmc>>> readers;
+      for (std::size_t i = 0; i < kHeld; ++i) readers.push_back(std::make_unique<Reader<Mode::mpmc>>(run.ring));
       // One ledger per thread: its readers claim one after another, so positions still increase.
       ConsumerLedger ledger = run.ledger();
       std::vector<bool> holding(kHeld, false);

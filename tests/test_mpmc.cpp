@@ -44,7 +44,7 @@ struct Delivered {
 // 0, or non-zero for a malformed record, a duplicate, or a per-producer order violation.
 int consume_all(const std::string& name, const Delivered& seen, fr_test::SharedWords& shared,
                 std::uint32_t producers, std::uint64_t total) {
-  MpmcReader r(Ring::open(name));
+  Reader<Mode::mpmc> r(Ring::open(name));
   std::vector<std::uint64_t> last(producers, 0);
   std::vector<bool> any(producers, false);
   while (shared[0].load() < total) {
@@ -86,7 +86,7 @@ TEST_CASE("mpmc: 4 producers and 4 consumers (processes): every record consumed 
   }
   for (std::uint32_t p = 0; p < kProducers; ++p) {
     producers.push_back(fr_test::spawn([&, p] {
-      MpmcWriter w(Ring::open(name));
+      Writer<Mode::mpmc> w(Ring::open(name));
       fr_test::wait_for([&] { return shared[1].load() == 1; });
       std::byte buf[64];
       for (std::uint64_t seq = 0; seq < per_producer; ++seq) {
@@ -110,8 +110,8 @@ TEST_CASE("mpmc: a record is delivered to exactly one of several waiting consume
   const auto name = unique_name("mpmc-one");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc});
-  MpmcReader a(ring), b(ring);
-  MpmcWriter w(ring);
+  Reader<Mode::mpmc> a(ring), b(ring);
+  Writer<Mode::mpmc> w(ring);
   std::byte buf[64];
   CHECK(a.try_read().status() == Status::empty);
   REQUIRE(w.try_write({buf, fr_test::make_tagged(buf, 0, 0)}) == Status::ok);
@@ -138,9 +138,9 @@ TEST_CASE("mpmc: out-of-order releases free the ring in order and wrap many time
   const auto name = unique_name("mpmc-ooo");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc});
-  MpmcWriter w(ring);
-  std::vector<std::unique_ptr<MpmcReader>> readers;
-  for (int i = 0; i < 3; ++i) readers.push_back(std::make_unique<MpmcReader>(ring));
+  Writer<Mode::mpmc> w(ring);
+  std::vector<std::unique_ptr<Reader<Mode::mpmc>>> readers;
+  for (int i = 0; i < 3; ++i) readers.push_back(std::make_unique<Reader<Mode::mpmc>>(ring));
   std::byte buf[64];
   std::uint64_t written = 0, read = 0;
   for (int round = 0; round < 2000; ++round) {
@@ -172,8 +172,8 @@ TEST_CASE("mpmc: batched polling by two consumers delivers every record once", "
   const auto name = unique_name("mpmc-poll");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc});
-  MpmcWriter w(ring);
-  MpmcReader a(ring), b(ring);
+  Writer<Mode::mpmc> w(ring);
+  Reader<Mode::mpmc> a(ring), b(ring);
   std::byte buf[64];
   std::vector<int> seen(5000, 0);
   std::uint64_t written = 0, got = 0;
@@ -200,7 +200,7 @@ TEST_CASE("mpmc: typed producers and consumers in separate processes", "[mpmc][t
   std::vector<pid_t> kids;
   for (int c = 0; c < 2; ++c) {
     kids.push_back(fr_test::spawn([&] {
-      MpmcConsumer<Msg> in(open_ring<Msg>(name));
+      Consumer<Msg, Mode::mpmc> in(open_ring<Msg>(name));
       while (shared[0].load() < 2 * kPer) {
         auto m = in.receive(20ms);
         if (m.status() == Status::timed_out) continue;
@@ -215,7 +215,7 @@ TEST_CASE("mpmc: typed producers and consumers in separate processes", "[mpmc][t
   }
   for (std::uint64_t p = 0; p < 2; ++p) {
     kids.push_back(fr_test::spawn([&, p] {
-      MpmcProducer<Msg> out(open_ring<Msg>(name));
+      Producer<Msg, Mode::mpmc> out(open_ring<Msg>(name));
       flatbuffers::FlatBufferBuilder fbb;
       for (std::uint64_t i = 0; i < kPer; ++i) {
         const std::uint64_t seq = p << 32 | i;
@@ -243,26 +243,26 @@ TEST_CASE("mpmc: endpoints refuse rings of other modes, and other modes' endpoin
     }
     return Errc{};
   };
-  CHECK(code([&] { MpmcReader r(mpsc); }) == Errc::wrong_mode);
-  CHECK(code([&] { MpscReader r(mpmc); }) == Errc::wrong_mode);
-  CHECK(code([&] { Reader r(mpmc); }) == Errc::wrong_mode);
-  CHECK(code([&] { Writer w(mpmc); }) == Errc::wrong_mode);
-  CHECK(code([&] { BroadcastReader r(mpmc); }) == Errc::wrong_mode);
-  MpmcWriter ok_mpmc(mpmc);  // one producer class for both multi-producer modes
-  MpscWriter ok_mpsc(mpsc);
+  CHECK(code([&] { Reader<Mode::mpmc> r(mpsc); }) == Errc::wrong_mode);
+  CHECK(code([&] { Reader<Mode::mpsc> r(mpmc); }) == Errc::wrong_mode);
+  CHECK(code([&] { Reader<> r(mpmc); }) == Errc::wrong_mode);
+  CHECK(code([&] { Writer<> w(mpmc); }) == Errc::wrong_mode);
+  CHECK(code([&] { Reader<Mode::broadcast> r(mpmc); }) == Errc::wrong_mode);
+  Writer<Mode::mpmc> ok_mpmc(mpmc);  // one producer class for both multi-producer modes
+  Writer<Mode::mpsc> ok_mpsc(mpsc);
 }
 
 TEST_CASE("mpmc: a consumer killed holding a record: it is delivered again to another consumer", "[mpmc][process]") {
   const auto name = unique_name("mpmc-redeliver");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc});
-  MpmcWriter w(ring);
+  Writer<Mode::mpmc> w(ring);
   std::byte buf[64];
   constexpr std::uint64_t kCount = 300;  // several laps once the held record is recovered
   REQUIRE(w.try_write({buf, fr_test::make_tagged(buf, 0, 0)}) == Status::ok);
   fr_test::SharedWords shared(1);
   const pid_t holder = fr_test::spawn([&]() -> int {
-    MpmcReader r(Ring::open(name));
+    Reader<Mode::mpmc> r(Ring::open(name));
     auto got = r.try_read();
     if (!got) return 2;
     shared[0].store(1);
@@ -272,7 +272,7 @@ TEST_CASE("mpmc: a consumer killed holding a record: it is delivered again to an
 
   WaitOptions fast;
   fast.liveness_interval = 5ms;
-  MpmcReader r(ring, fast);
+  Reader<Mode::mpmc> r(ring, fast);
   CHECK(r.recover() == Status::empty);  // the holder is alive: nothing to take over
   ::kill(holder, SIGKILL);
   CHECK(fr_test::join(holder) == 128 + SIGKILL);
@@ -309,7 +309,7 @@ TEST_CASE("mpmc: producers blocked on a full ring learn that the only consumer d
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc});
   fr_test::SharedWords shared(1);
   const pid_t consumer = fr_test::spawn([&]() -> int {
-    MpmcReader r(Ring::open(name));
+    Reader<Mode::mpmc> r(Ring::open(name));
     shared[0].store(1);
     for (;;) ::pause();  // attached, never reads
   });
@@ -319,7 +319,7 @@ TEST_CASE("mpmc: producers blocked on a full ring learn that the only consumer d
   std::vector<pid_t> producers;
   for (std::uint32_t p = 0; p < 2; ++p) {
     producers.push_back(fr_test::spawn([&, p] {
-      MpmcWriter w(Ring::open(name), fast);
+      Writer<Mode::mpmc> w(Ring::open(name), fast);
       std::byte buf[64];
       for (std::uint64_t seq = 0;; ++seq) {
         const Status s = w.write({buf, fr_test::make_tagged(buf, p, seq)}, 60s);
@@ -333,7 +333,7 @@ TEST_CASE("mpmc: producers blocked on a full ring learn that the only consumer d
   CHECK(fr_test::join(consumer) == 128 + SIGKILL);
   for (pid_t p : producers) CHECK(fr_test::join(p) == 0);
   // A new consumer finds every committed record, in per-producer order.
-  MpmcReader r(ring);
+  Reader<Mode::mpmc> r(ring);
   std::uint64_t next[2] = {0, 0}, total = 0;
   while (auto got = r.try_read()) {
     const auto tag = fr_test::tagged_of(got->bytes);
@@ -353,11 +353,11 @@ TEST_CASE("mpmc: producers blocked behind a dead consumer's record go on once a 
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc});
   fr_test::SharedWords shared(2);
-  MpmcWriter w(ring);
+  Writer<Mode::mpmc> w(ring);
   std::byte buf[64];
   REQUIRE(w.try_write({buf, fr_test::make_tagged(buf, 0, 0)}) == Status::ok);
   const pid_t holder = fr_test::spawn([&]() -> int {
-    MpmcReader r(Ring::open(name));
+    Reader<Mode::mpmc> r(Ring::open(name));
     if (!r.try_read()) return 2;
     shared[0].store(1);
     for (;;) ::pause();
@@ -365,7 +365,7 @@ TEST_CASE("mpmc: producers blocked behind a dead consumer's record go on once a 
   fr_test::wait_for([&] { return shared[0].load() == 1; });
   constexpr std::uint64_t kCount = 2000;
   const pid_t producer = fr_test::spawn([&] {
-    MpmcWriter pw(Ring::open(name));
+    Writer<Mode::mpmc> pw(Ring::open(name));
     for (std::uint64_t seq = 1; seq < kCount; ++seq) {
       if (pw.write({buf, fr_test::make_tagged(buf, 0, seq)}, 30s) != Status::ok) return 2;
     }
@@ -374,7 +374,7 @@ TEST_CASE("mpmc: producers blocked behind a dead consumer's record go on once a 
   // The survivor consumes everything it can reach; the ring fills behind the held record.
   WaitOptions fast;
   fast.liveness_interval = 5ms;
-  MpmcReader r(ring, fast);
+  Reader<Mode::mpmc> r(ring, fast);
   std::vector<int> seen(kCount, 0);
   std::uint64_t got_count = 0;
   bool killed = false;
@@ -403,12 +403,12 @@ TEST_CASE("mpmc: a live producer's claim stalled past the claim timeout is skipp
   const auto name = unique_name("mpmc-stall");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc});
-  MpmcWriter stalled(ring), other(ring);
+  Writer<Mode::mpmc> stalled(ring), other(ring);
   WaitOptions opts;
   opts.liveness_interval = 2ms;
   opts.claim_timeout = 10ms;
-  MpmcReader r(ring, opts);
-  MpmcReader patient(ring);  // default options: never skips a live producer's claim
+  Reader<Mode::mpmc> r(ring, opts);
+  Reader<Mode::mpmc> patient(ring);  // default options: never skips a live producer's claim
   std::byte buf[64];
   auto claim = stalled.try_reserve(40);
   REQUIRE(claim.has_value());
@@ -449,7 +449,7 @@ TEST_CASE("mpmc: a stalled producer that dies after its claim was skipped is fre
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc});
   fr_test::SharedWords shared(1);
   const pid_t stuck = fr_test::spawn([&]() -> int {
-    MpmcWriter w(Ring::open(name));
+    Writer<Mode::mpmc> w(Ring::open(name));
     if (!w.try_reserve(100)) return 2;
     shared[0].store(1);
     for (;;) ::pause();
@@ -458,7 +458,7 @@ TEST_CASE("mpmc: a stalled producer that dies after its claim was skipped is fre
   WaitOptions opts;
   opts.liveness_interval = 2ms;
   opts.claim_timeout = 5ms;
-  MpmcReader r(ring, opts);
+  Reader<Mode::mpmc> r(ring, opts);
   CHECK(r.read(10s).status() == Status::abandoned);  // skipped while the producer lives
   CHECK(r.recover() == Status::empty);                 // alive: its claim stays its own
   CHECK(ring.control().consumer.head.load() != ring.control().producer.tail.load());
@@ -466,7 +466,7 @@ TEST_CASE("mpmc: a stalled producer that dies after its claim was skipped is fre
   CHECK(fr_test::join(stuck) == 128 + SIGKILL);
   CHECK(r.recover() == Status::empty);  // dead: finished and freed
   CHECK(ring.control().consumer.head.load() == ring.control().producer.tail.load());
-  MpmcWriter w(ring);
+  Writer<Mode::mpmc> w(ring);
   std::byte buf[64];
   for (std::uint64_t i = 0; i < 200; ++i) {
     REQUIRE(w.try_write({buf, fr_test::make_tagged(buf, 0, i)}) == Status::ok);
@@ -481,7 +481,7 @@ TEST_CASE("mpmc: a typed in-place consumer killed holding a record: another type
   const auto name = unique_name("mpmc-typed-redeliver");
   RemoveGuard guard(name);
   auto ring = create_ring<Msg>(name, {.capacity = 4096, .mode = Mode::mpmc});
-  MpmcProducer<Msg> out(ring);
+  Producer<Msg, Mode::mpmc> out(ring);
   flatbuffers::FlatBufferBuilder fbb;
   for (std::uint64_t seq = 0; seq < 2; ++seq) {
     fr_test::build_msg(fbb, seq, 100);
@@ -490,7 +490,7 @@ TEST_CASE("mpmc: a typed in-place consumer killed holding a record: another type
   fr_test::SharedWords shared(1);
   const pid_t holder = fr_test::spawn([&]() -> int {
     // In place: the record stays held in the ring until the next receive.
-    MpmcConsumer<Msg> in(open_ring<Msg>(name), {.in_place = true});
+    Consumer<Msg, Mode::mpmc> in(open_ring<Msg>(name), {.in_place = true});
     auto m = in.receive(5s);
     shared[0].store(m && (*m)->seq() == 0 && !in.redelivered() ? 1 : 2);
     for (;;) ::pause();  // holds record 0 until killed
@@ -502,7 +502,7 @@ TEST_CASE("mpmc: a typed in-place consumer killed holding a record: another type
 
   ConsumerOptions options;  // copying: the default
   options.wait.liveness_interval = 5ms;
-  MpmcConsumer<Msg> in(ring, options);
+  Consumer<Msg, Mode::mpmc> in(ring, options);
   auto first = in.receive(2s);
   REQUIRE(first.has_value());
   CHECK((*first)->seq() == 1);  // record 0 is claimed by the dead holder

@@ -29,7 +29,7 @@ TEST_CASE("mpsc: 4 producer processes x 10^6 tagged records: per-producer order 
   std::vector<pid_t> producers;
   for (std::uint32_t p = 0; p < kProducers; ++p) {
     producers.push_back(fr_test::spawn([&] {
-      MpscWriter w(Ring::open(name));
+      Writer<Mode::mpsc> w(Ring::open(name));
       fr_test::wait_for([&] { return go[0].load() == 1; });  // start together: maximum contention
       std::byte buf[64];
       for (std::uint64_t seq = 0; seq < per_producer; ++seq) {
@@ -44,7 +44,7 @@ TEST_CASE("mpsc: 4 producer processes x 10^6 tagged records: per-producer order 
       return 0;
     }));
   }
-  MpscReader r(ring);
+  Reader<Mode::mpsc> r(ring);
   go[0].store(1);
   std::vector<std::uint64_t> next(kProducers, 0);
   std::uint64_t total = 0;
@@ -74,7 +74,7 @@ TEST_CASE("mpsc: batched polling sees the same stream as blocking reads", "[mpsc
   std::vector<pid_t> producers;
   for (std::uint32_t p = 0; p < 2; ++p) {
     producers.push_back(fr_test::spawn([&] {
-      MpscWriter w(Ring::open(name));
+      Writer<Mode::mpsc> w(Ring::open(name));
       std::byte buf[64];
       for (std::uint64_t seq = 0; seq < per_producer; ++seq) {
         if (w.write({buf, fr_test::make_tagged(buf, p, seq)}, 30s) != Status::ok) return 2;
@@ -82,7 +82,7 @@ TEST_CASE("mpsc: batched polling sees the same stream as blocking reads", "[mpsc
       return 0;
     }));
   }
-  MpscReader r(ring);
+  Reader<Mode::mpsc> r(ring);
   std::uint64_t next[2] = {0, 0};
   bool ok = true;
   std::uint64_t total = 0;
@@ -107,7 +107,7 @@ TEST_CASE("mpsc: typed producers in two processes and a typed consumer", "[mpsc]
   std::vector<pid_t> producers;
   for (std::uint64_t p = 0; p < 2; ++p) {
     producers.push_back(fr_test::spawn([&] {
-      MpscProducer<Msg> prod(open_ring<Msg>(name));
+      Producer<Msg, Mode::mpsc> prod(open_ring<Msg>(name));
       flatbuffers::FlatBufferBuilder fbb;
       for (std::uint64_t i = 0; i < kPer; ++i) {
         const std::uint64_t seq = p << 32 | i;  // the producer in the high half
@@ -117,7 +117,7 @@ TEST_CASE("mpsc: typed producers in two processes and a typed consumer", "[mpsc]
       return 0;
     }));
   }
-  MpscConsumer<Msg> c(open_ring<Msg>(name));
+  Consumer<Msg, Mode::mpsc> c(open_ring<Msg>(name));
   std::uint64_t next[2] = {0, 0};
   for (std::uint64_t n = 0; n < 2 * kPer; ++n) {
     auto msg = c.receive(30s);
@@ -138,8 +138,8 @@ TEST_CASE("mpsc: an aborted claim is skipped and a short commit keeps the claime
   const auto name = unique_name("mpsc-abort");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpsc});
-  MpscWriter a(ring), b(ring);
-  MpscReader r(ring);
+  Writer<Mode::mpsc> a(ring), b(ring);
+  Reader<Mode::mpsc> r(ring);
   std::byte buf[64];
   for (int lap = 0; lap < 100; ++lap) {  // many laps: skipped and short records are zeroed too
     CAPTURE(lap);
@@ -175,7 +175,7 @@ TEST_CASE("mpsc: a live producer holding a claim is waited for and never abandon
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpsc});
   fr_test::SharedWords shared(2);
   pid_t holder = fr_test::spawn([&] {
-    MpscWriter w(Ring::open(name));
+    Writer<Mode::mpsc> w(Ring::open(name));
     auto claim = w.try_reserve(16);
     if (!claim) return 2;
     shared[0].store(1);
@@ -187,9 +187,9 @@ TEST_CASE("mpsc: a live producer holding a claim is waited for and never abandon
   fr_test::wait_for([&] { return shared[0].load() == 1; });
   WaitOptions fast;
   fast.liveness_interval = 10ms;
-  MpscReader r(ring, fast);
+  Reader<Mode::mpsc> r(ring, fast);
   CHECK(r.read(100ms).status() == Status::timed_out);  // the owner is alive: wait, do not abandon
-  CHECK(r.unblock() == Status::empty);
+  CHECK(r.recover() == Status::empty);
   shared[1].store(1);
   auto got = r.read(30s);
   REQUIRE(got.has_value());
@@ -209,15 +209,15 @@ TEST_CASE("mpsc: endpoints refuse other modes and a second consumer", "[mpsc]") 
     }
     return Errc::system_error;
   };
-  CHECK(code([&] { MpscWriter w(spsc); }) == Errc::wrong_mode);
-  CHECK(code([&] { MpscReader r(spsc); }) == Errc::wrong_mode);
+  CHECK(code([&] { Writer<Mode::mpsc> w(spsc); }) == Errc::wrong_mode);
+  CHECK(code([&] { Reader<Mode::mpsc> r(spsc); }) == Errc::wrong_mode);
   const auto mname = unique_name("mpsc-mode");
   RemoveGuard mguard(mname);
   auto mp = Ring::create(mname, {.capacity = 4096, .mode = Mode::mpsc});
-  CHECK(code([&] { Writer w(mp); }) == Errc::wrong_mode);
-  MpscReader r(mp);
-  CHECK(code([&] { MpscReader r2(mp); }) == Errc::role_taken);
-  MpscWriter w1(mp), w2(mp);  // any number of producers
+  CHECK(code([&] { Writer<> w(mp); }) == Errc::wrong_mode);
+  Reader<Mode::mpsc> r(mp);
+  CHECK(code([&] { Reader<Mode::mpsc> r2(mp); }) == Errc::role_taken);
+  Writer<Mode::mpsc> w1(mp), w2(mp);  // any number of producers
   std::byte big[4096];
   CHECK(w1.try_write({big, mp.info().max_record_size + 1}) == Status::too_large);
 }

@@ -19,7 +19,7 @@ TEST_CASE("two processes stream 10^6 records: no loss, no duplicate, order kept"
   auto ring = Ring::create(name, {.capacity = capacity});
 
   pid_t consumer = fr_test::spawn([&] {
-    Reader r(ring);
+    Reader<> r(ring);
     std::uint64_t expect = 0;
     while (expect < count) {
       auto got = r.read(30s);
@@ -47,7 +47,7 @@ TEST_CASE("two processes stream 10^6 records: no loss, no duplicate, order kept"
     return r.read(50ms).status() == Status::timed_out ? 0 : 6;
   });
 
-  Writer w(ring);
+  Writer<> w(ring);
   std::byte buf[64];
   for (std::uint64_t seq = 0; seq < count; ++seq) {
     const std::size_t size = 8 + (seq % 24);

@@ -25,7 +25,7 @@ std::vector<std::byte> pattern(std::size_t n, std::uint64_t seq) {
 }
 
 // Writes then reads one record, checking every byte. Returns false on any mismatch.
-bool round_trip(Writer& w, Reader& r, std::size_t size, std::uint64_t seq) {
+bool round_trip(Writer<>& w, Reader<>& r, std::size_t size, std::uint64_t seq) {
   auto payload = pattern(size, seq);
   if (w.try_write(payload) != Status::ok) return false;
   auto got = r.try_read();
@@ -37,7 +37,7 @@ bool round_trip(Writer& w, Reader& r, std::size_t size, std::uint64_t seq) {
 }
 
 // Moves an empty ring's position to `offset` with filler records (never padding).
-void move_to(Writer& w, Reader& r, std::uint64_t offset) {
+void move_to(Writer<>& w, Reader<>& r, std::uint64_t offset) {
   const std::uint64_t max_frame = layout::frame_size(w.max_record_size());
   for (int i = 0; i < 8 && (w.position() & (kCap - 1)) != offset; ++i) {
     std::uint64_t cur = w.position() & (kCap - 1);
@@ -59,8 +59,8 @@ struct Fixture {
 
 TEST_CASE("a record wraps correctly at every offset of a small ring", "[ring]") {
   Fixture f;
-  Writer w(f.ring);
-  Reader r(f.ring);
+  Writer<> w(f.ring);
+  Reader<> r(f.ring);
   const std::size_t max = w.max_record_size();
   std::uint64_t seq = 1000;
   for (std::uint64_t offset = 0; offset < kCap; offset += 16) {
@@ -81,8 +81,8 @@ TEST_CASE("a record wraps correctly at every offset of a small ring", "[ring]") 
 
 TEST_CASE("full and empty edges", "[ring]") {
   Fixture f;
-  Writer w(f.ring);
-  Reader r(f.ring);
+  Writer<> w(f.ring);
+  Reader<> r(f.ring);
   CHECK(r.try_read().status() == Status::empty);
   auto payload = pattern(64, 0);
   // Each 64-byte record takes an 80-byte frame; 16 bytes stay free for the next frame word.
@@ -110,8 +110,8 @@ TEST_CASE("full and empty edges", "[ring]") {
 
 TEST_CASE("a record of exactly the maximum size fits, and one byte more is rejected untouched", "[ring]") {
   Fixture f;
-  Writer w(f.ring);
-  Reader r(f.ring);
+  Writer<> w(f.ring);
+  Reader<> r(f.ring);
   const std::size_t max = w.max_record_size();
   auto big = pattern(max + 1, 5);
   const auto before = w.position();
@@ -130,8 +130,8 @@ TEST_CASE("a record of exactly the maximum size fits, and one byte more is rejec
 
 TEST_CASE("reserve, commit less, and abort", "[ring]") {
   Fixture f;
-  Writer w(f.ring);
-  Reader r(f.ring);
+  Writer<> w(f.ring);
+  Reader<> r(f.ring);
   auto span = w.try_reserve(100);
   REQUIRE(span);
   CHECK(span->size() == 100);
@@ -158,8 +158,8 @@ TEST_CASE("reserve, commit less, and abort", "[ring]") {
 
 TEST_CASE("try_read returns the same record until it is released, and poll batches", "[ring]") {
   Fixture f;
-  Writer w(f.ring);
-  Reader r(f.ring);
+  Writer<> w(f.ring);
+  Reader<> r(f.ring);
   for (std::uint64_t i = 0; i < 10; ++i) REQUIRE(w.try_write(pattern(8 + i, i)) == Status::ok);
   auto a = r.try_read();
   auto b = r.try_read();
@@ -179,8 +179,8 @@ TEST_CASE("try_read returns the same record until it is released, and poll batch
 
 TEST_CASE("corrupt length slots are reported, never followed", "[ring]") {
   Fixture f;
-  Writer w(f.ring);
-  Reader r(f.ring);
+  Writer<> w(f.ring);
+  Reader<> r(f.ring);
   std::byte* data = f.ring.writable_data();
   auto& slot = detail::header_at(data, 0).frame;
   auto corrupt_with = [&](std::uint64_t frame) {
@@ -217,18 +217,17 @@ TEST_CASE("corrupt length slots are reported, never followed", "[ring]") {
     corrupt_with(layout::make_frame(static_cast<layout::RecordType>(9), 32));
     corrupt_with(layout::make_frame(layout::RecordType::data, 32) | (1ull << 50));
   }
-  // Corruption is counted once per position, and skip_to_tail resumes the stream.
+  // Corruption is counted once per position, and recover() resumes the stream at the tail.
   const auto& counters = f.ring.control().peers[f.ring.control().owners.consumer.load() - 1].counter;
   CHECK(counters[layout::corrupt_records].load() == 1);
-  const auto stuck_at = r.position();
-  CHECK(r.skip_to_tail() == w.position() - stuck_at);
+  CHECK(r.recover() == Status::abandoned);
   CHECK(r.position() == w.position());
   CHECK(round_trip(w, r, 48, 2));
 }
 
 TEST_CASE("a consumer cannot trick the producer with an impossible head", "[ring]") {
   Fixture f;
-  Writer w(f.ring);
+  Writer<> w(f.ring);
   auto p = pattern(1000, 1);
   while (w.try_write(p) == Status::ok) {
   }
@@ -240,11 +239,11 @@ TEST_CASE("a consumer cannot trick the producer with an impossible head", "[ring
 
 TEST_CASE("blocking read times out, and wakes on a write", "[ring][wait]") {
   Fixture f;
-  Reader r(f.ring, {.spin = 0ns});
+  Reader<> r(f.ring, {.spin = 0ns});
   CHECK(r.read(20ms).status() == Status::timed_out);
   CHECK(r.read(0ns).status() == Status::timed_out);
   pid_t child = fr_test::spawn([&] {
-    Writer w(f.ring);
+    Writer<> w(f.ring);
     // Write only once the reader counts itself a sleeper (not after a guessed delay: a loaded
     // machine can keep the reader from getting there), so the write must wake it.
     const auto give_up = std::chrono::steady_clock::now() + 60s;
@@ -265,18 +264,18 @@ TEST_CASE("blocking read times out, and wakes on a write", "[ring][wait]") {
 
 TEST_CASE("blocking write: timed out, no consumer, dead consumer, and woken by a release", "[ring][wait]") {
   Fixture f;
-  Writer w(f.ring, {.spin = 0ns, .liveness_interval = 20ms});
+  Writer<> w(f.ring, {.spin = 0ns, .liveness_interval = 20ms});
   auto p = pattern(500, 1);
   while (w.try_write(p) == Status::ok) {
   }
   SECTION("no consumer attached") { CHECK(w.write(p, 10s) == Status::no_consumer); }
   SECTION("consumer attached but idle") {
-    Reader r(f.ring);
+    Reader<> r(f.ring);
     CHECK(w.write(p, 30ms) == Status::timed_out);
   }
   SECTION("consumer dies") {
     pid_t child = fr_test::spawn([&] {
-      Reader r(f.ring);
+      Reader<> r(f.ring);
       (void)r.try_read();
       ::raise(SIGKILL);
       return 0;
@@ -287,7 +286,7 @@ TEST_CASE("blocking write: timed out, no consumer, dead consumer, and woken by a
   }
   SECTION("consumer releases") {
     pid_t child = fr_test::spawn([&] {
-      Reader r(f.ring);
+      Reader<> r(f.ring);
       std::this_thread::sleep_for(100ms);
       return r.poll([](auto) {}, 1000) > 0 ? 0 : 1;
     });
@@ -298,9 +297,9 @@ TEST_CASE("blocking write: timed out, no consumer, dead consumer, and woken by a
 
 TEST_CASE("a blocked reader learns that its producer died", "[ring][wait]") {
   Fixture f;
-  Reader r(f.ring, {.spin = 0ns, .liveness_interval = 20ms});
+  Reader<> r(f.ring, {.spin = 0ns, .liveness_interval = 20ms});
   pid_t child = fr_test::spawn([&] {
-    Writer w(f.ring);
+    Writer<> w(f.ring);
     ::raise(SIGKILL);
     return 0;
   });
@@ -311,16 +310,16 @@ TEST_CASE("a blocked reader learns that its producer died", "[ring][wait]") {
 
 TEST_CASE("a new producer resumes after one that died mid-commit", "[ring]") {
   Fixture f;
-  Reader r(f.ring);
+  Reader<> r(f.ring);
   {
-    Writer w(f.ring);
+    Writer<> w(f.ring);
     REQUIRE(w.try_write(pattern(40, 1)) == Status::ok);
   }
   // Simulate a death after publishing the tail but before the frame word: a hole at the tail.
   auto& ctrl = f.ring.control();
   const auto tail = ctrl.producer.tail.load();
   ctrl.producer.tail.store(tail + layout::frame_size(100));
-  Writer w2(f.ring);
+  Writer<> w2(f.ring);
   CHECK(w2.position() == tail);
   REQUIRE(w2.try_write(pattern(50, 2)) == Status::ok);
   auto a = r.try_read();
@@ -351,27 +350,27 @@ TEST_CASE("impossible positions are refused at attach, without walking forever",
     }
     ctrl.consumer.head.store(~std::uint64_t{0} - 31);   // 2^64 - 32
     ctrl.producer.tail.store(~std::uint64_t{0} - 15);   // 2^64 - 16
-    Writer w(f.ring);  // the recovery walk stops at the published tail instead of wrapping to 0
+    Writer<> w(f.ring);  // the recovery walk stops at the published tail instead of wrapping to 0
     CHECK(w.position() == ~std::uint64_t{0} - 15);
   }
   SECTION("a full capacity between head and tail") {
     ctrl.producer.tail.store(kCap);
-    expect_corrupt_state([&] { Writer w(f.ring); });
-    expect_corrupt_state([&] { Reader r(f.ring); });
+    expect_corrupt_state([&] { Writer<> w(f.ring); });
+    expect_corrupt_state([&] { Reader<> r(f.ring); });
   }
   SECTION("tail behind head, or misaligned") {
     ctrl.consumer.head.store(64);
-    expect_corrupt_state([&] { Reader r(f.ring); });
+    expect_corrupt_state([&] { Reader<> r(f.ring); });
     ctrl.consumer.head.store(0);
     ctrl.producer.tail.store(8);
-    expect_corrupt_state([&] { Writer w(f.ring); });
+    expect_corrupt_state([&] { Writer<> w(f.ring); });
   }
 }
 
 TEST_CASE("the published tail always names a zeroed frame word", "[ring]") {
   Fixture f;
-  Writer w(f.ring);
-  Reader r(f.ring);
+  Writer<> w(f.ring);
+  Reader<> r(f.ring);
   std::byte* data = f.ring.writable_data();
   // Fill every frame word with last-lap garbage, then check after each commit (including ones
   // that pad at the wrap) that the word at the published tail reads "not yet".
@@ -387,14 +386,15 @@ TEST_CASE("the published tail always names a zeroed frame word", "[ring]") {
     REQUIRE(r.try_read());
     r.release();
   }
-  CHECK(r.skip_to_tail() == 0);
+  CHECK(r.recover() == Status::empty);  // nothing stuck: nothing skipped
+  CHECK(r.position() == f.ring.control().producer.tail.load());
   CHECK(r.try_read().status() == Status::empty);
 }
 
 TEST_CASE("a takeover clears a sleeper count left by a peer that died asleep", "[ring][wait]") {
   Fixture f;
   pid_t child = fr_test::spawn([&] {
-    Reader r(f.ring, {.spin = std::chrono::nanoseconds(0)});
+    Reader<> r(f.ring, {.spin = std::chrono::nanoseconds(0)});
     (void)r.read(std::chrono::seconds(30));  // asleep on the futex when killed
     return 0;
   });
@@ -402,7 +402,7 @@ TEST_CASE("a takeover clears a sleeper count left by a peer that died asleep", "
   ::kill(child, SIGKILL);
   fr_test::join(child);
   CHECK(f.ring.control().data.waiters.load() == 1);
-  Reader r(f.ring);
+  Reader<> r(f.ring);
   CHECK(r.attachment().took_over());
   CHECK(f.ring.control().data.waiters.load() == 0);
 }

@@ -184,15 +184,15 @@ TEST_CASE("spsc roles are exclusive while their holder lives", "[segment]") {
   auto name = unique_name("roles");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096});
-  Writer w(ring);
+  Writer<> w(ring);
   try {
-    Writer second(ring);
+    Writer<> second(ring);
     FAIL("a second spsc writer attached");
   } catch (const Error& e) {
     CHECK(e.code() == Errc::role_taken);
   }
-  Reader r(ring);
-  CHECK_THROWS_AS(Reader(ring), Error);
+  Reader<> r(ring);
+  CHECK_THROWS_AS(Reader<>(ring), Error);
   CHECK(census(ring, layout::Role::producer).alive == 1);
   CHECK(census(ring, layout::Role::consumer).alive == 1);
 }
@@ -202,7 +202,7 @@ TEST_CASE("a dead process's role is taken over and its counters are kept", "[seg
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096});
   pid_t child = fr_test::spawn([&] {
-    Writer w(ring);
+    Writer<> w(ring);
     std::byte b[8]{};
     (void)w.try_write(b);
     ::raise(SIGKILL);  // dies holding the producer role
@@ -210,7 +210,7 @@ TEST_CASE("a dead process's role is taken over and its counters are kept", "[seg
   });
   CHECK(fr_test::join(child) == 128 + SIGKILL);
   CHECK(census(ring, layout::Role::producer).dead == 1);
-  Writer w(ring);
+  Writer<> w(ring);
   CHECK(w.took_over());
   CHECK(w.position() == layout::frame_size(8));
   CHECK(ring.control().retired.value[layout::records_written].load() == 1);

@@ -70,8 +70,8 @@ TEST_CASE("each side counts exactly its own records, bytes, rejects and waits", 
   Counts producer{};
   Counts consumer{};
   {
-    Writer w(ring, kNoSpin);
-    Reader r(ring, kNoSpin);
+    Writer<> w(ring, kNoSpin);
+    Reader<> r(ring, kNoSpin);
     CHECK(producer_counts(ring) == Counts{});
     CHECK(consumer_counts(ring) == Counts{});
 
@@ -147,9 +147,9 @@ TEST_CASE("a wake-up across processes is counted once by each side", "[stats][pr
   const auto name = unique_name("stats-wake");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096});
-  Writer w(ring, kNoSpin);
+  Writer<> w(ring, kNoSpin);
   pid_t child = fr_test::spawn([&] {
-    Reader r(Ring::open(name), kNoSpin);
+    Reader<> r(Ring::open(name), kNoSpin);
     auto got = r.read(60s);
     if (!got || got->bytes.size() != 24) return 2;
     r.release();
@@ -175,7 +175,7 @@ TEST_CASE("the counts of a SIGKILLed peer are folded into the retired totals by 
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096});
   pid_t child = fr_test::spawn([&] {
-    Writer w(Ring::open(name));
+    Writer<> w(Ring::open(name));
     std::byte record[100]{};
     for (int i = 0; i < 5; ++i) {
       if (w.try_write(record) != Status::ok) return 2;

@@ -1,4 +1,4 @@
-// Threaded stress: one Writer thread and one Reader thread in one process, started together by a
+// Threaded stress: one Writer<> thread and one Reader<> thread in one process, started together by a
 // barrier, over several capacities and both the polling and the blocking (futex) paths. Written
 // for ThreadSanitizer (scripts/sanitize.sh runs exactly the [threads] tag under TSan); the
 // cross-process versions of these checks are in test_process.cpp.
@@ -70,8 +70,8 @@ struct Outcome {
 Outcome run(Ring& ring, Path path, std::uint64_t count) {
   const WaitOptions wait{.spin = path == Path::blocking ? 0ns : 20us,
                          .liveness_interval = 100ms};
-  Writer w(ring, wait);
-  Reader r(ring, wait);
+  Writer<> w(ring, wait);
+  Reader<> r(ring, wait);
   const std::size_t max = static_cast<std::size_t>(w.max_record_size());
   Outcome out;
   std::barrier start(2);

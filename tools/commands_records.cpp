@@ -9,10 +9,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include <flatring/broadcast.hpp>
-#include <flatring/mpmc.hpp>
-#include <flatring/mpsc.hpp>
-#include <flatring/ring.hpp>
+#include <flatring/flatring.hpp>
 #include <flatring/typed.hpp>
 
 #include "commands.hpp"
@@ -135,13 +132,13 @@ void run_tail(const TailOptions& o) {
   require_same_schema(ring.info(), schema);
   TailCounts n;
   if (o.consume && ring.info().mode == Mode::broadcast) {
-    tail_consume<BroadcastReader>(std::move(ring), schema, o, n);
+    tail_consume<Reader<Mode::broadcast>>(std::move(ring), schema, o, n);
   } else if (o.consume && ring.info().mode == Mode::mpsc) {
-    tail_consume<MpscReader>(std::move(ring), schema, o, n);
+    tail_consume<Reader<Mode::mpsc>>(std::move(ring), schema, o, n);
   } else if (o.consume && ring.info().mode == Mode::mpmc) {
-    tail_consume<MpmcReader>(std::move(ring), schema, o, n);
+    tail_consume<Reader<Mode::mpmc>>(std::move(ring), schema, o, n);
   } else if (o.consume) {
-    tail_consume<Reader>(std::move(ring), schema, o, n);
+    tail_consume<Reader<>>(std::move(ring), schema, o, n);
   } else {
     tail_observe(std::move(ring), schema, o, n);
   }
@@ -264,10 +261,10 @@ void run_send(const SendOptions& o) {
   }
 
   switch (ring.info().mode) {
-    case Mode::broadcast: send_all<BroadcastWriter>(ring, records, o); break;
-    case Mode::mpsc: send_all<MpscWriter>(ring, records, o); break;
-    case Mode::mpmc: send_all<MpmcWriter>(ring, records, o); break;
-    default: send_all<Writer>(ring, records, o); break;  // spsc; others say why they refuse
+    case Mode::broadcast: send_all<Writer<Mode::broadcast>>(ring, records, o); break;
+    case Mode::mpsc: send_all<Writer<Mode::mpsc>>(ring, records, o); break;
+    case Mode::mpmc: send_all<Writer<Mode::mpmc>>(ring, records, o); break;
+    default: send_all<Writer<>>(ring, records, o); break;  // spsc; others say why they refuse
   }
   if (!o.quiet) {
     print_line(fmt::format("sent {} record{} to {}", records.size(), records.size() == 1 ? "" : "s", o.name));

@@ -71,8 +71,8 @@ struct Names {
 // The victim says it holds task `id`, then holds it (the task stays claimed in the ring: it is
 // not released before the next receive) and listens only for the end: the dispatcher's SIGKILL,
 // a shutdown, or the dispatcher's death.
-int stall(flatring::BroadcastConsumer<pool::Control>& control,
-          flatring::MpscProducer<pool::Result>& results, std::uint64_t id, unsigned index) {
+int stall(flatring::Consumer<pool::Control, flatring::Mode::broadcast>& control,
+          flatring::Producer<pool::Result, flatring::Mode::mpsc>& results, std::uint64_t id, unsigned index) {
   flatbuffers::FlatBufferBuilder fbb;
   pool::FinishResultBuffer(fbb, pool::CreateResult(fbb, id, index, 0, false, /*stalling=*/true));
   if (results.send(fbb, 10s) != flatring::Status::ok) return 1;
@@ -87,14 +87,14 @@ int run_worker(const Names& names, unsigned index) {
   using namespace flatring;
   // Join the control ring first: the dispatcher relies on a broadcast only once every worker
   // listens to it (a broadcast consumer sees what is sent after it joined).
-  BroadcastConsumer<pool::Control> control(open_ring<pool::Control>(names.control()));
+  Consumer<pool::Control, flatring::Mode::broadcast> control(open_ring<pool::Control>(names.control()));
   // In place: a received task stays held in the ring until the next receive, i.e. until its
   // result is sent. If this worker dies before that, the ring delivers the task again to another
   // worker. (A copying consumer releases the record before it even verifies it.) In place reads
   // trust the task producer not to rewrite a record after it was verified: here that is the
   // pool's own dispatcher.
-  MpmcConsumer<pool::Task> tasks(open_ring<pool::Task>(names.tasks()), {.in_place = true});
-  MpscProducer<pool::Result> results(open_ring<pool::Result>(names.results()));
+  Consumer<pool::Task, flatring::Mode::mpmc> tasks(open_ring<pool::Task>(names.tasks()), {.in_place = true});
+  Producer<pool::Result, flatring::Mode::mpsc> results(open_ring<pool::Result>(names.results()));
   flatbuffers::FlatBufferBuilder fbb;
   for (;;) {
     if (auto c = control.try_receive(); c && (*c)->command() == pool::Command::Shutdown) {
@@ -367,9 +367,9 @@ class Dispatcher {
   flatring::RemoveGuard results_guard_;
   flatring::Ring control_ring_;
   flatring::RemoveGuard control_guard_;
-  flatring::MpmcProducer<pool::Task> tasks_;
-  flatring::MpscConsumer<pool::Result> results_;
-  flatring::BroadcastProducer<pool::Control> control_;
+  flatring::Producer<pool::Task, flatring::Mode::mpmc> tasks_;
+  flatring::Consumer<pool::Result, flatring::Mode::mpsc> results_;
+  flatring::Producer<pool::Control, flatring::Mode::broadcast> control_;
   std::vector<Worker> workers_;
   flatbuffers::FlatBufferBuilder fbb_;
   std::uint64_t next_ = 0, accepted_ = 0, results_seen_ = 0, redelivered_ = 0, duplicates_ = 0, abandoned_ = 0;

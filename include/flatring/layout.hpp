@@ -10,7 +10,7 @@
 //   offset 512      WaitLine (data)    futex word + sleeper count for "not empty"
 //   offset 640      WaitLine (space)   futex word + sleeper count for "not full"
 //   offset 768      Counters (retired) totals folded in from peers that detached or died
-//   offset 896      OwnerLine          single-role ownership words (spsc producer/consumer)
+//   offset 896      OwnerLine          exclusive-role owners (spsc/broadcast producer, spsc/mpsc consumer)
 //   offset 1024     PeerSlot[kMaxPeers] one 128-byte line per attached process (liveness, stats)
 //   ring_offset     record area, `capacity` bytes, page aligned so it can be mapped read-only
 #pragma once
@@ -20,15 +20,9 @@
 #include <cstdint>
 #include <type_traits>
 
-namespace flatring {
+#include "flatring/mode.hpp"
 
-/// How a ring is shared. Recorded in the header at create; opening with another mode fails.
-enum class Mode : std::uint32_t {
-  spsc = 1,       ///< one producer, one consumer (the default)
-  mpsc = 2,       ///< many producers, one consumer
-  mpmc = 3,       ///< many producers, many consumers, each record to exactly one consumer
-  broadcast = 4,  ///< one producer, many consumers, every consumer sees every record
-};
+namespace flatring {
 
 namespace layout {
 
@@ -68,7 +62,7 @@ enum class RecordType : std::uint8_t {
 /// bytes left over from the previous lap.
 struct RecordHeader {
   std::atomic<std::uint64_t> frame;
-  std::uint64_t aux;  // reserved for multi-producer claims (owner slot); 0 in spsc
+  std::uint64_t aux;  // mpsc/mpmc: the extent; a done mpmc record: its position. 0 otherwise
 };
 
 constexpr std::uint64_t make_frame(RecordType type, std::uint64_t length) noexcept {

@@ -154,7 +154,7 @@ class Ring {
   /// delivered any more; blocking reads and writes return Status::segment_lost.
   [[nodiscard]] bool lost() const noexcept;
 
-  /// Reclaims peer slots (and spsc role ownership) of processes that have died, folding their
+  /// Reclaims peer slots (and exclusive role ownership) of processes that have died, folding their
   /// counters into the retired totals. Returns how many were reclaimed.
   std::uint32_t reap_dead_peers() const noexcept;
 
@@ -180,7 +180,8 @@ class RemoveGuard {
   std::string name_;
 };
 
-/// One process's claim on a peer slot (and, for the spsc roles, on the role itself). Released on
+/// One process's claim on a peer slot (and, for an exclusive role, on the role itself: see
+/// exclusive_producer / exclusive_consumer in mode.hpp). Released on
 /// destruction: counters are folded into the retired totals and the slot is freed.
 class Attachment {
  public:
@@ -213,8 +214,9 @@ class Attachment {
   bool took_over_ = false;
 };
 
-/// Liveness of peers with `role` (untrusted slot contents are only used for kill(pid, 0) and
-/// /proc lookups). `any_attached` tells whether any slot holds the role at all.
+/// Liveness of peers with `role`: how many attached ones are alive and how many have died without
+/// detaching (untrusted slot contents are only used for kill(pid, 0) and /proc lookups). Both 0:
+/// nobody holds the role.
 struct PeerCensus {
   std::uint32_t alive = 0;
   std::uint32_t dead = 0;

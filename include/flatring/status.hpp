@@ -19,14 +19,14 @@ enum class Status : std::uint8_t {
   empty,          ///< no committed record now
   too_large,      ///< record larger than the ring's max_record_size; nothing was written
   corrupt,        ///< shared state failed a check (bad length slot, impossible position); nothing
-                  ///< was read. The reader stays put; see Reader::skip_to_tail()
+                  ///< was read. The reader stays put; see Reader::recover()
   verify_failed,  ///< the record failed FlatBuffers verification; it was skipped
   timed_out,      ///< the blocking call's timeout passed
-  abandoned,      ///< a producer died holding a claim; the claim was skipped
+  abandoned,      ///< what blocked the read position was given up and skipped: a claim whose
+                  ///< producer died or gave it up (mpsc/mpmc), or a corrupt range (recover())
   peer_dead,      ///< the peer on the other side died; its slot was reclaimed, the ring goes on
   no_consumer,    ///< ring full and no live consumer is attached
-  overrun,        ///< broadcast: this consumer fell behind and records were lost
-  invalid_state,  ///< API misuse, e.g. commit without reserve (also asserted in debug builds)
+  invalid_state,  ///< API misuse, e.g. commit without reserve; nothing was done
   segment_lost,   ///< a peer shrank the segment under this process; its pages now read as zeros
                   ///< and nothing more can be exchanged. See Ring::lost()
 };
@@ -71,11 +71,12 @@ enum class Errc : std::uint8_t {
   not_flatring,        ///< the segment does not start with flatring's magic (foreign or unready)
   wrong_version,       ///< built for another layout version
   wrong_schema,        ///< the ring's schema identity differs from the caller's root type
-  wrong_mode,          ///< the ring's mode does not allow this role (e.g. 2nd spsc producer)
+  wrong_mode,          ///< the ring's mode is not the endpoint's (e.g. a Reader<mpmc> on spsc)
   size_mismatch,       ///< the segment's real size does not match its header (truncated/grown)
   corrupt_header,      ///< a header field is out of range or inconsistent
   corrupt_state,       ///< positions in the control area are impossible
-  role_taken,          ///< spsc: a live process already holds this role
+  role_taken,          ///< an exclusive role (the producer in spsc and broadcast, the consumer
+                       ///< in spsc and mpsc) is held by a live process
   no_free_slot,        ///< all peer slots are held by live processes
   unsafe_owner,        ///< the segment belongs to another uid (see OpenOptions::allow_foreign_owner)
   unsafe_permissions,  ///< group/world-writable, or not a regular file

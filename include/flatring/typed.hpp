@@ -14,7 +14,12 @@
 
 #include <flatbuffers/flatbuffers.h>
 
-#include "flatring/ring.hpp"
+#include "flatring/broadcast.hpp"
+#include "flatring/endpoint.hpp"
+#include "flatring/mode.hpp"
+#include "flatring/mpmc.hpp"
+#include "flatring/mpsc.hpp"
+#include "flatring/spsc.hpp"
 #include "flatring/segment.hpp"
 #include "flatring/status.hpp"
 
@@ -91,10 +96,9 @@ class AlignedBuffer {
 
 }  // namespace detail
 
-/// Sends finished FlatBuffers of `Root` into a ring. `RawWriter` is the ring mode's producer
-/// endpoint: Writer (spsc) or BroadcastWriter, MpscWriter, ... (see mp.hpp for the aliases).
+/// Sends finished FlatBuffers of `Root` into a ring of mode `M` (through a Writer<M>).
 /// \pre one thread at a time.
-template <class Root, class RawWriter = Writer>
+template <class Root, Mode M = Mode::spsc>
 class Producer {
  public:
   /// \throws Error(wrong_schema) if the ring was not created for Root; the Writer's errors.
@@ -115,7 +119,7 @@ class Producer {
   }
 
   /// The raw writer underneath (for reserve/commit of pre-built bytes).
-  [[nodiscard]] RawWriter& raw() noexcept { return writer_; }
+  [[nodiscard]] Writer<M>& raw() noexcept { return writer_; }
 
  private:
   static bool has_identifier(const flatbuffers::FlatBufferBuilder& fbb) noexcept {
@@ -124,7 +128,7 @@ class Producer {
     if (fbb.GetSize() < sizeof(flatbuffers::uoffset_t) + flatbuffers::kFileIdentifierLength) return false;
     return flatbuffers::BufferHasIdentifier(fbb.GetBufferPointer(), id);
   }
-  RawWriter writer_;
+  Writer<M> writer_;
 };
 
 /// How a Consumer verifies.
@@ -140,11 +144,10 @@ struct ConsumerOptions {
   WaitOptions wait{};
 };
 
-/// Receives verified records of `Root`. The pointer a receive returns stays valid until the next
-/// receive on this consumer (or its destruction). `RawReader` is the ring mode's consumer
-/// endpoint: Reader (spsc) or BroadcastReader, MpscReader, ... (see mp.hpp for the aliases).
+/// Receives verified records of `Root` from a ring of mode `M` (through a Reader<M>). The pointer a
+/// receive returns stays valid until the next receive on this consumer (or its destruction).
 /// \pre one thread at a time.
-template <class Root, class RawReader = Reader>
+template <class Root, Mode M = Mode::spsc>
 class Consumer {
  public:
   /// \throws Error(wrong_schema) if the ring was not created for Root; the Reader's errors.
@@ -153,7 +156,7 @@ class Consumer {
         options_(options) {}
 
   /// The next verified record. empty; corrupt (the ring's shared state is bad; see
-  /// Reader::skip_to_tail); verify_failed (the record was not a valid Root and has been skipped:
+  /// Reader::recover); verify_failed (the record was not a valid Root and has been skipped:
   /// the next call returns the next record).
   [[nodiscard]] Result<const Root*> try_receive() noexcept {
     reader_.release();
@@ -172,7 +175,7 @@ class Consumer {
   /// (RecordView::redelivered; at-least-once). A consumer holds a record until its next receive
   /// only with ConsumerOptions::in_place; a copying consumer releases it before verifying.
   [[nodiscard]] bool redelivered() const noexcept { return redelivered_; }
-  [[nodiscard]] RawReader& raw() noexcept { return reader_; }
+  [[nodiscard]] Reader<M>& raw() noexcept { return reader_; }
   [[nodiscard]] const ConsumerOptions& options() const noexcept { return options_; }
 
  private:
@@ -209,7 +212,7 @@ class Consumer {
     return Status::verify_failed;
   }
 
-  RawReader reader_;
+  Reader<M> reader_;
   ConsumerOptions options_;
   detail::AlignedBuffer scratch_;
   std::span<const std::byte> current_;

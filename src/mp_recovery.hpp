@@ -1,67 +1,16 @@
-// Private helpers shared by the multi-party rings (broadcast, mpsc, mpmc): mode checks and the
-// sleeper's half of the futex handshake.
+// What mpsc and mpmc recovery share: finding the owner of a claim among the peers' cursors,
+// measuring a dead producer's claim, and freeing finished mpmc records. Private.
 #pragma once
 
 #include <algorithm>
-#include <chrono>
+#include <atomic>
 #include <cstdint>
-#include <string>
 
-#include "flatring/ring.hpp"
-#include "flatring/segment.hpp"
-#include "flatring/status.hpp"
-#include "flatring/wait.hpp"
+#include "flatring/endpoint.hpp"
+#include "flatring/liveness.hpp"
+#include "flatring/mpsc.hpp"
 
-namespace flatring::mp_detail {
-
-inline void require_mode(const Ring& ring, Mode want, const char* who) {
-  if (ring.info().mode != want) {
-    throw Error(Errc::wrong_mode, "flatring ring '" + ring.info().name + "': a " + who +
-                                      " needs a ring of mode " +
-                                      std::to_string(static_cast<unsigned>(want)) +
-                                      "; this ring's mode is " +
-                                      std::to_string(static_cast<unsigned>(ring.info().mode)));
-  }
-}
-
-[[noreturn]] inline void corrupt_state(const Ring& ring, const std::string& what) {
-  throw Error(Errc::corrupt_state, "flatring ring '" + ring.info().name + "': " + what);
-}
-
-enum class Slept { woken, timed_out, check_peers };
-
-/// Sleeps on `line` until woken, `ready()`, the deadline, or `slice` (check_peers: the caller
-/// looks at its peers' liveness). Sleeper's half of the Dekker handshake: waiters.fetch_add
-/// (seq_cst), then `ready()` must make a seq_cst load of the condition.
-template <class Ready>
-Slept sleep_until(layout::WaitLine& line, const Attachment& self, Ready&& ready,
-                  detail::Clock::time_point deadline, std::chrono::nanoseconds slice) {
-  line.waiters.fetch_add(1, std::memory_order_seq_cst);
-  // Read before the re-check: a wake after it changes the word, so futex_wait returns at once.
-  const std::uint32_t seen = line.futex.load(std::memory_order_seq_cst);
-  Slept out = Slept::woken;
-  if (!ready()) {
-    const auto now = detail::Clock::now();
-    if (now >= deadline) {
-      out = Slept::timed_out;
-    } else {
-      const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now);
-      self.count(layout::futex_sleeps);
-      if (wait::futex_wait(line.futex, seen, std::min(left, slice)) == wait::WaitResult::timed_out) {
-        out = left <= slice ? Slept::timed_out : Slept::check_peers;
-      }
-    }
-  }
-  line.waiters.fetch_sub(1, std::memory_order_relaxed);  // only a hint for wakers
-  return out;
-}
-
-/// True when no live producer is attached (dead ones are reclaimed on the way).
-inline bool producer_gone(const Ring& ring) noexcept {
-  const PeerCensus c = census(ring, layout::Role::producer);
-  if (c.dead != 0) ring.reap_dead_peers();
-  return c.alive == 0 && c.dead != 0;
-}
+namespace flatring::detail {
 
 /// Positions that peers' cursors name: each is where some claim starts (a claim boundary).
 struct CursorSet {
@@ -114,7 +63,7 @@ inline CursorSet peer_cursors(const layout::Control& ctrl, const layout::PeerSlo
 /// True if the header at `pos` holds what free space holds: 0, or a `done` header of an earlier
 /// lap (mpmc finishers store the record's own position in aux, so an old one names another).
 inline bool unwritten_header(const layout::RecordHeader& h, std::uint64_t w, std::uint64_t pos) noexcept {
-  return w == 0 || (layout::frame_type(w) == layout::RecordType::done && detail::load_aux(h) != pos);
+  return w == 0 || (layout::frame_type(w) == layout::RecordType::done && load_aux(h) != pos);
 }
 
 /// How far the claim at `pos` of a dead producer reaches, at most `limit` bytes and never more than
@@ -135,7 +84,7 @@ inline std::uint64_t dead_claim_extent(const std::byte* data, std::uint64_t mask
   std::uint64_t extent = layout::kRecordAlign;
   while (extent < limit) {
     const std::uint64_t at = pos + extent;
-    const auto& h = detail::header_at(data, at & mask);
+    const auto& h = header_at(data, at & mask);
     if (!unwritten_header(h, h.frame.load(std::memory_order_acquire), at)) break;
     if (stops.contains(at)) break;  // the next claim starts here
     extent += layout::kRecordAlign;
@@ -143,13 +92,14 @@ inline std::uint64_t dead_claim_extent(const std::byte* data, std::uint64_t mask
   return extent;
 }
 
-/// mpmc: frees the `done` records at the head, in order, and wakes producers waiting for space.
+/// mpmc: frees the `done` records at the head, in order. Returns whether it freed any: the caller
+/// then wakes producers waiting for space (wake<Handshake::seq_cst>).
 /// Anyone may call it (consumers after finishing a record, a producer after finishing a stalled
 /// claim, recoverers). A finisher stores `done` (seq_cst) and then calls this, which loads the head
 /// (seq_cst); a freer CASes the head (seq_cst) and then loads the next frame (seq_cst): in the
 /// single total order one of them sees the other, so no finished record is left unfreed.
-inline void free_done_records(layout::Control& ctrl, const std::byte* data, std::uint64_t capacity,
-                              const Attachment& self) noexcept {
+inline bool free_done_records(layout::Control& ctrl, const std::byte* data,
+                              std::uint64_t capacity) noexcept {
   const std::uint64_t mask = capacity - 1;
   bool freed = false;
   // Bounded: each pass frees at least 16 bytes of a ring of `capacity` bytes, or stops.
@@ -159,12 +109,12 @@ inline void free_done_records(layout::Control& ctrl, const std::byte* data, std:
     if (h >= r || r - h > capacity || (h & (layout::kRecordAlign - 1)) != 0) break;
     const std::uint64_t offset = h & mask;
     // SYNC POINT READ: pairs with the finisher's done store; the zeroes are visible after it.
-    const auto& hd = detail::header_at(data, offset);
+    const auto& hd = header_at(data, offset);
     const std::uint64_t w = hd.frame.load(std::memory_order_seq_cst);
     if (layout::frame_type(w) != layout::RecordType::done || layout::frame_flags(w) != 0) break;
     // A done header of an earlier lap (free space keeps them) names another position: it is a
     // claim whose header was never written, not a finished record.
-    if (detail::load_aux(hd) != h) break;
+    if (load_aux(hd) != h) break;
     const std::uint64_t extent = layout::frame_length(w);
     // A stale `h` (another freer moved on) may show anything: the CAS below then fails.
     if (extent < layout::kRecordAlign || (extent & (layout::kRecordAlign - 1)) != 0 ||
@@ -177,48 +127,7 @@ inline void free_done_records(layout::Control& ctrl, const std::byte* data, std:
       freed = true;
     }
   }
-  // seq_cst: Dekker partner of a sleeping producer's waiters.fetch_add.
-  if (freed && ctrl.space.waiters.load(std::memory_order_seq_cst) != 0) detail::wake_all(ctrl.space, self);
+  return freed;
 }
 
-/// The blocking read of the mpsc and mpmc consumers: try, spin, sleep on the `data` futex; at each
-/// liveness interval (and at the deadline) run `recover()` for claims whose producers died (or
-/// records whose consumers died), and report peer_dead once `gone()` says the ring is empty and
-/// its producers are gone. `ready(order)` says a record may be there; with seq_cst it is the
-/// sleeper's re-check of the Dekker handshake. `recover()`: abandoned / corrupt are returned, ok
-/// means "try again now", empty means nothing changed.
-template <class Reader, class Ready, class Recover, class Gone>
-Result<RecordView> blocking_read(Reader& reader, layout::WaitLine& line, const Attachment& self,
-                                 const WaitOptions& wait, std::chrono::nanoseconds timeout,
-                                 Ready&& ready, Recover&& recover, Gone&& gone) {
-  auto r = reader.try_read();
-  if (r.status() != Status::empty) return r;
-  const auto deadline = detail::deadline_after(timeout);
-  self.count(layout::empty_waits);
-  for (;;) {
-    if (detail::spin_until([&] { return ready(std::memory_order_relaxed); }, wait.spin)) {
-      r = reader.try_read();
-      if (r.status() != Status::empty) return r;
-    }
-    Slept s = sleep_until(
-        line, self, [&] { return ready(std::memory_order_seq_cst); }, deadline, wait.liveness_interval);
-    r = reader.try_read();
-    if (r.status() != Status::empty) return r;
-    // `ready()` can say yes while try_read() says empty (a hostile segment: a frame that looks
-    // committed under an impossible tail): then sleep_until returns at once, and without this
-    // check the loop would never reach its deadline.
-    if (s == Slept::woken && detail::Clock::now() >= deadline) s = Slept::timed_out;
-    if (s == Slept::check_peers || s == Slept::timed_out) {
-      const Status u = recover();
-      if (u == Status::abandoned || u == Status::corrupt) return u;
-      if (u == Status::ok) {  // a record arrived meanwhile, or one was taken over
-        r = reader.try_read();
-        if (r.status() != Status::empty) return r;
-      }
-      if (s == Slept::timed_out) return Status::timed_out;
-      if (gone()) return Status::peer_dead;
-    }
-  }
-}
-
-}  // namespace flatring::mp_detail
+}  // namespace flatring::detail

@@ -1,0 +1,68 @@
+// The cores' out-of-line members (endpoint.hpp), instantiated once per mode in that mode's .cpp.
+// Private.
+#pragma once
+
+#include "block.hpp"
+#include "flatring/endpoint.hpp"
+
+namespace flatring::detail {
+
+template <class Policy>
+ProducerCore<Policy>::ProducerCore(Ring ring, Mode mode, const char* who, WaitOptions wait)
+    : ring_((require_mode(ring, mode, who), std::move(ring))),
+      self_(ring_, layout::Role::producer, exclusive_producer(mode)),
+      wait_(wait),
+      ctrl_(&ring_.control()),
+      data_(ring_.writable_data()),
+      capacity_(ring_.info().capacity),
+      mask_(capacity_ - 1),
+      max_record_(ring_.info().max_record_size) {
+  if constexpr (Policy::kHandshake == Handshake::asymmetric) fast_fence_ = wait::register_waker();
+}
+
+template <class Policy>
+Result<std::span<std::byte>> ProducerCore<Policy>::reserve(std::size_t n,
+                                                           std::chrono::nanoseconds timeout) {
+  auto r = try_reserve(n);
+  if (r.status() != Status::full) return r;
+  self_.count(layout::full_waits);
+  bool unused = false;
+  return block<Policy::kHandshake>(
+      [&] { return try_reserve(n); },
+      [&](std::memory_order order) { return policy().room(n, order); },
+      [&](bool final) { return final ? Status::full : check_peers(ring_, Policy::kPeerRule, unused); },
+      Status::full, ctrl_->space, self_, wait_, timeout);
+}
+
+template <class Policy, bool Writes>
+ConsumerCore<Policy, Writes>::ConsumerCore(Ring ring, Mode mode, const char* who, WaitOptions wait)
+    : ring_((require_mode(ring, mode, who), std::move(ring))),
+      self_(ring_, layout::Role::consumer, exclusive_consumer(mode)),
+      wait_(wait),
+      ctrl_(&ring_.control()),
+      capacity_(ring_.info().capacity),
+      mask_(capacity_ - 1),
+      max_record_(ring_.info().max_record_size) {
+  if constexpr (Writes) data_ = ring_.writable_data();
+  else data_ = ring_.data();
+  if constexpr (Policy::kHandshake == Handshake::asymmetric) fast_fence_ = wait::register_waker();
+}
+
+template <class Policy, bool Writes>
+Result<RecordView> ConsumerCore<Policy, Writes>::read(std::chrono::nanoseconds timeout) {
+  auto r = try_read();
+  if (r.status() != Status::empty) return r;
+  self_.count(layout::empty_waits);
+  auto on_interval = [&](bool final) {
+    const Status u = policy().on_interval();
+    if (u != Status::empty || final) return u;
+    if (!policy().drained()) return Status::empty;
+    const Status p = check_peers(ring_, PeerRule::needs_producer, seen_producer_);
+    return p == Status::ok ? Status::empty : p;
+  };
+  return block<Policy::kHandshake>([&] { return try_read(); },
+                                   [&](std::memory_order order) { return policy().ready(order); },
+                                   on_interval, Status::empty, ctrl_->data, self_, wait_, timeout);
+}
+
+}  // namespace flatring::detail

@@ -1,0 +1,10 @@
+#include "test_hooks.hpp"
+
+namespace flatring::test_hooks {
+
+void (*after_claim)() = nullptr;
+void (*mid_copy)() = nullptr;
+void (*mid_release)() = nullptr;
+void (*mid_unblock)() = nullptr;
+
+}  // namespace flatring::test_hooks

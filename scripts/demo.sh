@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$(nproc)" --target flatring-demo
+cmake --preset release >/dev/null  # build/ (CMakePresets.json)
+cmake --build --preset release -j"$(nproc)" --target flatring-demo
 ./build/examples/flatring-demo

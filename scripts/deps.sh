@@ -6,7 +6,7 @@ packages=(
   build-essential cmake pkg-config
   libboost-dev libflatbuffers-dev flatbuffers-compiler catch2
   libbenchmark-dev libcli11-dev nlohmann-json3-dev libfmt-dev gnuplot-nox
-  clang-14 libclang-rt-14-dev
+  clang-14 libclang-rt-14-dev clang-format-14
 )
 missing=()
 for p in "${packages[@]}"; do

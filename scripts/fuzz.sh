@@ -13,15 +13,12 @@ targets=("$@")
 if ((${#targets[@]} == 0)); then targets=(reader mpmc typed open); fi
 jobs=${JOBS:-$(nproc)}
 cxx=${FUZZ_CXX:-clang++-14}
-# Alignment reports are recoverable only so that fuzz/ubsan.supp can silence the one in FlatBuffers'
-# own accessors; any other runtime error in the log fails the run below.
-flags="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all"
-flags+=" -fsanitize-recover=alignment -fno-omit-frame-pointer"
-cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DFLATRING_WERROR=ON -DFLATRING_BUILD_FUZZ=ON -DFLATRING_BUILD_TESTS=OFF \
-  -DFLATRING_BUILD_BENCH=OFF -DFLATRING_BUILD_EXAMPLES=OFF -DFLATRING_BUILD_TOOLS=OFF \
-  -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" >/dev/null
-cmake --build build-fuzz -j"$jobs" --target fuzz_reader fuzz_mpmc fuzz_typed fuzz_open
+# Preset fuzz (CMakePresets.json): -fsanitize=fuzzer-no-link,address,undefined
+# -fno-sanitize-recover=all -fsanitize-recover=alignment -fno-omit-frame-pointer. Alignment reports
+# are recoverable only so that fuzz/ubsan.supp can silence the one in FlatBuffers' own accessors;
+# any other runtime error in the log fails the run below. FUZZ_CXX replaces the preset's compiler.
+cmake --preset fuzz -DCMAKE_CXX_COMPILER="$cxx" >/dev/null
+cmake --build --preset fuzz -j"$jobs" --target fuzz_reader fuzz_mpmc fuzz_typed fuzz_open
 
 summary=build-fuzz/fuzz-summary.txt
 : >"$summary"

@@ -5,9 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 jobs=$(nproc)
-cmake -S . -B build-test -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLATRING_WERROR=ON >/dev/null
-cmake --build build-test -j"$jobs"
-ctest --test-dir build-test --output-on-failure -j"$jobs"
+cmake --preset test >/dev/null  # build-test/ (CMakePresets.json)
+cmake --build --preset test -j"$jobs"
+ctest --preset test -j"$jobs"
 bash scripts/package_test.sh build-test
 # The suite again under ASan+UBSan, the threaded stress tests under TSan (scripts/sanitize.sh),
 # then each libFuzzer target for 60 s (scripts/fuzz.sh). FLATRING_QUICK=1 skips both locally.

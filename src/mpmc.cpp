@@ -60,11 +60,8 @@ Result<RecordView> MpmcReader::next() noexcept {
       if (moved(r)) continue;
       return corrupt();
     }
-    const std::uint64_t offset = r & mask_;
-    const auto& h = header_at(data_, offset);
     // SYNC POINT READ: pairs with the producer's commit (or padding / abandon) CAS.
-    const std::uint64_t w = h.frame.load(std::memory_order_acquire);
-    const Decoded d = decode_frame(h, w, capacity_ - offset, max_record_, kMpFrames);
+    const auto [offset, d] = frame_at(r, std::memory_order_acquire, kMpFrames);
     switch (d.kind) {
       case Frame::empty: return empty();  // a claim still being written (or a dead one: recover)
       case Frame::in_flight:

@@ -10,8 +10,22 @@ template class ProducerCore<SpscWriter>;
 template class ConsumerCore<SpscReader, false>;
 
 namespace {
-std::string positions(std::uint64_t head, std::uint64_t tail) {
-  return "impossible positions: head " + std::to_string(head) + ", tail " + std::to_string(tail);
+// The published head and tail, checked: an honest ring never holds more than capacity - 16 bytes
+// (the frame word after the last record stays free). Acquire, both: they pair with the previous
+// consumer's head store and the previous producer's tail store.
+struct Positions {
+  std::uint64_t head, tail;
+};
+Positions checked_positions(const Ring& ring) {
+  const auto& c = ring.control();
+  const std::uint64_t head = c.consumer.head.load(std::memory_order_acquire);
+  const std::uint64_t tail = c.producer.tail.load(std::memory_order_acquire);
+  const std::uint64_t capacity = ring.info().capacity;
+  if ((head | tail) & kAlignMask || tail < head || tail - head > capacity - layout::kRecordHeaderSize) {
+    throw_corrupt_state(ring, "impossible positions: head " + std::to_string(head) + ", tail " +
+                                  std::to_string(tail));
+  }
+  return {head, tail};
 }
 }  // namespace
 
@@ -21,14 +35,7 @@ SpscWriter::SpscWriter(Ring ring, WaitOptions wait)
   // that died mid-commit may have published a tail past a record it never committed. Walk the
   // committed frames from the consumer's head instead: the first zero frame word (or the published
   // tail) is where writing resumes. Every value here is untrusted and checked.
-  // Acquire, both: pair with the consumer's head store and the previous producer's tail store.
-  const std::uint64_t head = ctrl_->consumer.head.load(std::memory_order_acquire);
-  const std::uint64_t published = ctrl_->producer.tail.load(std::memory_order_acquire);
-  // An honest ring never holds more than capacity - 16 bytes: the next frame word stays free.
-  if ((head | published) & kAlignMask || published < head ||
-      published - head > capacity_ - layout::kRecordHeaderSize) {
-    throw_corrupt_state(ring_, positions(head, published));
-  }
+  const auto [head, published] = checked_positions(ring_);
   std::uint64_t pos = head;
   while (pos < published) {
     const std::uint64_t offset = pos & mask_;
@@ -55,14 +62,7 @@ SpscWriter::SpscWriter(Ring ring, WaitOptions wait)
 
 SpscReader::SpscReader(Ring ring, WaitOptions wait)
     : ConsumerCore(std::move(ring), Mode::spsc, "Reader", wait) {
-  // Acquire, both: pair with the previous consumer's head store and the producer's tail store.
-  const std::uint64_t head = ctrl_->consumer.head.load(std::memory_order_acquire);
-  const std::uint64_t tail = ctrl_->producer.tail.load(std::memory_order_acquire);
-  if ((head | tail) & kAlignMask || tail < head ||
-      tail - head > capacity_ - layout::kRecordHeaderSize) {
-    throw_corrupt_state(ring_, positions(head, tail));
-  }
-  head_ = head;
+  head_ = checked_positions(ring_).head;
   // Only the consumer sleeps on `data` (see the SpscWriter constructor).
   if (self_.took_over()) ctrl_->data.waiters.store(0, std::memory_order_relaxed);
 }

@@ -66,7 +66,7 @@ json snapshot_json(const Snapshot& s) {
   json peers = json::array();
   for (const auto& p : s.peers) peers.push_back(peer_json(p, s.info.mode));
   return {{"name", s.info.name},
-          {"mode", mode_name(s.info.mode)},
+          {"mode", to_string(s.info.mode)},
           {"permissions", octal_mode(s.info.file_mode)},
           {"owner", user_name(s.info.owner_uid)},
           {"owner_uid", s.info.owner_uid},
@@ -131,7 +131,7 @@ void run_create(const CreateOptions& o) {
   const SegmentInfo& info = ring.info();
   if (o.json) {
     print_json({{"name", info.name},
-                {"mode", mode_name(info.mode)},
+                {"mode", to_string(info.mode)},
                 {"capacity", info.capacity},
                 {"max_record_size", info.max_record_size},
                 {"permissions", octal_mode(info.file_mode)},
@@ -141,7 +141,7 @@ void run_create(const CreateOptions& o) {
     return;
   }
   print_line(fmt::format("created {}: {}, capacity {}, max record {}, schema {}{}, {}", info.name,
-                         mode_name(info.mode), human_size(info.capacity),
+                         to_string(info.mode), human_size(info.capacity),
                          human_size(info.max_record_size), describe(info.schema),
                          root.empty() ? "" : " (" + root + ")", Ring::path_of(info.name)));
 }
@@ -155,7 +155,7 @@ void run_ls(const LsOptions& o) {
     try {
       const Snapshot s = snapshot(open_for_inspection(name));
       all.push_back(snapshot_json(s));
-      t.add({name, std::string(mode_name(s.info.mode)), permission_string(s.info.file_mode),
+      t.add({name, std::string(to_string(s.info.mode)), permission_string(s.info.file_mode),
              user_name(s.info.owner_uid), describe(s.info.schema), human_size(s.info.capacity),
              fill_text(s), s.stale() ? "yes" : "no", peers_text(s)});
     } catch (const Error& e) {
@@ -184,7 +184,7 @@ void print_stat(const Snapshot& s, bool json_out) {
       peers.push_back(row);
     }
     print_json({{"name", s.info.name},
-                {"mode", mode_name(s.info.mode)},
+                {"mode", to_string(s.info.mode)},
                 {"capacity", s.info.capacity},
                 {"fill", s.fill()},
                 {"positions_valid", s.positions_valid},
@@ -208,7 +208,7 @@ void print_stat(const Snapshot& s, bool json_out) {
     for (const auto& p : s.peers) row.push_back(std::to_string(p.counts[i]));
     t.add(std::move(row));
   }
-  std::string out = fmt::format("{} ({}, capacity {}, fill {})\n", s.info.name, mode_name(s.info.mode),
+  std::string out = fmt::format("{} ({}, capacity {}, fill {})\n", s.info.name, to_string(s.info.mode),
                                 human_size(s.info.capacity), fill_text(s));
   out += t.str();
   std::fputs(out.c_str(), stdout);
@@ -245,7 +245,7 @@ bool print_rates(const Snapshot& s, const Counts& prev, double dt, std::uint64_t
            sample > 0 ? fmt::format("{:.1f}", rates[i]) : "-"});
   }
   std::string out = in_place ? "\033[H\033[2J" : (sample > 0 ? "\n" : "");
-  out += fmt::format("{} ({}, fill {}, {} live peers) sample {}\n", s.info.name, mode_name(s.info.mode),
+  out += fmt::format("{} ({}, fill {}, {} live peers) sample {}\n", s.info.name, to_string(s.info.mode),
                      fill_text(s), s.live_peers(), sample);
   out += t.str();
   std::fputs(out.c_str(), stdout);

@@ -88,11 +88,11 @@ void tail_observe(Ring ring, const SchemaFile& schema, const TailOptions& o, Tai
   }
 }
 
-// Takes the consumer role (spsc) or joins as one more consumer (broadcast): every record shown
-// is consumed.
-template <class RawReader>
+// Takes the consumer role (spsc, mpsc) or joins as one more consumer (broadcast, mpmc): every
+// record shown is consumed.
+template <Mode M>
 void tail_consume(Ring ring, const SchemaFile& schema, const TailOptions& o, TailCounts& n) {
-  RawReader reader(std::move(ring));
+  Reader<M> reader(std::move(ring));
   flatring::detail::AlignedBuffer copy;
   while (!done(o, n) && !stop_requested()) {
     auto r = o.follow ? reader.read(seconds(std::max(o.poll, 0.1))) : reader.try_read();
@@ -131,14 +131,9 @@ void run_tail(const TailOptions& o) {
   SchemaFile schema(o.schema, o.root_type, o.pretty);
   require_same_schema(ring.info(), schema);
   TailCounts n;
-  if (o.consume && ring.info().mode == Mode::broadcast) {
-    tail_consume<Reader<Mode::broadcast>>(std::move(ring), schema, o, n);
-  } else if (o.consume && ring.info().mode == Mode::mpsc) {
-    tail_consume<Reader<Mode::mpsc>>(std::move(ring), schema, o, n);
-  } else if (o.consume && ring.info().mode == Mode::mpmc) {
-    tail_consume<Reader<Mode::mpmc>>(std::move(ring), schema, o, n);
-  } else if (o.consume) {
-    tail_consume<Reader<>>(std::move(ring), schema, o, n);
+  if (o.consume) {
+    visit_mode(ring.info().mode,
+               [&](auto mode) { tail_consume<mode()>(std::move(ring), schema, o, n); });
   } else {
     tail_observe(std::move(ring), schema, o, n);
   }
@@ -223,10 +218,11 @@ std::string_view why_not_sent(Status s) {
   }
 }
 
-// Takes the producer role (spsc, broadcast) or a producer slot (mpsc) and sends every record.
-template <class RawWriter>
+// Takes the producer role (spsc, broadcast) or a producer slot (mpsc, mpmc) and sends every
+// record.
+template <Mode M>
 void send_all(const Ring& ring, const std::vector<std::vector<std::uint8_t>>& records, const SendOptions& o) {
-  RawWriter writer(ring);
+  Writer<M> writer(ring);
   for (std::size_t i = 0; i < records.size(); ++i) {
     const auto& r = records[i];
     const Status s = writer.write({reinterpret_cast<const std::byte*>(r.data()), r.size()}, seconds(o.timeout));
@@ -260,12 +256,7 @@ void run_send(const SendOptions& o) {
     records.push_back(std::move(fb));
   }
 
-  switch (ring.info().mode) {
-    case Mode::broadcast: send_all<Writer<Mode::broadcast>>(ring, records, o); break;
-    case Mode::mpsc: send_all<Writer<Mode::mpsc>>(ring, records, o); break;
-    case Mode::mpmc: send_all<Writer<Mode::mpmc>>(ring, records, o); break;
-    default: send_all<Writer<>>(ring, records, o); break;  // spsc; others say why they refuse
-  }
+  visit_mode(ring.info().mode, [&](auto mode) { send_all<mode()>(ring, records, o); });
   if (!o.quiet) {
     print_line(fmt::format("sent {} record{} to {}", records.size(), records.size() == 1 ? "" : "s", o.name));
   }

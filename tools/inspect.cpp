@@ -31,23 +31,6 @@ std::string_view counter_name(std::uint32_t c) noexcept {
   return c < kCounterNames.size() ? kCounterNames[c] : std::string_view("unknown");
 }
 
-std::string_view mode_name(Mode m) noexcept {
-  switch (m) {
-    case Mode::spsc: return "spsc";
-    case Mode::mpsc: return "mpsc";
-    case Mode::mpmc: return "mpmc";
-    case Mode::broadcast: return "broadcast";
-  }
-  return "unknown";
-}
-
-std::optional<Mode> parse_mode(std::string_view s) noexcept {
-  for (Mode m : {Mode::spsc, Mode::mpsc, Mode::mpmc, Mode::broadcast}) {
-    if (mode_name(m) == s) return m;
-  }
-  return std::nullopt;
-}
-
 std::string_view role_name(std::uint32_t role) noexcept {
   switch (static_cast<layout::Role>(role)) {
     case layout::Role::none: return "claiming";

@@ -20,9 +20,6 @@ using Counts = std::array<std::uint64_t, layout::kCounterCount>;
 
 /// Names of the counters, in layout::Counter order, as printed and as JSON keys.
 [[nodiscard]] std::string_view counter_name(std::uint32_t c) noexcept;
-[[nodiscard]] std::string_view mode_name(Mode m) noexcept;
-/// "spsc" etc. to a Mode; nullopt for anything else.
-[[nodiscard]] std::optional<Mode> parse_mode(std::string_view s) noexcept;
 [[nodiscard]] std::string_view role_name(std::uint32_t role) noexcept;
 
 struct PeerRow {

@@ -18,7 +18,7 @@ Ring require_observable(Ring ring) {
     throw ToolError(Exit::unsupported,
                     fmt::format("ring '{}': observing a {} ring is not supported by this build "
                                 "(tail --consume reads it as its consumer)",
-                                ring.info().name, mode_name(ring.info().mode)));
+                                ring.info().name, to_string(ring.info().mode)));
   }
   return ring;
 }

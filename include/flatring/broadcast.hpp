@@ -150,11 +150,8 @@ class BroadcastReader final : public ConsumerCore<BroadcastReader, false> {
         tail_cache_ = t;
         if (t == head_) return empty();
       }
-      const std::uint64_t offset = head_ & mask_;
-      const auto& h = header_at(data_, offset);
       // Relaxed: below the tail loaded with acquire, so the producer's store is visible.
-      const std::uint64_t w = h.frame.load(std::memory_order_relaxed);
-      const Decoded d = decode_frame(h, w, capacity_ - offset, max_record_, kBroadcastFrames);
+      const auto [offset, d] = frame_at(head_, std::memory_order_relaxed, kBroadcastFrames);
       if (d.kind != Frame::record && d.kind != Frame::skip) return corrupt();  // 0 is corrupt too
       if (d.extent > tail_cache_ - head_) return corrupt();
       if (d.kind == Frame::record) return hold(offset, d.len, d.extent);
@@ -188,9 +185,6 @@ class BroadcastReader final : public ConsumerCore<BroadcastReader, false> {
 }  // namespace detail
 
 template <>
-struct ModeEndpoints<Mode::broadcast> {
-  using writer = detail::BroadcastWriter;
-  using reader = detail::BroadcastReader;
-};
+struct ModeEndpoints<Mode::broadcast> : EndpointPair<detail::BroadcastWriter, detail::BroadcastReader> {};
 
 }  // namespace flatring

@@ -88,6 +88,11 @@ struct RecordView {
 /// The endpoint types of each mode; specialized by the mode headers.
 template <Mode M>
 struct ModeEndpoints;
+template <class W, class R>
+struct EndpointPair {
+  using writer = W;
+  using reader = R;
+};
 
 /// The producer of a ring of mode M: try_write / write (copy in), try_reserve / reserve + commit /
 /// abort (zero copy). Not thread-safe: \pre every method is called from one thread at a time.
@@ -521,6 +526,19 @@ class ConsumerCore {
   Result<RecordView> empty() noexcept {
     last_status_ = Status::empty;
     return Status::empty;
+  }
+
+  /// The frame at ring position `pos`: its offset, and its frame word loaded once with `order`
+  /// and decoded under `rules`. With acquire it is the SYNC POINT READ that pairs with the
+  /// producer's commit of that frame word: the payload is visible after it.
+  struct FrameAt {
+    std::uint64_t offset;
+    Decoded d;
+  };
+  FrameAt frame_at(std::uint64_t pos, std::memory_order order, FrameRules rules) const noexcept {
+    const std::uint64_t offset = pos & mask_;
+    const auto& h = header_at(data_, offset);
+    return {offset, decode_frame(h, h.frame.load(order), capacity_ - offset, max_record_, rules)};
   }
 
   /// Holds the checked record of `len` payload bytes at `offset`, taking `extent` ring bytes.

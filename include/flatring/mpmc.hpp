@@ -88,9 +88,6 @@ class MpmcReader final : public ConsumerCore<MpmcReader, true> {
 }  // namespace detail
 
 template <>
-struct ModeEndpoints<Mode::mpmc> {
-  using writer = detail::MpWriter<Mode::mpmc>;
-  using reader = detail::MpmcReader;
-};
+struct ModeEndpoints<Mode::mpmc> : EndpointPair<detail::MpWriter<Mode::mpmc>, detail::MpmcReader> {};
 
 }  // namespace flatring

@@ -156,11 +156,8 @@ class MpscReader final : public ConsumerCore<MpscReader, true> {
   Result<RecordView> next() noexcept {
     // Bounded: skipped records are followed by a publish, so the caller makes progress anyway.
     for (int hop = 0; hop < 64; ++hop) {
-      const std::uint64_t offset = head_ & mask_;
-      const auto& h = header_at(data_, offset);
       // SYNC POINT READ: pairs with the producer's commit (or padding / abort) store.
-      const std::uint64_t w = h.frame.load(std::memory_order_acquire);
-      const Decoded d = decode_frame(h, w, capacity_ - offset, max_record_, kMpFrames);
+      const auto [offset, d] = frame_at(head_, std::memory_order_acquire, kMpFrames);
       switch (d.kind) {
         case Frame::empty: return empty();  // claimed, not yet written (or not claimed)
         case Frame::in_flight:
@@ -216,9 +213,6 @@ class MpscReader final : public ConsumerCore<MpscReader, true> {
 }  // namespace detail
 
 template <>
-struct ModeEndpoints<Mode::mpsc> {
-  using writer = detail::MpWriter<Mode::mpsc>;
-  using reader = detail::MpscReader;
-};
+struct ModeEndpoints<Mode::mpsc> : EndpointPair<detail::MpWriter<Mode::mpsc>, detail::MpscReader> {};
 
 }  // namespace flatring

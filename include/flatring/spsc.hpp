@@ -120,11 +120,8 @@ class SpscReader final : public ConsumerCore<SpscReader, false> {
 
   Result<RecordView> next() noexcept {
     for (int hop = 0; hop < 2; ++hop) {
-      const std::uint64_t offset = head_ & mask_;
-      const auto& h = header_at(data_, offset);
       // SYNC POINT READ: pairs with the producer's frame store; the payload is visible after it.
-      const std::uint64_t w = h.frame.load(std::memory_order_acquire);
-      const Decoded d = decode_frame(h, w, capacity_ - offset, max_record_, kSpscFrames);
+      const auto [offset, d] = frame_at(head_, std::memory_order_acquire, kSpscFrames);
       switch (d.kind) {
         case Frame::empty: return empty();
         case Frame::record: return hold(offset, d.len, d.extent);
@@ -160,9 +157,6 @@ class SpscReader final : public ConsumerCore<SpscReader, false> {
 }  // namespace detail
 
 template <>
-struct ModeEndpoints<Mode::spsc> {
-  using writer = detail::SpscWriter;
-  using reader = detail::SpscReader;
-};
+struct ModeEndpoints<Mode::spsc> : EndpointPair<detail::SpscWriter, detail::SpscReader> {};
 
 }  // namespace flatring

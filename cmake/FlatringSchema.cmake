@@ -1,10 +1,16 @@
 # flatring_add_schema(<target> <schema.fbs> [...])
 #
-# Runs flatc (C++ generator, with --gen-name-strings so flatring can name the root type) on each
-# schema at build time and adds the directory holding the generated <name>_generated.h to the
-# target's include path. Debian's FlatBuffers 2.0.8 ships no flatbuffers_generate_headers, hence
-# this helper.
+# Runs flatc on each schema at build time and adds the directory holding the generated
+# <name>_generated.h to the target's include path:
+#  - the C++ generator with --gen-name-strings (flatring names the root type) and --bfbs-gen-embed
+#    (the binary schema, which a ring stores so that readers without the .fbs can use it);
+#  - <name>_generated.h is a small wrapper over flatc's two headers that adds, for the root type,
+#    the function FLATRING_SCHEMA finds by argument-dependent lookup:
+#      std::span<const std::uint8_t> flatring_binary_schema(const Root*);
+# Debian's FlatBuffers 2.0.8 ships no flatbuffers_generate_headers, hence this helper.
 include_guard(GLOBAL)
+
+set(FLATRING_SCHEMA_WRAP_SCRIPT ${CMAKE_CURRENT_LIST_DIR}/FlatringSchemaWrap.cmake)
 
 function(flatring_add_schema target)
   if(NOT TARGET flatbuffers::flatc)
@@ -14,6 +20,7 @@ function(flatring_add_schema target)
     set(flatc $<TARGET_FILE:flatbuffers::flatc>)
   endif()
   set(out_dir ${CMAKE_CURRENT_BINARY_DIR}/flatring_generated/${target})
+  set(raw_dir ${out_dir}/flatc)
   set(outputs)
   foreach(schema IN LISTS ARGN)
     get_filename_component(abs ${schema} ABSOLUTE)
@@ -21,9 +28,11 @@ function(flatring_add_schema target)
     set(out ${out_dir}/${stem}_generated.h)
     add_custom_command(
       OUTPUT ${out}
-      COMMAND ${CMAKE_COMMAND} -E make_directory ${out_dir}
-      COMMAND ${flatc} --cpp --gen-name-strings --scoped-enums -o ${out_dir} ${abs}
-      DEPENDS ${abs}
+      COMMAND ${CMAKE_COMMAND} -E make_directory ${raw_dir}
+      COMMAND ${flatc} --cpp --gen-name-strings --scoped-enums --bfbs-gen-embed -o ${raw_dir} ${abs}
+      COMMAND ${CMAKE_COMMAND} -DSTEM=${stem} -DRAW_DIR=${raw_dir} -DOUT=${out}
+              -P ${FLATRING_SCHEMA_WRAP_SCRIPT}
+      DEPENDS ${abs} ${FLATRING_SCHEMA_WRAP_SCRIPT}
       COMMENT "flatc ${stem}.fbs"
       VERBATIM)
     list(APPEND outputs ${out})

@@ -81,7 +81,7 @@ auto block(Attempt&& attempt, Ready&& ready, OnInterval&& on_interval, Status ag
     next_check = deadline_after(wait.liveness_interval);
     const Status s = on_interval(final);
     // The peer slots and positions of a lost segment read as zeros ("nobody there"): say why.
-    if (self.ring().lost()) return Status::segment_lost;
+    if (self.ring().lost_fast()) return Status::segment_lost;
     if (s == Status::ok) {
       r = attempt();
       if (r.status() != again) return r;

@@ -27,8 +27,17 @@ Result<std::span<std::byte>> ProducerCore<Policy>::reserve(std::size_t n,
   if (r.status() != Status::full) return r;
   self_.count(layout::full_waits);
   bool unused = false;
+  // A lost segment reads as an empty ring: room is found, in private zero pages. Say why instead.
+  auto attempt = [&]() -> Result<std::span<std::byte>> {
+    auto got = try_reserve(n);
+    if (got && ring_.lost_fast()) {
+      abort();
+      return Status::segment_lost;
+    }
+    return got;
+  };
   return block<Policy::kHandshake>(
-      [&] { return try_reserve(n); },
+      attempt,
       [&](std::memory_order order) { return policy().room(n, order); },
       [&](bool final) { return final ? Status::full : check_peers(ring_, Policy::kPeerRule, unused); },
       Status::full, ctrl_->space, self_, wait_, timeout);

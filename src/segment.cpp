@@ -65,6 +65,8 @@ namespace detail {
 // Faults elsewhere go to the handler that was installed before (or the default action).
 //
 // The registry is plain process-local memory: lock-free atomics only, so the handler may read it.
+std::atomic<std::uint32_t> segments_lost{0};
+
 namespace guard {
 
 enum : std::uint32_t { kFree = 0, kClaiming = 1, kActive = 2, kRepairing = 3 };
@@ -118,6 +120,8 @@ void on_sigbus(int sig, siginfo_t* info, void* context) noexcept {
                        MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
       if (p == MAP_FAILED) break;  // cannot repair: let the fault take its usual course
       e.lost.store(1, std::memory_order_relaxed);  // published by the release below
+      // Relaxed: a hint read before lost(); lock-free, so async-signal-safe.
+      segments_lost.fetch_add(1, std::memory_order_relaxed);
       // Release pairs with unregister's CAS: it waits for kActive before the range is unmapped.
       e.state.store(kActive, std::memory_order_release);
     }
@@ -285,7 +289,16 @@ void validate_header(std::string_view name, const layout::SegmentHeader& h, std:
     fail(Errc::corrupt_header, name,
          "max_record_size " + std::to_string(h.max_record_size) + " too large for capacity");
   }
-  if (h.ring_offset != layout::kRingOffset) {
+  // The schema fields first: the record area's offset depends on them.
+  if (h.schema_size > layout::kMaxSchemaSize) {
+    fail(Errc::schema_too_large, name, "the header says the stored schema is " +
+                                           std::to_string(h.schema_size) + " bytes; at most " +
+                                           std::to_string(layout::kMaxSchemaSize) + " are accepted");
+  }
+  if (h.schema_offset != (h.schema_size == 0 ? 0 : layout::kRingOffset)) {
+    fail(Errc::corrupt_header, name, "schema offset " + std::to_string(h.schema_offset));
+  }
+  if (h.ring_offset != layout::ring_offset_for(h.schema_size)) {
     fail(Errc::corrupt_header, name, "ring offset " + std::to_string(h.ring_offset));
   }
   if (h.segment_size != h.ring_offset + h.capacity) {
@@ -295,6 +308,45 @@ void validate_header(std::string_view name, const layout::SegmentHeader& h, std:
     fail(Errc::size_mismatch, name,
          "segment is " + std::to_string(real_size) + " bytes but its header says " +
              std::to_string(h.segment_size) + " (truncated or resized)");
+  }
+}
+
+void write_all(int fd, std::span<const std::uint8_t> bytes, std::uint64_t offset) {
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::pwrite(fd, bytes.data() + done, bytes.size() - done,
+                               static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      throw Error(Errc::system_error, std::string("flatring: writing the schema area: ") +
+                                          std::strerror(n < 0 ? errno : EIO));
+    }
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+// The stored schema, copied out once with pread (a short read is a truncated segment, never a
+// SIGBUS), checked against its header hash, then verified as untrusted input (Schema::from_bfbs).
+// \pre validate_header accepted `h` (the size is capped and the area lies inside the file).
+Schema read_stored_schema(std::string_view name, int fd, const layout::SegmentHeader& h) {
+  std::vector<std::uint8_t> bytes(h.schema_size);
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::pread(fd, bytes.data() + done, bytes.size() - done,
+                              static_cast<off_t>(h.schema_offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) fail(Errc::size_mismatch, name, "the schema area is cut short");
+    done += static_cast<std::size_t>(n);
+  }
+  const std::uint64_t hash =
+      fnv1a64(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+  if (hash != h.schema_bfbs_hash) {
+    fail(Errc::corrupt_schema, name, "the stored schema does not match the hash in the header");
+  }
+  try {
+    return Schema::from_bfbs(bytes, SchemaLimits{.max_size = layout::kMaxSchemaSize});
+  } catch (const Error& e) {
+    fail(e.code(), name, std::string("stored schema: ") + e.what());
   }
 }
 
@@ -431,9 +483,28 @@ bool Ring::reclaim_if_stale(std::string_view name) {
 
 Ring Ring::create(std::string_view name, const RingOptions& options, const SchemaId& schema,
                   const CreateOptions& create) {
+  return create_with(name, options, schema, Schema{}, create);
+}
+
+Ring Ring::create(std::string_view name, const RingOptions& options, const Schema& schema,
+                  const CreateOptions& create) {
+  const SchemaId id =
+      schema.empty() ? SchemaId{} : SchemaId::of(schema.root_name(), schema.file_identifier());
+  return create_with(name, options, id, schema, create);
+}
+
+Ring Ring::create_with(std::string_view name, const RingOptions& options, const SchemaId& schema,
+                       const Schema& stored, const CreateOptions& create) {
   validate_name(name);
   RingOptions o = options;
   validate_options(name, o);
+  const std::span<const std::uint8_t> bfbs = stored.bfbs();
+  if (bfbs.size() > layout::kMaxSchemaSize) {
+    fail(Errc::schema_too_large, name, "the binary schema is " + std::to_string(bfbs.size()) +
+                                           " bytes; a segment stores at most " +
+                                           std::to_string(layout::kMaxSchemaSize));
+  }
+  const std::uint64_t ring_offset = layout::ring_offset_for(bfbs.size());
 
   auto m = std::make_shared<detail::Mapping>();
   const std::string full = shm_name(name);
@@ -455,16 +526,21 @@ Ring Ring::create(std::string_view name, const RingOptions& options, const Schem
       (void)reclaim_if_stale(name);  // if someone else reclaimed it first, the retry creates
     }
   }
-  const std::uint64_t size = layout::kRingOffset + o.capacity;
+  const std::uint64_t size = ring_offset + o.capacity;
   try {
     m->shm.truncate(static_cast<bip::offset_t>(size));
+    // The schema area is written once, before the magic, with pwrite: it is never mapped.
+    write_all(fd_of(m->shm), bfbs, layout::kRingOffset);
     m->control_region = map(m->shm, bip::read_write, 0, layout::kRingOffset);
-    m->data_ro = map(m->shm, bip::read_only, layout::kRingOffset, o.capacity);
+    m->data_ro = map(m->shm, bip::read_only, ring_offset, o.capacity);
     m->protect(0, m->control_region, PROT_READ | PROT_WRITE);
     m->protect(1, m->data_ro, PROT_READ);
   } catch (const bip::interprocess_exception& e) {
     bip::shared_memory_object::remove(full.c_str());
     fail(errc_of(e), name, std::string("create: ") + e.what());
+  } catch (const Error&) {
+    bip::shared_memory_object::remove(full.c_str());
+    throw;
   }
 
   // The new file is all zeros: positions, wait words, slots and the first frame word start at 0.
@@ -475,10 +551,13 @@ Ring Ring::create(std::string_view name, const RingOptions& options, const Schem
   h.flags = 0;
   h.capacity = o.capacity;
   h.max_record_size = o.max_record_size;
-  h.ring_offset = layout::kRingOffset;
+  h.ring_offset = ring_offset;
   h.segment_size = size;
   std::memcpy(h.file_identifier, schema.file_identifier, 4);
   h.schema_hash = schema.hash;
+  h.schema_offset = bfbs.empty() ? 0 : layout::kRingOffset;
+  h.schema_size = bfbs.size();
+  h.schema_bfbs_hash = bfbs.empty() ? 0 : stored.hash();
   ProcessToken self = self_process();
   h.creator_pid = self.pid;
   h.creator_start_time = self.start_time;
@@ -491,9 +570,10 @@ Ring Ring::create(std::string_view name, const RingOptions& options, const Schem
   info.mode = o.mode;
   info.capacity = o.capacity;
   info.max_record_size = o.max_record_size;
-  info.ring_offset = layout::kRingOffset;
+  info.ring_offset = ring_offset;
   info.segment_size = size;
   info.schema = schema;
+  info.stored_schema = stored;
   info.creator = self;
   info.created_unix_ns = h.created_unix_ns;
   info.owner_uid = static_cast<std::uint32_t>(::geteuid());
@@ -557,6 +637,8 @@ Ring Ring::open(std::string_view name, const OpenOptions& options) {
              options.expect_schema->identifier() + "' (hash " +
              std::to_string(options.expect_schema->hash) + ")");
   }
+  Schema stored;
+  if (h.schema_size != 0) stored = read_stored_schema(name, fd, h);
   const auto mode = static_cast<Mode>(h.mode);
   if (options.expect_mode && *options.expect_mode != mode) {
     fail(Errc::wrong_mode, name, "the ring's mode is " + std::to_string(h.mode) + ", expected " +
@@ -565,7 +647,7 @@ Ring Ring::open(std::string_view name, const OpenOptions& options) {
 
   try {
     m->control_region = map(m->shm, bip::read_write, 0, layout::kRingOffset);
-    m->data_ro = map(m->shm, bip::read_only, layout::kRingOffset, h.capacity);
+    m->data_ro = map(m->shm, bip::read_only, h.ring_offset, h.capacity);
     m->protect(0, m->control_region, PROT_READ | PROT_WRITE);
     m->protect(1, m->data_ro, PROT_READ);
   } catch (const bip::interprocess_exception& e) {
@@ -580,6 +662,7 @@ Ring Ring::open(std::string_view name, const OpenOptions& options) {
   info.ring_offset = h.ring_offset;
   info.segment_size = h.segment_size;
   info.schema = schema;
+  info.stored_schema = std::move(stored);
   info.creator = ProcessToken{h.creator_pid, h.creator_start_time};
   info.created_unix_ns = h.created_unix_ns;
   info.owner_uid = st.st_uid;

@@ -39,6 +39,11 @@ std::string_view to_string(Errc e) noexcept {
     case Errc::unsafe_owner: return "unsafe_owner";
     case Errc::unsafe_permissions: return "unsafe_permissions";
     case Errc::system_error: return "system_error";
+    case Errc::invalid_schema: return "invalid_schema";
+    case Errc::corrupt_schema: return "corrupt_schema";
+    case Errc::schema_too_large: return "schema_too_large";
+    case Errc::schema_too_deep: return "schema_too_deep";
+    case Errc::schema_no_root: return "schema_no_root";
   }
   return "unknown";
 }

@@ -64,4 +64,8 @@ void build_msg(flatbuffers::FlatBufferBuilder& fbb, std::uint64_t seq, std::size
 
 std::uint64_t scaled(std::uint64_t n) { return n * FLATRING_STRESS_SCALE; }
 
+void shrink(const std::string& name, off_t size) {
+  REQUIRE(::truncate(flatring::Ring::path_of(name).c_str(), size) == 0);
+}
+
 }  // namespace fr_test

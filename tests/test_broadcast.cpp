@@ -252,29 +252,6 @@ TEST_CASE("broadcast: typed consumers verify every record", "[broadcast][typed][
   for (pid_t c : consumers) CHECK(fr_test::join(c) == 0);
 }
 
-TEST_CASE("broadcast: endpoints refuse other modes and spsc endpoints refuse broadcast", "[broadcast]") {
-  const auto name = unique_name("bc-mode");
-  RemoveGuard guard(name);
-  auto spsc = Ring::create(name, {.capacity = 4096});
-  auto code = [](auto&& make) {
-    try {
-      make();
-    } catch (const Error& e) {
-      return e.code();
-    }
-    return Errc::system_error;
-  };
-  CHECK(code([&] { Writer<Mode::broadcast> w(spsc); }) == Errc::wrong_mode);
-  CHECK(code([&] { Reader<Mode::broadcast> r(spsc); }) == Errc::wrong_mode);
-  const auto bname = unique_name("bc-mode");
-  RemoveGuard bguard(bname);
-  auto bc = Ring::create(bname, {.capacity = 4096, .mode = Mode::broadcast});
-  CHECK(code([&] { Writer<> w(bc); }) == Errc::wrong_mode);
-  CHECK(code([&] { Reader<> r(bc); }) == Errc::wrong_mode);
-  Writer<Mode::broadcast> w(bc);
-  CHECK(code([&] { Writer<Mode::broadcast> w2(bc); }) == Errc::role_taken);
-}
-
 TEST_CASE("broadcast: a consumer reports an impossible published tail as corrupt", "[broadcast]") {
   const auto name = unique_name("bc-corrupt");
   RemoveGuard guard(name);

@@ -1,6 +1,7 @@
 // mpmc rings across real processes: producers tagged {producer, seq}, several consumers; every
 // record is delivered exactly once across all consumers, and each consumer sees each producer's
-// records in order. Typed endpoints, batched polling, modes, and records a consumer died holding.
+// records in order. Typed endpoints, batched polling by several consumers, records a consumer died
+// holding, stalled claims. What every mode shares is in test_modes.cpp.
 #include <catch2/catch.hpp>
 
 #include <chrono>
@@ -229,29 +230,6 @@ TEST_CASE("mpmc: typed producers and consumers in separate processes", "[mpmc][t
   CHECK(seen.count() == 2 * kPer);
 }
 
-TEST_CASE("mpmc: endpoints refuse rings of other modes, and other modes' endpoints refuse mpmc", "[mpmc]") {
-  const auto mpmc_name = unique_name("mpmc-mode");
-  const auto mpsc_name = unique_name("mpmc-mode-s");
-  RemoveGuard g1(mpmc_name), g2(mpsc_name);
-  auto mpmc = Ring::create(mpmc_name, {.capacity = 4096, .mode = Mode::mpmc});
-  auto mpsc = Ring::create(mpsc_name, {.capacity = 4096, .mode = Mode::mpsc});
-  auto code = [](auto&& make) {
-    try {
-      make();
-    } catch (const Error& e) {
-      return e.code();
-    }
-    return Errc{};
-  };
-  CHECK(code([&] { Reader<Mode::mpmc> r(mpsc); }) == Errc::wrong_mode);
-  CHECK(code([&] { Reader<Mode::mpsc> r(mpmc); }) == Errc::wrong_mode);
-  CHECK(code([&] { Reader<> r(mpmc); }) == Errc::wrong_mode);
-  CHECK(code([&] { Writer<> w(mpmc); }) == Errc::wrong_mode);
-  CHECK(code([&] { Reader<Mode::broadcast> r(mpmc); }) == Errc::wrong_mode);
-  Writer<Mode::mpmc> ok_mpmc(mpmc);  // one producer class for both multi-producer modes
-  Writer<Mode::mpsc> ok_mpsc(mpsc);
-}
-
 TEST_CASE("mpmc: a consumer killed holding a record: it is delivered again to another consumer", "[mpmc][process]") {
   const auto name = unique_name("mpmc-redeliver");
   RemoveGuard guard(name);
@@ -301,51 +279,6 @@ TEST_CASE("mpmc: a consumer killed holding a record: it is delivered again to an
   for (std::uint64_t i = 0; i < kCount; ++i) REQUIRE(seen[i] == 1);
   CHECK(r.attachment().slot().counter[layout::abandoned_records].load() == 1);
   CHECK(ring.control().consumer.head.load() == ring.control().producer.tail.load());
-}
-
-TEST_CASE("mpmc: producers blocked on a full ring learn that the only consumer died", "[mpmc][process]") {
-  const auto name = unique_name("mpmc-deadc");
-  RemoveGuard guard(name);
-  auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc});
-  fr_test::SharedWords shared(1);
-  const pid_t consumer = fr_test::spawn([&]() -> int {
-    Reader<Mode::mpmc> r(Ring::open(name));
-    shared[0].store(1);
-    for (;;) ::pause();  // attached, never reads
-  });
-  fr_test::wait_for([&] { return shared[0].load() == 1; });
-  WaitOptions fast;
-  fast.liveness_interval = 10ms;
-  std::vector<pid_t> producers;
-  for (std::uint32_t p = 0; p < 2; ++p) {
-    producers.push_back(fr_test::spawn([&, p] {
-      Writer<Mode::mpmc> w(Ring::open(name), fast);
-      std::byte buf[64];
-      for (std::uint64_t seq = 0;; ++seq) {
-        const Status s = w.write({buf, fr_test::make_tagged(buf, p, seq)}, 60s);
-        if (s == Status::ok) continue;
-        return s == Status::peer_dead || s == Status::no_consumer ? 0 : 10 + static_cast<int>(s);
-      }
-    }));
-  }
-  fr_test::wait_for([&] { return ring.control().space.waiters.load() == 2; });
-  ::kill(consumer, SIGKILL);
-  CHECK(fr_test::join(consumer) == 128 + SIGKILL);
-  for (pid_t p : producers) CHECK(fr_test::join(p) == 0);
-  // A new consumer finds every committed record, in per-producer order.
-  Reader<Mode::mpmc> r(ring);
-  std::uint64_t next[2] = {0, 0}, total = 0;
-  while (auto got = r.try_read()) {
-    const auto tag = fr_test::tagged_of(got->bytes);
-    REQUIRE(tag.has_value());
-    REQUIRE(tag->producer < 2);
-    REQUIRE(tag->seq == next[tag->producer]);
-    ++next[tag->producer];
-    ++total;
-    r.release();
-  }
-  CHECK(r.last_status() == Status::empty);
-  CHECK(total * 64 >= 4096 / 2);
 }
 
 TEST_CASE("mpmc: producers blocked behind a dead consumer's record go on once a live consumer recovers it", "[mpmc][process]") {

@@ -1,5 +1,6 @@
 // mpsc rings across real processes: many producers tagged {producer, seq}, one consumer checking
-// per-producer order, no loss and no duplicate; typed endpoints; abort; partial commits; modes.
+// per-producer order, no loss and no duplicate; typed endpoints; abort; partial commits; a live
+// producer's claim is waited for. What every mode shares is in test_modes.cpp.
 #include <catch2/catch.hpp>
 
 #include <chrono>
@@ -64,39 +65,6 @@ TEST_CASE("mpsc: 4 producer processes x 10^6 tagged records: per-producer order 
   for (std::uint32_t p = 0; p < kProducers; ++p) CHECK(next[p] == per_producer);
   CHECK(r.read(50ms).status() == Status::timed_out);  // nothing extra
   CHECK(ring.control().retired.value[layout::records_written].load() == kProducers * per_producer);
-}
-
-TEST_CASE("mpsc: batched polling sees the same stream as blocking reads", "[mpsc][process]") {
-  const auto name = unique_name("mpsc-poll");
-  RemoveGuard guard(name);
-  auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpsc});
-  const std::uint64_t per_producer = fr_test::scaled(50'000);
-  std::vector<pid_t> producers;
-  for (std::uint32_t p = 0; p < 2; ++p) {
-    producers.push_back(fr_test::spawn([&] {
-      Writer<Mode::mpsc> w(Ring::open(name));
-      std::byte buf[64];
-      for (std::uint64_t seq = 0; seq < per_producer; ++seq) {
-        if (w.write({buf, fr_test::make_tagged(buf, p, seq)}, 30s) != Status::ok) return 2;
-      }
-      return 0;
-    }));
-  }
-  Reader<Mode::mpsc> r(ring);
-  std::uint64_t next[2] = {0, 0};
-  bool ok = true;
-  std::uint64_t total = 0;
-  while (total < 2 * per_producer && ok) {
-    const std::size_t n = r.poll([&](std::span<const std::byte> b) {
-      const auto tag = fr_test::tagged_of(b);
-      if (!tag || tag->producer >= 2 || tag->seq != next[tag->producer]) ok = false;
-      else ++next[tag->producer];
-    }, 64);
-    if (n == 0 && r.last_status() != Status::empty) FAIL("poll: " << to_string(r.last_status()));
-    total += n;
-  }
-  CHECK(ok);
-  for (pid_t p : producers) CHECK(fr_test::join(p) == 0);
 }
 
 TEST_CASE("mpsc: typed producers in two processes and a typed consumer", "[mpsc][typed][process]") {
@@ -195,29 +163,4 @@ TEST_CASE("mpsc: a live producer holding a claim is waited for and never abandon
   REQUIRE(got.has_value());
   CHECK(fr_test::tagged_of(got->bytes)->producer == 7);
   CHECK(fr_test::join(holder) == 0);
-}
-
-TEST_CASE("mpsc: endpoints refuse other modes and a second consumer", "[mpsc]") {
-  const auto name = unique_name("mpsc-mode");
-  RemoveGuard guard(name);
-  auto spsc = Ring::create(name, {.capacity = 4096});
-  auto code = [](auto&& make) {
-    try {
-      make();
-    } catch (const Error& e) {
-      return e.code();
-    }
-    return Errc::system_error;
-  };
-  CHECK(code([&] { Writer<Mode::mpsc> w(spsc); }) == Errc::wrong_mode);
-  CHECK(code([&] { Reader<Mode::mpsc> r(spsc); }) == Errc::wrong_mode);
-  const auto mname = unique_name("mpsc-mode");
-  RemoveGuard mguard(mname);
-  auto mp = Ring::create(mname, {.capacity = 4096, .mode = Mode::mpsc});
-  CHECK(code([&] { Writer<> w(mp); }) == Errc::wrong_mode);
-  Reader<Mode::mpsc> r(mp);
-  CHECK(code([&] { Reader<Mode::mpsc> r2(mp); }) == Errc::role_taken);
-  Writer<Mode::mpsc> w1(mp), w2(mp);  // any number of producers
-  std::byte big[4096];
-  CHECK(w1.try_write({big, mp.info().max_record_size + 1}) == Status::too_large);
 }

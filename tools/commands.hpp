@@ -11,7 +11,7 @@ struct CreateOptions {
   std::string name;
   std::uint64_t capacity = 1u << 20;
   std::uint64_t max_record_size = 0;  // 0: the largest the capacity allows
-  std::string schema;                 // .fbs; empty: a raw ring
+  std::string schema;                 // .fbs or .bfbs, stored in the ring; empty: a raw ring
   std::string root_type;
   std::string mode = "spsc";
   std::string permissions = "0600";
@@ -42,9 +42,15 @@ struct GcOptions {
   bool json = false;
 };
 
+struct SchemaOptions {
+  std::string name;
+  std::string bfbs;   // write the stored binary schema here ("-": stdout); empty: don't
+  bool text = false;  // print the readable listing (the default without bfbs)
+};
+
 struct TailOptions {
   std::string name;
-  std::string schema;
+  std::string schema;  // .fbs or .bfbs; empty: the ring's stored schema
   std::string root_type;
   std::uint64_t last = 10;  // -n
   bool follow = false;
@@ -57,7 +63,7 @@ struct TailOptions {
 
 struct SendOptions {
   std::string name;
-  std::string schema;
+  std::string schema;  // .fbs or .bfbs; empty: the ring's stored schema
   std::string root_type;
   std::string input;       // file, or "-" for stdin
   double timeout = 5.0;    // seconds to wait for space, per record
@@ -69,6 +75,7 @@ void run_ls(const LsOptions& o);
 void run_stat(const StatOptions& o);
 void run_rm(const RmOptions& o);
 void run_gc(const GcOptions& o);
+void run_schema(const SchemaOptions& o);
 void run_tail(const TailOptions& o);
 void run_send(const SendOptions& o);
 

@@ -1,6 +1,7 @@
-// create, ls, stat, rm, gc: the segment as a whole. Nothing here attaches to a ring.
+// create, ls, stat, rm, gc, schema: the segment as a whole. Nothing here attaches to a ring.
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -20,9 +21,26 @@ using nlohmann::json;
 
 namespace {
 
-json schema_json(const SchemaId& id) {
+// The identity in the header and, when the ring stores its binary schema, its root type and size.
+json schema_json(const SegmentInfo& info) {
+  const SchemaId& id = info.schema;
   if (id.raw()) return nullptr;
-  return {{"file_identifier", id.identifier()}, {"hash", fmt::format("{:016x}", id.hash)}};
+  const Schema& stored = info.stored_schema;
+  return {{"file_identifier", id.identifier()},
+          {"hash", fmt::format("{:016x}", id.hash)},
+          {"root_type", stored.empty() ? json(nullptr) : json(stored.root_name())},
+          {"binary_schema_size", stored.bfbs().size()}};
+}
+
+json root_type_json(const SegmentInfo& info) {
+  const std::string root = root_type_of(info);
+  return root.empty() ? json(nullptr) : json(root);
+}
+
+// The SCHEMA column: the root type when the ring stores its schema, else the identity.
+std::string schema_text(const SegmentInfo& info) {
+  const std::string root = root_type_of(info);
+  return root.empty() ? describe(info.schema) : root;
 }
 
 json counts_json(const Counts& c) {
@@ -70,7 +88,8 @@ json snapshot_json(const Snapshot& s) {
           {"permissions", octal_mode(s.info.file_mode)},
           {"owner", user_name(s.info.owner_uid)},
           {"owner_uid", s.info.owner_uid},
-          {"schema", schema_json(s.info.schema)},
+          {"schema", schema_json(s.info)},
+          {"root_type", root_type_json(s.info)},
           {"capacity", s.info.capacity},
           {"max_record_size", s.info.max_record_size},
           {"head", s.head},
@@ -120,23 +139,19 @@ void run_create(const CreateOptions& o) {
     throw ToolError(Exit::usage, fmt::format("permissions '{}' are not an octal mode like 0600", o.permissions));
   }
   ro.permissions = static_cast<unsigned>(perm);
-  SchemaId id;
-  std::string root;
-  if (!o.schema.empty()) {
-    SchemaFile schema(o.schema, o.root_type, false);
-    id = schema.id();
-    root = schema.root_name();
-  }
-  Ring ring = Ring::create(o.name, ro, id);
+  // With a schema, the ring stores its binary schema: tail and send need no --schema for it.
+  const Schema schema = o.schema.empty() ? Schema{} : load_schema_file(o.schema, o.root_type);
+  Ring ring = Ring::create(o.name, ro, schema);
   const SegmentInfo& info = ring.info();
+  const std::string root = root_type_of(info);
   if (o.json) {
     print_json({{"name", info.name},
                 {"mode", to_string(info.mode)},
                 {"capacity", info.capacity},
                 {"max_record_size", info.max_record_size},
                 {"permissions", octal_mode(info.file_mode)},
-                {"schema", schema_json(info.schema)},
-                {"root_type", root.empty() ? json(nullptr) : json(root)},
+                {"schema", schema_json(info)},
+                {"root_type", root_type_json(info)},
                 {"path", Ring::path_of(info.name)}});
     return;
   }
@@ -156,7 +171,7 @@ void run_ls(const LsOptions& o) {
       const Snapshot s = snapshot(open_for_inspection(name));
       all.push_back(snapshot_json(s));
       t.add({name, std::string(to_string(s.info.mode)), permission_string(s.info.file_mode),
-             user_name(s.info.owner_uid), describe(s.info.schema), human_size(s.info.capacity),
+             user_name(s.info.owner_uid), schema_text(s.info), human_size(s.info.capacity),
              fill_text(s), s.stale() ? "yes" : "no", peers_text(s)});
     } catch (const Error& e) {
       // Listed, not fatal: a foreign, unready or damaged segment is worth seeing.
@@ -185,6 +200,8 @@ void print_stat(const Snapshot& s, bool json_out) {
     }
     print_json({{"name", s.info.name},
                 {"mode", to_string(s.info.mode)},
+                {"schema", schema_json(s.info)},
+                {"root_type", root_type_json(s.info)},
                 {"capacity", s.info.capacity},
                 {"fill", s.fill()},
                 {"positions_valid", s.positions_valid},
@@ -208,7 +225,8 @@ void print_stat(const Snapshot& s, bool json_out) {
     for (const auto& p : s.peers) row.push_back(std::to_string(p.counts[i]));
     t.add(std::move(row));
   }
-  std::string out = fmt::format("{} ({}, capacity {}, fill {})\n", s.info.name, to_string(s.info.mode),
+  std::string out = fmt::format("{} ({}, schema {}, capacity {}, fill {})\n", s.info.name,
+                                to_string(s.info.mode), schema_text(s.info),
                                 human_size(s.info.capacity), fill_text(s));
   out += t.str();
   std::fputs(out.c_str(), stdout);
@@ -357,6 +375,55 @@ void run_gc(const GcOptions& o) {
   }
   print_line(fmt::format("{} stale ring{} {}, {} kept", removed.size(), removed.size() == 1 ? "" : "s",
                          o.dry_run ? "found" : "removed", kept.size()));
+}
+
+}  // namespace flatring::tool
+
+namespace flatring::tool {
+
+// ---------------------------------------------------------------- schema
+
+void run_schema(const SchemaOptions& o) {
+  if (o.bfbs == "-" && o.text) {
+    throw ToolError(Exit::usage, "--bfbs - and --text would both write to stdout; give --bfbs a file");
+  }
+  Ring::validate_name(o.name);
+  if (!Ring::exists(o.name)) {
+    throw ToolError(Exit::not_found, fmt::format("no ring named '{}' ({})", o.name, Ring::path_of(o.name)));
+  }
+  // Only reads: the stored schema was length-capped, hash-checked and verified at open.
+  const Ring ring = open_for_inspection(o.name);
+  const SegmentInfo& info = ring.info();
+  const Schema& stored = info.stored_schema;
+  if (stored.empty()) {
+    throw ToolError(Exit::schema,
+                    info.schema.raw()
+                        ? fmt::format("ring '{}' is a raw ring: it has no schema", o.name)
+                        : fmt::format("ring '{}' stores no binary schema, only its identity {} (it "
+                                      "was created without one)",
+                                      o.name, describe(info.schema)));
+  }
+  const auto bytes = stored.bfbs();
+  if (o.bfbs == "-") {
+    if (std::fwrite(bytes.data(), 1, bytes.size(), stdout) != bytes.size() || std::fflush(stdout) != 0) {
+      throw ToolError(Exit::failure, "could not write the binary schema to stdout");
+    }
+  } else if (!o.bfbs.empty()) {
+    std::ofstream out(o.bfbs, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    out.close();
+    if (!out) throw ToolError(Exit::failure, fmt::format("could not write '{}'", o.bfbs));
+    if (!o.text) {
+      print_line(fmt::format("wrote the binary schema of ring {} ({}, {} bytes) to {}", o.name,
+                             stored.root_name(), bytes.size(), o.bfbs));
+    }
+  }
+  if (o.text || o.bfbs.empty()) {
+    const std::string text = stored.describe();
+    if (std::fputs(text.c_str(), stdout) < 0 || std::fflush(stdout) != 0) {
+      throw ToolError(Exit::failure, "could not write to stdout");
+    }
+  }
 }
 
 }  // namespace flatring::tool

@@ -1,4 +1,4 @@
-// tail and send: records through a .fbs schema, as JSON.
+// tail and send: records as JSON, through the ring's stored schema or a --schema file.
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -128,8 +128,7 @@ void tail_consume(Ring ring, const SchemaFile& schema, const TailOptions& o, Tai
 
 void run_tail(const TailOptions& o) {
   Ring ring = open_existing(o.name);
-  SchemaFile schema(o.schema, o.root_type, o.pretty);
-  require_same_schema(ring.info(), schema);
+  SchemaFile schema(schema_for_ring(ring.info(), o.schema, o.root_type, "tail"), o.pretty);
   TailCounts n;
   if (o.consume) {
     visit_mode(ring.info().mode,
@@ -237,8 +236,7 @@ void send_all(const Ring& ring, const std::vector<std::vector<std::uint8_t>>& re
 
 void run_send(const SendOptions& o) {
   Ring ring = open_existing(o.name);
-  SchemaFile schema(o.schema, o.root_type, false);
-  require_same_schema(ring.info(), schema);
+  SchemaFile schema(schema_for_ring(ring.info(), o.schema, o.root_type, "send"), false);
 
   // Everything is parsed and built before anything is sent: bad input sends nothing.
   std::vector<std::vector<std::uint8_t>> records;

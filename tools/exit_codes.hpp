@@ -17,7 +17,7 @@ enum class Exit : int {
   usage = 2,         ///< bad command line
   not_found = 3,     ///< no ring with that name
   bad_ring = 4,      ///< the ring cannot be used: not flatring, corrupt, unsafe, wrong mode
-  schema = 5,        ///< the .fbs does not load, or its root type is not the ring's schema
+  schema = 5,        ///< the schema file does not load, is not the ring's or not compatible with it; no schema
   bad_input = 6,     ///< JSON that is malformed, does not fit the schema, or is too large
   busy = 7,          ///< live peers (rm) or the role is held by a live process (send, tail --consume)
   not_delivered = 8, ///< send: the ring stayed full (timed out, no consumer, consumer died)

@@ -56,7 +56,8 @@ Exit exit_for(Errc e) noexcept {
     case Errc::invalid_name:
     case Errc::invalid_options: return Exit::usage;
     case Errc::not_found: return Exit::not_found;
-    case Errc::wrong_schema: return Exit::schema;
+    case Errc::wrong_schema:
+    case Errc::invalid_schema: return Exit::schema;
     case Errc::wrong_mode: return Exit::unsupported;
     case Errc::already_exists:
     case Errc::role_taken:
@@ -68,7 +69,11 @@ Exit exit_for(Errc e) noexcept {
     case Errc::corrupt_header:
     case Errc::corrupt_state:
     case Errc::unsafe_owner:
-    case Errc::unsafe_permissions: return Exit::bad_ring;
+    case Errc::unsafe_permissions:
+    case Errc::corrupt_schema:
+    case Errc::schema_too_large:
+    case Errc::schema_too_deep:
+    case Errc::schema_no_root: return Exit::bad_ring;
     case Errc::system_error: return Exit::failure;
   }
   return Exit::failure;
@@ -93,7 +98,8 @@ int run(int argc, char** argv) {
   c->add_option("--max-record-size", create.max_record_size,
                 "Largest record payload (default: the largest the capacity allows)")
       ->transform(CLI::AsSizeValue(false));
-  c->add_option("--schema", create.schema, "Record the root type of this .fbs as the ring's schema")
+  c->add_option("--schema", create.schema,
+                "Store this schema (.fbs or .bfbs) and its root type as the ring's schema")
       ->check(CLI::ExistingFile);
   c->add_option("--root-type", create.root_type, "Root table, when the .fbs declares none or another");
   c->add_option("--mode", create.mode, "spsc, mpsc, mpmc or broadcast")->capture_default_str();
@@ -103,6 +109,15 @@ int run(int argc, char** argv) {
   LsOptions ls;
   auto* l = app.add_subcommand("ls", "List rings: mode, permissions, owner, schema, fill, peers, stale");
   l->add_flag("--json", ls.json, "Print a JSON array");
+
+  SchemaOptions schema;
+  auto* m = app.add_subcommand(
+      "schema", "Print the schema a ring stores (readable), or write its binary schema (.bfbs)");
+  m->add_option("name", schema.name, "Ring name")->required();
+  m->add_option("--bfbs", schema.bfbs,
+                "Write the stored binary schema to this file (- for stdout), e.g. for flatc --cpp FILE.bfbs");
+  m->add_flag("--text", schema.text,
+              "Print the schema as a readable .fbs-like listing (the default without --bfbs)");
 
   StatOptions stat;
   auto* s = app.add_subcommand("stat", "Show a ring's counters: totals, retired, and per peer");
@@ -128,9 +143,12 @@ int run(int argc, char** argv) {
 
   TailOptions tail;
   auto* t = app.add_subcommand(
-      "tail", "Print the records in a ring as JSON, verified against a schema, without consuming them");
+      "tail", "Print the records in a ring as JSON, verified against its schema, without consuming them");
   t->add_option("name", tail.name, "Ring name")->required();
-  t->add_option("--schema", tail.schema, "The ring's .fbs schema")->required()->check(CLI::ExistingFile);
+  t->add_option("--schema", tail.schema,
+                "Verify and print with this .fbs or .bfbs (checked for compatibility with the "
+                "ring's); default: the schema the ring stores")
+      ->check(CLI::ExistingFile);
   t->add_option("--root-type", tail.root_type, "Root table, when the .fbs declares none or another");
   t->add_option("-n,--lines", tail.last, "Start with the last N records still in the ring")->capture_default_str();
   t->add_flag("--follow,-f", tail.follow, "Keep printing records as they are committed");
@@ -144,9 +162,12 @@ int run(int argc, char** argv) {
   t->add_flag("--json", tail.json, "Wrap each record as {\"position\", \"size\", \"record\"}");
 
   SendOptions send;
-  auto* d = app.add_subcommand("send", "Send records given as JSON, built against a schema");
+  auto* d = app.add_subcommand("send", "Send records given as JSON, built with the ring's schema");
   d->add_option("name", send.name, "Ring name")->required();
-  d->add_option("--schema", send.schema, "The ring's .fbs schema")->required()->check(CLI::ExistingFile);
+  d->add_option("--schema", send.schema,
+                "Build records with this .fbs or .bfbs (checked for compatibility with the "
+                "ring's); default: the schema the ring stores")
+      ->check(CLI::ExistingFile);
   d->add_option("--root-type", send.root_type, "Root table, when the .fbs declares none or another");
   d->add_option("--json", send.input,
                 "JSON input file, or - for stdin: a JSON array of objects, or one object per line")
@@ -171,6 +192,7 @@ int run(int argc, char** argv) {
     else if (*s) run_stat(stat);
     else if (*r) run_rm(rm);
     else if (*g) run_gc(gc);
+    else if (*m) run_schema(schema);
     else if (*t) run_tail(tail);
     else if (*d) run_send(send);
     return 0;

@@ -1,11 +1,7 @@
 #include "schema_file.hpp"
 
 #include <flatbuffers/idl.h>
-#include <flatbuffers/reflection.h>
-#include <flatbuffers/util.h>
 #include <fmt/format.h>
-
-#include <filesystem>
 
 #include "exit_codes.hpp"
 
@@ -14,54 +10,43 @@ namespace flatring::tool {
 namespace {
 
 std::string one_line(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
   for (char& c : s) {
     if (c == '\n' || c == '\r') c = ' ';
   }
   return s;
 }
 
+std::string strip_prefix(std::string s, std::string_view prefix) {
+  if (s.rfind(prefix, 0) == 0) s.erase(0, prefix.size());
+  return s;
+}
+
 }  // namespace
 
-SchemaFile::SchemaFile(const std::string& path, const std::string& root_type, bool pretty) {
+SchemaFile::SchemaFile(Schema schema, bool pretty) : verifier_(std::move(schema)) {
   flatbuffers::IDLOptions opts;
-  opts.strict_json = true;  // quoted field names: real JSON
+  opts.strict_json = true;             // quoted field names: real JSON
   opts.indent_step = pretty ? 2 : -1;  // -1: one line per record
   opts.output_default_scalars_in_json = true;
   opts.natural_utf8 = true;
   parser_ = std::make_unique<flatbuffers::Parser>(opts);
-
-  std::string source;
-  if (!flatbuffers::LoadFile(path.c_str(), false, &source)) {
-    throw ToolError(Exit::schema, fmt::format("cannot read schema file '{}'", path));
-  }
-  const std::string dir = std::filesystem::path(path).parent_path().string();
-  const std::string include_dir = dir.empty() ? std::string("./") : dir + "/";
-  const char* includes[] = {include_dir.c_str(), nullptr};
-  if (!parser_->Parse(source.c_str(), includes, path.c_str())) {
-    throw ToolError(Exit::schema, fmt::format("schema '{}': {}", path, one_line(parser_->error_)));
-  }
-  if (!root_type.empty() && !parser_->SetRootType(root_type.c_str())) {
-    throw ToolError(Exit::schema, fmt::format("schema '{}': no table named '{}'", path, root_type));
-  }
-  const flatbuffers::StructDef* root = parser_->root_struct_def_;
-  if (root == nullptr) {
+  const auto bfbs = verifier_.schema().bfbs();
+  // The bytes were verified as a reflection.Schema already (Schema::from_bfbs); Deserialize
+  // verifies them again and rebuilds the parser's tables from them.
+  if (bfbs.empty() || !parser_->Deserialize(bfbs.data(), bfbs.size())) {
     throw ToolError(Exit::schema,
-                    fmt::format("schema '{}' declares no root_type (name one with --root-type)", path));
+                    fmt::format("FlatBuffers cannot load the binary schema of {} for JSON",
+                                verifier_.schema().root_name()));
   }
-  root_name_ = root->defined_namespace != nullptr
-                   ? root->defined_namespace->GetFullyQualifiedName(root->name)
-                   : root->name;
-  id_ = SchemaId::of(root_name_, parser_->file_identifier_);
-
-  parser_->Serialize();
-  const auto& b = parser_->builder_;
-  reflection_.assign(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize());
+  if (parser_->root_struct_def_ == nullptr) {
+    throw ToolError(Exit::schema, "the binary schema names no root type FlatBuffers can use for JSON");
+  }
+  // The parser finishes ParseJson's buffers with its file identifier; it must be the schema's.
+  parser_->file_identifier_ = verifier_.schema().file_identifier();
 }
 
 SchemaFile::~SchemaFile() = default;
-
-const std::string& SchemaFile::file_identifier() const noexcept { return parser_->file_identifier_; }
 
 std::vector<std::uint8_t> SchemaFile::from_json(const std::string& json) {
   if (!parser_->ParseJson(json.c_str())) {
@@ -76,28 +61,23 @@ std::vector<std::uint8_t> SchemaFile::from_json(const std::string& json) {
 }
 
 bool SchemaFile::to_json(std::span<const std::byte> bytes, std::string& out, std::string& why) const {
-  const auto* buf = reinterpret_cast<const std::uint8_t*>(bytes.data());
-  // The verifier asserts on buffers of 2 GiB and more: reject them before it sees them.
-  if (bytes.size() >= FLATBUFFERS_MAX_BUFFER_SIZE) {
-    why = "larger than a FlatBuffer can be";
-    return false;
-  }
-  const std::string& ident = parser_->file_identifier_;
-  if (!ident.empty()) {
-    if (bytes.size() < sizeof(flatbuffers::uoffset_t) + flatbuffers::kFileIdentifierLength ||
-        !flatbuffers::BufferHasIdentifier(buf, ident.c_str())) {
+  if (!verifier_.verify(bytes)) {
+    // Why, for the message only: the verdict is RecordVerifier's.
+    const auto* buf = reinterpret_cast<const std::uint8_t*>(bytes.data());
+    const std::string& ident = file_identifier();
+    if (bytes.size() >= FLATBUFFERS_MAX_BUFFER_SIZE) {
+      why = "larger than a FlatBuffer can be";
+    } else if (!ident.empty() &&
+               (bytes.size() < sizeof(flatbuffers::uoffset_t) + flatbuffers::kFileIdentifierLength ||
+                !flatbuffers::BufferHasIdentifier(buf, ident.c_str()))) {
       why = fmt::format("file identifier is not '{}'", ident);
-      return false;
+    } else {
+      why = fmt::format("not a valid {} (FlatBuffers verification failed)", root_name());
     }
-  }
-  const reflection::Schema* schema = reflection::GetSchema(reflection_.data());
-  if (schema->root_table() == nullptr ||
-      !flatbuffers::Verify(*schema, *schema->root_table(), buf, bytes.size())) {
-    why = fmt::format("not a valid {} (FlatBuffers verification failed)", root_name_);
     return false;
   }
   out.clear();
-  if (!flatbuffers::GenerateText(*parser_, buf, &out)) {
+  if (!flatbuffers::GenerateText(*parser_, bytes.data(), &out)) {
     why = "verified, but not printable as JSON (a string is not valid UTF-8)";
     return false;
   }
@@ -105,17 +85,75 @@ bool SchemaFile::to_json(std::span<const std::byte> bytes, std::string& out, std
   return true;
 }
 
+// ---------------------------------------------------------------- loading and checking
+
+Schema load_schema_file(const std::string& path, const std::string& root_type) {
+  Schema schema;
+  try {
+    schema = Schema::from_file(path, {}, root_type);
+  } catch (const Error& e) {
+    std::string m = one_line(strip_prefix(e.what(), "flatring schema: "));
+    if (m.rfind("cannot read", 0) == 0) {
+      throw ToolError(Exit::schema, fmt::format("cannot read schema file '{}'", path));
+    }
+    m = strip_prefix(std::move(m), "'" + path + "': ");
+    throw ToolError(Exit::schema, fmt::format("schema '{}': {}", path, m));
+  }
+  // A .fbs's root type was set by the parser (fully qualified, so it ends with what was asked
+  // for); a .bfbs's is fixed.
+  const std::string& root = schema.root_name();
+  if (!root_type.empty() && root != root_type &&
+      !(root.size() > root_type.size() && root.ends_with("." + root_type))) {
+    throw ToolError(Exit::schema,
+                    fmt::format("schema '{}': its root type is {}; --root-type {} cannot change a "
+                                "binary schema's root type",
+                                path, root, root_type));
+  }
+  return schema;
+}
+
+Schema schema_for_ring(const SegmentInfo& ring, const std::string& path, const std::string& root_type,
+                       const char* command) {
+  const Schema& stored = ring.stored_schema;
+  if (path.empty()) {
+    if (!stored.empty()) return stored;
+    if (ring.schema.raw()) {
+      throw ToolError(Exit::schema,
+                      fmt::format("ring '{}' is a raw ring (no schema): its records are not "
+                                  "FlatBuffers, so {} has no JSON form for them",
+                                  ring.name, command));
+    }
+    throw ToolError(Exit::schema,
+                    fmt::format("ring '{}' stores no schema (only its identity, {}): pass its .fbs "
+                                "or .bfbs with --schema",
+                                ring.name, describe(ring.schema)));
+  }
+  Schema mine = load_schema_file(path, root_type);
+  const SchemaId id = SchemaId::of(mine.root_name(), mine.file_identifier());
+  if (!(ring.schema == id)) {
+    throw ToolError(Exit::schema,
+                    fmt::format("schema mismatch: ring '{}' holds {}{}, the schema's root type {} is {}",
+                                ring.name, describe(ring.schema),
+                                stored.empty() ? "" : " (" + stored.root_name() + ")",
+                                mine.root_name(), describe(id)));
+  }
+  if (!stored.empty()) {
+    const SchemaCheck check = check_compatible(stored, mine);
+    if (!check.compatible) {
+      throw ToolError(Exit::schema,
+                      fmt::format("schema mismatch: '{}' is not compatible with the schema stored in "
+                                  "ring '{}': {}",
+                                  path, ring.name, check.why));
+    }
+  }
+  return mine;
+}
+
+std::string root_type_of(const SegmentInfo& ring) { return ring.stored_schema.root_name(); }
+
 std::string describe(const SchemaId& id) {
   if (id.raw()) return "raw";
   return fmt::format("{}/{:016x}", id.identifier().empty() ? "-" : id.identifier(), id.hash);
-}
-
-void require_same_schema(const SegmentInfo& ring, const SchemaFile& schema) {
-  if (ring.schema == schema.id()) return;
-  throw ToolError(Exit::schema,
-                  fmt::format("schema mismatch: ring '{}' holds {}, the schema's root type {} is {}",
-                              ring.name, describe(ring.schema), schema.root_name(),
-                              describe(schema.id())));
 }
 
 }  // namespace flatring::tool

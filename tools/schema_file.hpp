@@ -1,9 +1,11 @@
-// A FlatBuffers schema loaded at run time from a .fbs file: JSON in, verified JSON out.
+// A ring's record schema at run time: JSON in, verified JSON out.
 //
-// Uses FlatBuffers' own parser and text generator (flatbuffers::Parser, GenerateText). Records
-// read from a ring are untrusted: to_json() verifies a buffer against the reflection form of the
-// schema (flatbuffers::Verify with depth and table limits) and checks the file identifier before
-// the text generator walks it.
+// The schema is a flatring::Schema: the binary schema stored in the ring (layout version 2), or
+// one loaded from a .fbs or .bfbs file given with --schema. FlatBuffers' own parser and text
+// generator do the JSON (a flatbuffers::Parser loaded from the binary schema with
+// Parser::Deserialize; ParseJson, GenerateText). Records read from a ring are untrusted: to_json()
+// verifies a buffer with flatring::RecordVerifier (FlatBuffers' reflection verifier with depth and
+// table limits, plus the file identifier) before the text generator walks it.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include <flatring/schema.hpp>
 #include <flatring/segment.hpp>
 
 namespace flatbuffers {
@@ -22,19 +25,23 @@ namespace flatring::tool {
 
 class SchemaFile {
  public:
-  /// Loads and parses `path` (includes are resolved next to it). `root_type` overrides the
-  /// schema's root_type when not empty. `pretty` indents the JSON that to_json produces.
-  /// \throws ToolError(schema) naming the file and FlatBuffers' message.
-  SchemaFile(const std::string& path, const std::string& root_type, bool pretty);
+  /// JSON through `schema` (\pre !schema.empty()). `pretty` indents the JSON that to_json
+  /// produces. \throws ToolError(schema) when FlatBuffers cannot load the binary schema.
+  SchemaFile(Schema schema, bool pretty);
   ~SchemaFile();
   SchemaFile(const SchemaFile&) = delete;
   SchemaFile& operator=(const SchemaFile&) = delete;
 
+  [[nodiscard]] const Schema& schema() const noexcept { return verifier_.schema(); }
   /// e.g. "flatring.test.Msg"
-  [[nodiscard]] const std::string& root_name() const noexcept { return root_name_; }
-  [[nodiscard]] const std::string& file_identifier() const noexcept;
+  [[nodiscard]] const std::string& root_name() const noexcept { return schema().root_name(); }
+  [[nodiscard]] const std::string& file_identifier() const noexcept {
+    return schema().file_identifier();
+  }
   /// Computed exactly as schema_of<Root>() does for the flatc-generated type.
-  [[nodiscard]] const SchemaId& id() const noexcept { return id_; }
+  [[nodiscard]] SchemaId id() const noexcept {
+    return SchemaId::of(root_name(), file_identifier());
+  }
 
   /// Builds one finished FlatBuffer (with the file identifier) from one JSON object.
   /// \throws ToolError(bad_input) with FlatBuffers' message.
@@ -45,15 +52,28 @@ class SchemaFile {
   [[nodiscard]] bool to_json(std::span<const std::byte> bytes, std::string& out, std::string& why) const;
 
  private:
+  RecordVerifier verifier_;
   std::unique_ptr<flatbuffers::Parser> parser_;
-  std::vector<std::uint8_t> reflection_;  // the schema in reflection form, for flatbuffers::Verify
-  std::string root_name_;
-  SchemaId id_;
 };
 
-/// Checks that a ring holds records of this schema.
-/// \throws ToolError(schema) naming both identities.
-void require_same_schema(const SegmentInfo& ring, const SchemaFile& schema);
+/// Loads the schema file given with --schema: a .fbs (FlatBuffers' parser; includes are looked
+/// up beside it) or a .bfbs, chosen by its contents. `root_type` overrides a .fbs's root_type; a
+/// .bfbs's root type cannot be changed, so it must name that one.
+/// \throws ToolError(schema) naming the file and what is wrong with it.
+[[nodiscard]] Schema load_schema_file(const std::string& path, const std::string& root_type);
+
+/// The schema `command` ("tail", "send") reads or writes ring `ring`'s records with:
+///  - no `path`: the ring's stored schema; \throws ToolError(schema) when it stores none;
+///  - a `path`: that file (load_schema_file), after checking that its root type and file
+///    identifier are the ring's (the identity in the header) and, when the ring stores a schema,
+///    that the two are compatible (flatring::check_compatible); \throws ToolError(schema) naming
+///    the first incompatibility.
+[[nodiscard]] Schema schema_for_ring(const SegmentInfo& ring, const std::string& path,
+                                     const std::string& root_type, const char* command);
+
+/// The root type name a ring's records have, for tables: from its stored schema; "" when it
+/// stores none.
+[[nodiscard]] std::string root_type_of(const SegmentInfo& ring);
 
 /// "FRTM/3f2a...": printable identity for messages and tables.
 [[nodiscard]] std::string describe(const SchemaId& id);

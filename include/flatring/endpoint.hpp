@@ -359,7 +359,7 @@ class ProducerCore {
       return Status::too_large;
     }
     const Result<std::byte*> at = policy().claim(n);
-    if (!at) return ring_.lost() ? Status::segment_lost : at.status();
+    if (!at) return ring_.lost_fast() ? Status::segment_lost : at.status();
     reserved_ = n;
     return std::span<std::byte>(*at, n);
   }
@@ -370,13 +370,16 @@ class ProducerCore {
 
   /// Publishes the reserved record with `used` bytes of payload (used <= the reserved size).
   /// invalid_state without a reservation or with `used` too large; abandoned (mpsc/mpmc) if the
-  /// consumers gave the claim up meanwhile (only done for producers found dead or stalled).
+  /// consumers gave the claim up meanwhile (only done for producers found dead or stalled);
+  /// segment_lost when the segment was lost (the record reached no consumer).
   Status commit(std::size_t used) noexcept {
     if (reserved_ == kNone || used > reserved_) return Status::invalid_state;
     const std::uint64_t reserved = reserved_;
     reserved_ = kNone;
     const Status s = policy().publish(reserved, used);
     if (s != Status::ok) return s;
+    // A lost segment takes writes into private zero pages that no consumer sees: say so.
+    if (ring_.lost_fast()) [[unlikely]] return Status::segment_lost;
     tally_.add(used);
     tally_.store(self_, layout::records_written, layout::bytes_written);
     wake<Policy::kHandshake>(ctrl_->data, self_, fast_fence_, Policy::kWakeCount);
@@ -448,7 +451,7 @@ class ConsumerCore {
   [[nodiscard]] Result<RecordView> try_read() noexcept {
     if (held_) return RecordView{held_view_, head_, held_redelivered_};
     Result<RecordView> r = policy().next();
-    if (!r && ring_.lost()) return Status::segment_lost;
+    if (!r && ring_.lost_fast()) return Status::segment_lost;
     return r;
   }
 

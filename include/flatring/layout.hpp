@@ -12,7 +12,10 @@
 //   offset 768      Counters (retired) totals folded in from peers that detached or died
 //   offset 896      OwnerLine          exclusive-role owners (spsc/broadcast producer, spsc/mpsc consumer)
 //   offset 1024     PeerSlot[kMaxPeers] one 128-byte line per attached process (liveness, stats)
-//   ring_offset     record area, `capacity` bytes, page aligned so it can be mapped read-only
+//   offset 8192     schema area (version 2): the root type's binary schema, `schema_size` bytes,
+//                   written once by the creator before the magic; never mapped (read with pread)
+//   ring_offset     record area, `capacity` bytes, at the first page boundary after the schema
+//                   area (8192 when there is none), so it can be mapped read-only
 #pragma once
 
 #include <atomic>
@@ -27,7 +30,8 @@ namespace flatring {
 namespace layout {
 
 inline constexpr std::uint64_t kMagic = 0x474E495254414C46ull;  // "FLATRING", little-endian
-inline constexpr std::uint32_t kVersion = 1;
+// Version 2: the schema area and its header fields (schema_offset, schema_size, schema_bfbs_hash).
+inline constexpr std::uint32_t kVersion = 2;
 // Fixed, not std::hardware_destructive_interference_size: both sides must agree whatever their
 // compiler flags. 128 also keeps the adjacent-line prefetcher from coupling neighbours.
 inline constexpr std::size_t kLine = 128;
@@ -106,7 +110,10 @@ struct SegmentHeader {
   std::uint32_t reserved1;
   std::uint64_t creator_start_time;  // /proc/<pid>/stat starttime, against pid reuse
   std::uint64_t created_unix_ns;
-  std::uint8_t reserved[256 - 96];
+  std::uint64_t schema_offset;    // kRingOffset when a schema is stored, else 0
+  std::uint64_t schema_size;      // bytes of the stored binary schema, 0 for none
+  std::uint64_t schema_bfbs_hash;  // FNV-1a 64 of those bytes
+  std::uint8_t reserved[256 - 120];
 };
 
 /// Owned by the producer side. `tail` is the position just past the last committed record, stored
@@ -194,8 +201,15 @@ struct Control {
 };
 
 inline constexpr std::size_t kControlSize = sizeof(Control);
-/// The record area starts at the first page boundary after the control area.
+/// The first page boundary after the control area: where the schema area starts, and the record
+/// area of a ring that stores no schema.
 inline constexpr std::size_t kRingOffset = (kControlSize + kPageSize - 1) & ~(kPageSize - 1);
+/// Largest binary schema a segment may store (an opener refuses a longer one).
+inline constexpr std::uint64_t kMaxSchemaSize = 1u << 20;
+/// Where the record area starts when the schema area holds `schema_size` bytes.
+constexpr std::uint64_t ring_offset_for(std::uint64_t schema_size) noexcept {
+  return kRingOffset + ((schema_size + kPageSize - 1) & ~std::uint64_t{kPageSize - 1});
+}
 
 // ---- compile-time checks: a mismatch here means two builds would disagree about the segment ----
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free,
@@ -207,7 +221,10 @@ static_assert(sizeof(std::atomic<std::uint64_t>) == 8 && sizeof(std::atomic<std:
 static_assert(std::is_standard_layout_v<Control>, "the segment layout must be standard-layout");
 static_assert(std::is_standard_layout_v<RecordHeader> && sizeof(RecordHeader) == kRecordHeaderSize,
               "record header is exactly 16 bytes, so payloads stay 16-byte aligned");
-static_assert(sizeof(SegmentHeader) == 256, "header size is part of layout version 1");
+static_assert(sizeof(SegmentHeader) == 256, "header size is part of the layout version");
+static_assert(offsetof(SegmentHeader, schema_offset) == 96 &&
+                  offsetof(SegmentHeader, schema_bfbs_hash) == 112,
+              "schema area fields are part of layout version 2");
 static_assert(sizeof(PeerSlot) == kLine, "one peer per cache line: peers never share a line");
 static_assert(sizeof(Counters) == kLine, "counters fit one line");
 static_assert(offsetof(Control, producer) == 256 && offsetof(Control, consumer) == 384 &&

@@ -5,6 +5,7 @@
 // and kept in a private SegmentInfo; the hot path never re-reads the header.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -15,6 +16,7 @@
 
 #include "flatring/layout.hpp"
 #include "flatring/liveness.hpp"
+#include "flatring/schema.hpp"
 #include "flatring/status.hpp"
 
 namespace flatring {
@@ -85,6 +87,9 @@ struct SegmentInfo {
   std::uint64_t ring_offset = 0;
   std::uint64_t segment_size = 0;
   SchemaId schema;
+  /// The binary schema stored in the segment (layout version 2), verified and copied out at open;
+  /// empty for a raw ring or one created from a root type without a binary schema.
+  Schema stored_schema;
   ProcessToken creator;
   std::uint64_t created_unix_ns = 0;
   std::uint32_t owner_uid = 0;
@@ -98,7 +103,11 @@ struct SegmentInfo {
 
 namespace detail {
 class Mapping;
-}
+/// How many mappings the SIGBUS guard has replaced with zero pages in this process (see
+/// Ring::lost). 0 in a process that never lost a segment: endpoints read it (relaxed, a line that
+/// is never written) before the dearer Ring::lost().
+extern std::atomic<std::uint32_t> segments_lost;
+}  // namespace detail
 
 /// A handle to a mapped ring segment. Cheap to copy (shared ownership of the mapping); the mapping
 /// goes away with the last handle. Writers, readers, producers and consumers keep a copy.
@@ -111,10 +120,17 @@ class Ring {
   /// \throws Error (invalid_name, invalid_options, already_exists, permission_denied, system_error)
   [[nodiscard]] static Ring create(std::string_view name, const RingOptions& options,
                                    const SchemaId& schema = {}, const CreateOptions& create = {});
+  /// Creates a ring that stores `schema` (its binary schema, in the schema area) and whose
+  /// identity is its root type and file identifier. 	hrows as the other create.
+  [[nodiscard]] static Ring create(std::string_view name, const RingOptions& options,
+                                   const Schema& schema, const CreateOptions& create = {});
   /// Opens an existing segment, checking ownership, permissions, every header field and the real
-  /// size of the segment before anything else is used.
+  /// size of the segment before anything else is used. A stored schema is length-capped, read
+  /// with pread into private memory, checked against its header hash and verified as a
+  /// reflection.Schema (Schema::from_bfbs); nothing re-reads it from the segment.
   /// \throws Error naming what is wrong (not_found, not_flatring, wrong_version, wrong_schema,
-  ///   wrong_mode, size_mismatch, corrupt_header, unsafe_owner, unsafe_permissions, ...)
+  ///   wrong_mode, size_mismatch, corrupt_header, unsafe_owner, unsafe_permissions,
+  ///   schema_too_large, corrupt_schema, schema_too_deep, schema_no_root, ...)
   [[nodiscard]] static Ring open(std::string_view name, const OpenOptions& options = {});
   /// Removes the name. Processes that have it mapped keep their mapping. Returns false if there
   /// was nothing to remove.
@@ -153,6 +169,10 @@ class Ring {
   /// pages over the whole affected mapping (see docs/security.md). Nothing in the ring is
   /// delivered any more; blocking reads and writes return Status::segment_lost.
   [[nodiscard]] bool lost() const noexcept;
+  /// lost(), after a cheap test that any segment was lost in this process: for hot paths.
+  [[nodiscard]] bool lost_fast() const noexcept {
+    return detail::segments_lost.load(std::memory_order_relaxed) != 0 && lost();
+  }
 
   /// Reclaims peer slots (and exclusive role ownership) of processes that have died, folding their
   /// counters into the retired totals. Returns how many were reclaimed.
@@ -162,6 +182,8 @@ class Ring {
 
  private:
   explicit Ring(std::shared_ptr<detail::Mapping> m) : map_(std::move(m)) {}
+  static Ring create_with(std::string_view name, const RingOptions& options, const SchemaId& id,
+                          const Schema& schema, const CreateOptions& create);
   // Why `name` is stale, or nothing (also when it cannot be opened). For create's message.
   static std::optional<std::string> stale_reason(std::string_view name) noexcept;
   std::shared_ptr<detail::Mapping> map_;

@@ -81,6 +81,12 @@ enum class Errc : std::uint8_t {
   unsafe_owner,        ///< the segment belongs to another uid (see OpenOptions::allow_foreign_owner)
   unsafe_permissions,  ///< group/world-writable, or not a regular file
   system_error,        ///< an unexpected OS error; the message carries errno's text
+  invalid_schema,      ///< a .fbs schema given to flatring did not parse (the parser's message)
+  corrupt_schema,      ///< a binary schema is not a reflection.Schema buffer, or the segment's
+                       ///< copy does not match the hash in its header
+  schema_too_large,    ///< a binary schema's length is above the limit (or past its area)
+  schema_too_deep,     ///< a binary schema nests deeper than the verifier's depth limit
+  schema_no_root,      ///< a binary schema has no root type
 };
 
 [[nodiscard]] std::string_view to_string(Errc e) noexcept;

@@ -10,6 +10,7 @@
 #include <memory>
 #include <new>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include <flatbuffers/flatbuffers.h>
@@ -19,6 +20,7 @@
 #include "flatring/mode.hpp"
 #include "flatring/mpmc.hpp"
 #include "flatring/mpsc.hpp"
+#include "flatring/schema.hpp"
 #include "flatring/spsc.hpp"
 #include "flatring/segment.hpp"
 #include "flatring/status.hpp"
@@ -26,49 +28,96 @@
 namespace flatring {
 
 /// Names a root type's schema. Declare it once per root type with FLATRING_SCHEMA, at global
-/// namespace scope, after including the flatc-generated header (generated with
-/// --gen-name-strings, as flatring_add_schema does).
+/// namespace scope, after including the flatc-generated header.
 template <class Root>
 struct schema_traits;
 
+namespace detail {
+
+/// "app::Order" (as spelled in FLATRING_SCHEMA) to FlatBuffers' "app.Order".
+[[nodiscard]] std::string dotted_name(std::string_view cxx_spelling);
+
+/// The root type's fully qualified name: from the generated code when it was made with
+/// --gen-name-strings (as flatring_add_schema does), else from the spelling in FLATRING_SCHEMA, so
+/// that generated code made without it (e.g. Debian's flatbuffers/reflection_generated.h) works
+/// with no trait written by hand.
+template <class Root>
+std::string_view root_name(std::string_view spelled) {
+  if constexpr (requires { Root::GetFullyQualifiedName(); }) {
+    return Root::GetFullyQualifiedName();
+  } else {
+    static const std::string name = dotted_name(spelled);
+    return name;
+  }
+}
+
+/// The root type's binary schema, when flatring_add_schema embedded it beside the generated code
+/// (found by argument-dependent lookup of flatring_binary_schema(const Root*)); else empty.
+template <class Root>
+std::span<const std::uint8_t> embedded_binary_schema() {
+  if constexpr (requires(const Root* r) { flatring_binary_schema(r); }) {
+    return flatring_binary_schema(static_cast<const Root*>(nullptr));
+  } else {
+    return {};
+  }
+}
+
+}  // namespace detail
+
 /// FLATRING_SCHEMA(app::Order, app::OrderIdentifier())
-#define FLATRING_SCHEMA(ROOT, IDENTIFIER)                                                         \
-  template <>                                                                                   \
-  struct flatring::schema_traits<ROOT> {                                                        \
-    static const char* file_identifier() { return IDENTIFIER; }                                 \
-    static std::string_view name() { return ROOT::GetFullyQualifiedName(); }                    \
+#define FLATRING_SCHEMA(ROOT, IDENTIFIER)                                                        \
+  template <>                                                                                  \
+  struct flatring::schema_traits<ROOT> {                                                       \
+    static const char* file_identifier() { return IDENTIFIER; }                                \
+    static std::string_view name() { return ::flatring::detail::root_name<ROOT>(#ROOT); }      \
+    static std::span<const std::uint8_t> binary_schema() {                                     \
+      return ::flatring::detail::embedded_binary_schema<ROOT>();                               \
+    }                                                                                          \
   }
 
-/// The SchemaId recorded in a ring created for `Root`.
+/// The SchemaId recorded in a ring created for `Root`: its file identifier and root type name.
 template <class Root>
 [[nodiscard]] SchemaId schema_of() {
   return SchemaId::of(schema_traits<Root>::name(), schema_traits<Root>::file_identifier());
 }
 
-/// Creates a ring for records of `Root` (its schema identity goes into the header).
+/// The binary schema of `Root` (verified once), or an empty Schema when the generated code does
+/// not embed one. \throws Error as Schema::from_bfbs, for an embedded schema that is not one.
 template <class Root>
-[[nodiscard]] Ring create_ring(std::string_view name, const RingOptions& options) {
-  return Ring::create(name, options, schema_of<Root>());
+[[nodiscard]] const Schema& binary_schema_of() {
+  static const Schema schema = [] {
+    const auto bfbs = schema_traits<Root>::binary_schema();
+    return bfbs.empty() ? Schema{} : Schema::from_bfbs(bfbs);
+  }();
+  return schema;
 }
 
-/// Opens a ring and checks that it holds records of `Root`.
-/// \throws Error(wrong_schema) if it does not.
+/// Creates a ring for records of `Root`: its identity goes into the header and, when the
+/// generated code embeds it, its binary schema into the schema area.
 template <class Root>
-[[nodiscard]] Ring open_ring(std::string_view name, OpenOptions options = {}) {
-  options.expect_schema = schema_of<Root>();
-  return Ring::open(name, options);
+[[nodiscard]] Ring create_ring(std::string_view name, const RingOptions& options) {
+  const Schema& schema = binary_schema_of<Root>();
+  if (schema.empty()) return Ring::create(name, options, schema_of<Root>());
+  return Ring::create(name, options, schema);
 }
 
 namespace detail {
+/// Checks that `ring` holds records `mine` can read: the root type and file identifier (`want`)
+/// and, when both sides have a binary schema, FlatBuffers' evolution rules (check_compatible).
+/// \throws Error(wrong_schema) naming the first incompatibility.
+SchemaMatch require_schema(const Ring& ring, const SchemaId& want, const Schema& mine);
+}  // namespace detail
 
-inline void require_schema(const Ring& ring, const SchemaId& want) {
-  if (!(ring.info().schema == want)) {
-    throw Error(Errc::wrong_schema, "flatring ring '" + ring.info().name + "': holds schema '" +
-                                        ring.info().schema.identifier() +
-                                        "', this endpoint's root type is '" + want.identifier() +
-                                        "' (or its name hash differs)");
-  }
+/// Opens a ring and checks that it holds records of `Root` (detail::require_schema).
+/// \throws Error(wrong_schema) if it does not; Ring::open's errors.
+template <class Root>
+[[nodiscard]] Ring open_ring(std::string_view name, OpenOptions options = {}) {
+  Ring ring = Ring::open(name, options);
+  (void)detail::require_schema(ring, schema_of<Root>(), binary_schema_of<Root>());
+  return ring;
 }
+
+namespace detail {
 
 inline std::span<const std::byte> bytes_of(const flatbuffers::FlatBufferBuilder& fbb) noexcept {
   return {reinterpret_cast<const std::byte*>(fbb.GetBufferPointer()), fbb.GetSize()};
@@ -103,7 +152,11 @@ class Producer {
  public:
   /// \throws Error(wrong_schema) if the ring was not created for Root; the Writer's errors.
   explicit Producer(Ring ring, WaitOptions wait = {})
-      : writer_((detail::require_schema(ring, schema_of<Root>()), ring), wait) {}
+      : match_(detail::require_schema(ring, schema_of<Root>(), binary_schema_of<Root>())),
+        writer_(std::move(ring), wait) {}
+
+  /// How this producer's schema relates to the ring's (identical, or a compatible evolution).
+  [[nodiscard]] SchemaMatch schema_match() const noexcept { return match_; }
 
   /// Copies the finished buffer into the ring (one copy). ok, full, too_large, corrupt, or
   /// invalid_state when the buffer was not finished with Root's file identifier.
@@ -128,6 +181,7 @@ class Producer {
     if (fbb.GetSize() < sizeof(flatbuffers::uoffset_t) + flatbuffers::kFileIdentifierLength) return false;
     return flatbuffers::BufferHasIdentifier(fbb.GetBufferPointer(), id);
   }
+  SchemaMatch match_;
   Writer<M> writer_;
 };
 
@@ -144,42 +198,22 @@ struct ConsumerOptions {
   WaitOptions wait{};
 };
 
-/// Receives verified records of `Root` from a ring of mode `M` (through a Reader<M>). The pointer a
-/// receive returns stays valid until the next receive on this consumer (or its destruction).
-/// \pre one thread at a time.
-template <class Root, Mode M = Mode::spsc>
-class Consumer {
+namespace detail {
+
+/// The receive path every verifying consumer shares (Consumer<Root, M>, DynamicConsumer<M>): the
+/// record is copied into private memory and released (or, with in_place, kept in the ring), then
+/// `verify(bytes)` runs once on exactly the bytes the caller will read; a record that fails is
+/// counted and skipped. \pre one thread at a time.
+template <Mode M>
+class VerifyingReader {
  public:
-  /// \throws Error(wrong_schema) if the ring was not created for Root; the Reader's errors.
-  explicit Consumer(Ring ring, ConsumerOptions options = {})
-      : reader_((detail::require_schema(ring, schema_of<Root>()), ring), options.wait),
-        options_(options) {}
+  VerifyingReader(Ring ring, const ConsumerOptions& options)
+      : reader_(std::move(ring), options.wait), options_(options) {}
 
-  /// The next verified record. empty; corrupt (the ring's shared state is bad; see
-  /// Reader::recover); verify_failed (the record was not a valid Root and has been skipped:
-  /// the next call returns the next record).
-  [[nodiscard]] Result<const Root*> try_receive() noexcept {
-    reader_.release();
-    return accept(reader_.try_read());
-  }
-
-  /// try_receive, waiting up to `timeout`. Extra outcomes: timed_out, peer_dead.
-  [[nodiscard]] Result<const Root*> receive(std::chrono::nanoseconds timeout) {
-    reader_.release();
-    return accept(reader_.read(timeout));
-  }
-
-  /// The bytes of the record last returned (verified), valid as long as the pointer.
-  [[nodiscard]] std::span<const std::byte> bytes() const noexcept { return current_; }
-  /// mpmc: the record last returned was delivered again because a consumer died holding it
-  /// (RecordView::redelivered; at-least-once). A consumer holds a record until its next receive
-  /// only with ConsumerOptions::in_place; a copying consumer releases it before verifying.
-  [[nodiscard]] bool redelivered() const noexcept { return redelivered_; }
-  [[nodiscard]] Reader<M>& raw() noexcept { return reader_; }
-  [[nodiscard]] const ConsumerOptions& options() const noexcept { return options_; }
-
- private:
-  Result<const Root*> accept(Result<RecordView> r) noexcept {
+  /// The verified bytes of the next record from `r` (a try_read or read of reader()), or why
+  /// there are none: its status, or verify_failed.
+  template <class Verify>
+  Result<std::span<const std::byte>> accept(Result<RecordView> r, Verify&& verify) noexcept {
     current_ = {};
     redelivered_ = false;
     if (!r) return r.status();
@@ -189,24 +223,26 @@ class Consumer {
       try {
         copy = scratch_.get(bytes.size() == 0 ? 1 : bytes.size());
       } catch (const std::bad_alloc&) {
-        reader_.release();
         return fail();
       }
       std::memcpy(copy, bytes.data(), bytes.size());
       bytes = {copy, bytes.size()};
       reader_.release();  // the copy is ours: the ring slot can go back to the producer now
     }
-    const auto* buf = reinterpret_cast<const std::uint8_t*>(bytes.data());
     // The Verifier asserts on buffers of 2 GiB and more: reject them before it sees them.
-    if (bytes.size() >= FLATBUFFERS_MAX_BUFFER_SIZE) return fail();
-    flatbuffers::Verifier verifier(buf, bytes.size(), options_.max_depth, options_.max_tables);
-    if (!verifier.VerifyBuffer<Root>(schema_traits<Root>::file_identifier())) return fail();
+    if (bytes.size() >= FLATBUFFERS_MAX_BUFFER_SIZE || !verify(bytes)) return fail();
     current_ = bytes;
     redelivered_ = r->redelivered;
-    return flatbuffers::GetRoot<Root>(buf);
+    return bytes;
   }
 
-  Result<const Root*> fail() noexcept {
+  [[nodiscard]] Reader<M>& reader() noexcept { return reader_; }
+  [[nodiscard]] const ConsumerOptions& options() const noexcept { return options_; }
+  [[nodiscard]] std::span<const std::byte> current() const noexcept { return current_; }
+  [[nodiscard]] bool redelivered() const noexcept { return redelivered_; }
+
+ private:
+  Status fail() noexcept {
     reader_.attachment().count(layout::verify_failures);
     reader_.release();
     return Status::verify_failed;
@@ -214,9 +250,69 @@ class Consumer {
 
   Reader<M> reader_;
   ConsumerOptions options_;
-  detail::AlignedBuffer scratch_;
+  AlignedBuffer scratch_;
   std::span<const std::byte> current_;
   bool redelivered_ = false;
+};
+
+}  // namespace detail
+
+/// Receives verified records of `Root` from a ring of mode `M` (through a Reader<M>). The pointer a
+/// receive returns stays valid until the next receive on this consumer (or its destruction).
+/// \pre one thread at a time.
+template <class Root, Mode M = Mode::spsc>
+class Consumer {
+ public:
+  /// \throws Error(wrong_schema) if the ring does not hold records this Root can read (see
+  ///   detail::require_schema); the Reader's errors.
+  explicit Consumer(Ring ring, ConsumerOptions options = {})
+      : match_(detail::require_schema(ring, schema_of<Root>(), binary_schema_of<Root>())),
+        rx_(std::move(ring), options) {}
+
+  /// How this consumer's schema relates to the ring's: identical, or a compatible evolution
+  /// (endpoint_newer: fields this consumer knows and the ring's producers do not read as their
+  /// defaults; ring_newer: fields the ring's schema added are invisible to this consumer).
+  [[nodiscard]] SchemaMatch schema_match() const noexcept { return match_; }
+
+  /// The next verified record. empty; corrupt (the ring's shared state is bad; see
+  /// Reader::recover); verify_failed (the record was not a valid Root and has been skipped:
+  /// the next call returns the next record).
+  [[nodiscard]] Result<const Root*> try_receive() noexcept {
+    rx_.reader().release();
+    return root_of(rx_.accept(rx_.reader().try_read(), verifier()));
+  }
+
+  /// try_receive, waiting up to `timeout`. Extra outcomes: timed_out, peer_dead.
+  [[nodiscard]] Result<const Root*> receive(std::chrono::nanoseconds timeout) {
+    rx_.reader().release();
+    return root_of(rx_.accept(rx_.reader().read(timeout), verifier()));
+  }
+
+  /// The bytes of the record last returned (verified), valid as long as the pointer.
+  [[nodiscard]] std::span<const std::byte> bytes() const noexcept { return rx_.current(); }
+  /// mpmc: the record last returned was delivered again because a consumer died holding it
+  /// (RecordView::redelivered; at-least-once). A consumer holds a record until its next receive
+  /// only with ConsumerOptions::in_place; a copying consumer releases it before verifying.
+  [[nodiscard]] bool redelivered() const noexcept { return rx_.redelivered(); }
+  [[nodiscard]] Reader<M>& raw() noexcept { return rx_.reader(); }
+  [[nodiscard]] const ConsumerOptions& options() const noexcept { return rx_.options(); }
+
+ private:
+  auto verifier() const noexcept {
+    return [this](std::span<const std::byte> b) {
+      // A fresh verifier per record, with this consumer's limits and Root's file identifier.
+      flatbuffers::Verifier v(reinterpret_cast<const std::uint8_t*>(b.data()), b.size(),
+                              rx_.options().max_depth, rx_.options().max_tables);
+      return v.VerifyBuffer<Root>(schema_traits<Root>::file_identifier());
+    };
+  }
+  static Result<const Root*> root_of(Result<std::span<const std::byte>> b) noexcept {
+    if (!b) return b.status();
+    return flatbuffers::GetRoot<Root>(reinterpret_cast<const std::uint8_t*>(b->data()));
+  }
+
+  SchemaMatch match_;
+  detail::VerifyingReader<M> rx_;
 };
 
 }  // namespace flatring

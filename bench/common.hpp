@@ -26,10 +26,10 @@ inline constexpr std::size_t min_payload = 16;
 struct CaseSpec {
   std::size_t payload = 64;
   Pattern pattern = Pattern::throughput;
-  double budget_s = 0.3;       // wall time aimed at for the timed round
-  double warmup_s = 0.05;      // minimum untimed warm-up before it
-  double watchdog_s = 60.0;    // a case that takes longer than this is killed, the run fails
-  int producer_cpu = -1;       // -1: not pinned
+  double budget_s = 0.3;     // wall time aimed at for the timed round
+  double warmup_s = 0.05;    // minimum untimed warm-up before it
+  double watchdog_s = 60.0;  // a case that takes longer than this is killed, the run fails
+  int producer_cpu = -1;     // -1: not pinned
   int consumer_cpu = -1;
 };
 
@@ -54,7 +54,9 @@ struct CaseResult {
   ThroughputResult tp{};
   LatencyResult lat{};
 
-  double msgs_per_s() const noexcept { return tp.seconds > 0 ? double(tp.messages) / tp.seconds : 0; }
+  double msgs_per_s() const noexcept {
+    return tp.seconds > 0 ? double(tp.messages) / tp.seconds : 0;
+  }
   double mb_per_s() const noexcept {
     return tp.seconds > 0 ? double(tp.messages) * double(payload) / tp.seconds / 1e6 : 0;
   }
@@ -125,7 +127,7 @@ inline void do_not_optimize(T const& v) noexcept {
 }
 inline void clobber_memory() noexcept { asm volatile("" : : : "memory"); }
 
-std::string format_size(std::size_t bytes);             // "64 B", "1 KiB", "16 MiB"
+std::string format_size(std::size_t bytes);                 // "64 B", "1 KiB", "16 MiB"
 std::optional<std::size_t> parse_size(std::string_view s);  // "64", "1KiB", "64K", "1M", "16MiB"
 
 }  // namespace bench

@@ -42,9 +42,9 @@ void fail_errno(std::string_view what) {
 
 void fail_message(std::uint64_t expected_seq, std::uint64_t got_head, std::uint64_t got_tail,
                   std::size_t expected_len, std::size_t got_len) {
-  throw BenchError(fmt::format(
-      "bad message: expected seq {} length {}, got length {} head {} tail {:#x}", expected_seq,
-      expected_len, got_len, got_head, got_tail));
+  throw BenchError(
+      fmt::format("bad message: expected seq {} length {}, got length {} head {} tail {:#x}",
+                  expected_seq, expected_len, got_len, got_head, got_tail));
 }
 
 void fill_pattern(std::byte* msg, std::size_t len) noexcept {
@@ -194,8 +194,7 @@ extern "C" void on_fatal_signal(int sig) {
       write_str(c->message);
       write_str("\n");
     }
-  } else
-    write_str("flatring-bench: interrupted\n");
+  } else write_str("flatring-bench: interrupted\n");
   _exit(sig == SIGALRM ? 3 : 128 + sig);
 }
 
@@ -211,10 +210,12 @@ void pin_to(int cpu) noexcept {
 
 }  // namespace
 
-void restore_affinity() noexcept { sched_setaffinity(0, sizeof g_saved_affinity, &g_saved_affinity); }
+void restore_affinity() noexcept {
+  sched_setaffinity(0, sizeof g_saved_affinity, &g_saved_affinity);
+}
 
 void install_signal_handlers() {
-  struct sigaction sa{};
+  struct sigaction sa {};
   sa.sa_handler = on_fatal_signal;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGALRM, &sa, nullptr);
@@ -223,7 +224,7 @@ void install_signal_handlers() {
   signal(SIGPIPE, SIG_IGN);  // a dead reader shows up as EPIPE, not as a silent death
   // No SA_RESTART: a blocking call of the parent returns EINTR when the child exits, and the
   // transports' EINTR paths call Peer::check_now().
-  struct sigaction chld{};
+  struct sigaction chld {};
   chld.sa_handler = on_child_exit;
   sigemptyset(&chld.sa_mask);
   chld.sa_flags = SA_NOCLDSTOP;
@@ -263,7 +264,8 @@ std::set<int> siblings_of(int cpu) {
   std::size_t pos = 0;
   while (pos < list.size()) {
     std::size_t comma = list.find(',', pos);
-    std::string part = list.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    std::string part =
+        list.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
     std::size_t dash = part.find('-');
     try {
       if (dash == std::string::npos) {
@@ -455,7 +457,8 @@ void parent_fail(ForkState* st, const char* what) {
     kill(st->pid, SIGKILL);
     reap(st->pid);
   }
-  if (st->ctl->message[0]) msg = std::string("consumer: ") + st->ctl->message + " (producer: " + msg + ")";
+  if (st->ctl->message[0])
+    msg = std::string("consumer: ") + st->ctl->message + " (producer: " + msg + ")";
   end_case(st);
   delete st;
   throw BenchError(msg);

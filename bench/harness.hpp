@@ -44,13 +44,13 @@ class SharedMemory {
 };
 
 struct Control {
-  alignas(64) std::atomic<std::uint64_t> round{0};        // parent: number of the current round
-  std::atomic<std::uint64_t> round_count{0};              // messages in it; 0 = stop
-  alignas(64) std::atomic<std::uint64_t> round_done{0};   // child: last finished round
-  std::atomic<std::int64_t> t_end_ns{0};                  // child: steady_clock at its end
+  alignas(64) std::atomic<std::uint64_t> round{0};       // parent: number of the current round
+  std::atomic<std::uint64_t> round_count{0};             // messages in it; 0 = stop
+  alignas(64) std::atomic<std::uint64_t> round_done{0};  // child: last finished round
+  std::atomic<std::int64_t> t_end_ns{0};                 // child: steady_clock at its end
   std::atomic<std::uint32_t> child_ready{0};
-  alignas(64) std::atomic<std::uint32_t> failed{0};       // either side: the case failed
-  alignas(64) char message[1024]{};                       // child's error message
+  alignas(64) std::atomic<std::uint32_t> failed{0};  // either side: the case failed
+  alignas(64) char message[1024]{};                  // child's error message
 };
 
 // What one process knows about the other one; cheap enough to poll from a spin loop.
@@ -153,10 +153,10 @@ class ParentSide {
 // failed (with the child's message when it has one).
 namespace detail {
 struct ForkState;
-ForkState* fork_begin(const CaseSpec& spec);         // nullptr in the child
+ForkState* fork_begin(const CaseSpec& spec);  // nullptr in the child
 [[noreturn]] void child_run(ForkState*, void (*fn)(void*, ChildSide&), void* ctx) noexcept;
 ParentSide parent_side(ForkState*);
-void parent_finish(ForkState*, ParentSide&);         // normal end: stop round, reap, check
+void parent_finish(ForkState*, ParentSide&);                  // normal end: stop round, reap, check
 [[noreturn]] void parent_fail(ForkState*, const char* what);  // kill, reap, throw
 bool in_child(ForkState*) noexcept;
 }  // namespace detail
@@ -166,7 +166,10 @@ auto run_forked(const CaseSpec& spec, ChildFn&& child_fn, ParentFn&& parent_fn) 
   detail::ForkState* st = detail::fork_begin(spec);
   if (detail::in_child(st)) {
     detail::child_run(
-        st, [](void* ctx, ChildSide& side) { (*static_cast<std::remove_reference_t<ChildFn>*>(ctx))(side); },
+        st,
+        [](void* ctx, ChildSide& side) {
+          (*static_cast<std::remove_reference_t<ChildFn>*>(ctx))(side);
+        },
         const_cast<void*>(static_cast<const void*>(&child_fn)));
   }
   ParentSide side = detail::parent_side(st);
@@ -213,7 +216,8 @@ ThroughputResult drive_throughput(ParentSide& p, const CaseSpec& spec, Send&& se
     return std::max(double(t1 - t0) * 1e-9, 1e-7);
   };
   const double rate = calibrate(spec, initial_round(spec.payload), 1u << 30, run);
-  const std::uint64_t timed = std::clamp<std::uint64_t>(std::uint64_t(rate * spec.budget_s), 8, 4'000'000'000ull);
+  const std::uint64_t timed =
+      std::clamp<std::uint64_t>(std::uint64_t(rate * spec.budget_s), 8, 4'000'000'000ull);
   return {timed, run(timed)};
 }
 
@@ -229,8 +233,10 @@ LatencyResult drive_latency(ParentSide& p, const CaseSpec& spec, RoundTrip&& rt)
     });
     return std::max(double(now_ns() - t0) * 1e-9, 1e-7);
   };
-  const double rate = calibrate(spec, std::max<std::uint64_t>(initial_round(spec.payload) / 8, 4), 1u << 26, run);
-  const std::uint64_t timed = std::clamp<std::uint64_t>(std::uint64_t(rate * spec.budget_s), 8, 20'000'000);
+  const double rate =
+      calibrate(spec, std::max<std::uint64_t>(initial_round(spec.payload) / 8, 4), 1u << 26, run);
+  const std::uint64_t timed =
+      std::clamp<std::uint64_t>(std::uint64_t(rate * spec.budget_s), 8, 20'000'000);
   std::vector<std::uint64_t> rtt(timed);
   p.round(timed, [&] {
     for (std::uint64_t k = 0; k < timed; ++k) {
@@ -249,7 +255,8 @@ LatencyResult drive_latency(ParentSide& p, const CaseSpec& spec, RoundTrip&& rt)
 enum class NameKind { shm, mq, file };
 class CleanupName {
  public:
-  CleanupName(NameKind kind, std::string name);  // shm: shm_unlink(name); mq: mq_unlink; file: unlink
+  CleanupName(NameKind kind,
+              std::string name);  // shm: shm_unlink(name); mq: mq_unlink; file: unlink
   ~CleanupName();
   CleanupName(const CleanupName&) = delete;
   CleanupName& operator=(const CleanupName&) = delete;

@@ -30,13 +30,14 @@ TransportList all_transports() {
 }
 
 std::string progress_line(const CaseResult& r) {
-  std::string head = fmt::format("{:<20} {:<10} {:>7}  ", r.transport, to_string(r.pattern), format_size(r.payload));
+  std::string head = fmt::format("{:<20} {:<10} {:>7}  ", r.transport, to_string(r.pattern),
+                                 format_size(r.payload));
   if (r.skipped) return head + "skipped: " + *r.skipped;
   if (r.pattern == Pattern::throughput)
-    return head + fmt::format("{:>12.4g} msgs/s {:>10.1f} MB/s   ({} messages in {:.3f} s)", r.msgs_per_s(),
-                              r.mb_per_s(), r.tp.messages, r.tp.seconds);
-  return head + fmt::format("rtt p50 {} ns, p99 {} ns, p99.9 {} ns   ({} round trips)", r.lat.p50_ns,
-                            r.lat.p99_ns, r.lat.p999_ns, r.lat.round_trips);
+    return head + fmt::format("{:>12.4g} msgs/s {:>10.1f} MB/s   ({} messages in {:.3f} s)",
+                              r.msgs_per_s(), r.mb_per_s(), r.tp.messages, r.tp.seconds);
+  return head + fmt::format("rtt p50 {} ns, p99 {} ns, p99.9 {} ns   ({} round trips)",
+                            r.lat.p50_ns, r.lat.p99_ns, r.lat.p999_ns, r.lat.round_trips);
 }
 
 }  // namespace
@@ -48,24 +49,33 @@ void add_flatring_transports(TransportList&) {}  // built without the flatring l
 #endif
 
 int main(int argc, char** argv) {
-  CLI::App app{"flatring-bench: flatring against pipes, sockets and message queues (two processes, every message checked)"};
+  CLI::App app{"flatring-bench: flatring against pipes, sockets and message queues (two processes, "
+               "every message checked)"};
   bool quick = false, list = false;
   std::vector<std::string> transport_args, size_args, pattern_args;
   std::string json_path, plot_path;
   double budget = 0;
-  app.add_flag("--quick", quick, "Short run: sizes 64 B..1 MiB, ~0.35 s per timed round (< 60 s in all)");
-  app.add_option("--transport", transport_args, "Transports to run (repeatable or comma list; default all)")
+  app.add_flag("--quick", quick,
+               "Short run: sizes 64 B..1 MiB, ~0.35 s per timed round (< 60 s in all)");
+  app.add_option("--transport", transport_args,
+                 "Transports to run (repeatable or comma list; default all)")
       ->delimiter(',');
-  app.add_option("--size", size_args, "Payload sizes, e.g. 64,1KiB,64K,1MiB (default 64 B, 1 KiB, 64 KiB, 1 MiB, +16 MiB without --quick)")
+  app.add_option("--size", size_args,
+                 "Payload sizes, e.g. 64,1KiB,64K,1MiB (default 64 B, 1 KiB, 64 KiB, 1 MiB, +16 "
+                 "MiB without --quick)")
       ->delimiter(',');
-  app.add_option("--pattern", pattern_args, "throughput and/or latency (default both)")->delimiter(',');
+  app.add_option("--pattern", pattern_args, "throughput and/or latency (default both)")
+      ->delimiter(',');
   app.add_option("--json", json_path, "Write the results as JSON to FILE");
-  app.add_option("--plot", plot_path, "Render FILE.png with gnuplot (throughput and latency panels)");
-  app.add_option("--budget", budget, "Seconds aimed at for each timed round (default 0.35 with --quick, 1.5 otherwise)")
+  app.add_option("--plot", plot_path,
+                 "Render FILE.png with gnuplot (throughput and latency panels)");
+  app.add_option("--budget", budget,
+                 "Seconds aimed at for each timed round (default 0.35 with --quick, 1.5 otherwise)")
       ->check(CLI::Range(0.01, 60.0));
   app.add_flag("--list", list, "List the transports and exit");
   std::uint64_t fault_seq = ~std::uint64_t(0);
-  app.add_option("--inject-fault", fault_seq, "Self-test: corrupt the message with this sequence number; the run must fail")
+  app.add_option("--inject-fault", fault_seq,
+                 "Self-test: corrupt the message with this sequence number; the run must fail")
       ->group("");
   try {
     app.parse(argc, argv);
@@ -85,19 +95,22 @@ int main(int argc, char** argv) {
     for (auto& t : transports) selected.push_back(t.get());
   } else {
     for (const auto& name : transport_args) {
-      auto it = std::find_if(transports.begin(), transports.end(), [&](auto& t) { return t->name() == name; });
+      auto it = std::find_if(transports.begin(), transports.end(),
+                             [&](auto& t) { return t->name() == name; });
       if (it == transports.end()) {
         std::string known;
         for (auto& t : transports) known += (known.empty() ? "" : ", ") + t->name();
         fmt::print(stderr, "flatring-bench: unknown transport '{}' (known: {})\n", name, known);
         return 1;
       }
-      if (std::find(selected.begin(), selected.end(), it->get()) == selected.end()) selected.push_back(it->get());
+      if (std::find(selected.begin(), selected.end(), it->get()) == selected.end())
+        selected.push_back(it->get());
     }
     // Keep the registry order (flatring first) whatever the command line order.
     std::vector<Transport*> ordered;
     for (auto& t : transports)
-      if (std::find(selected.begin(), selected.end(), t.get()) != selected.end()) ordered.push_back(t.get());
+      if (std::find(selected.begin(), selected.end(), t.get()) != selected.end())
+        ordered.push_back(t.get());
     selected = ordered;
   }
   std::vector<std::size_t> sizes;
@@ -108,7 +121,10 @@ int main(int argc, char** argv) {
     for (const auto& s : size_args) {
       auto v = parse_size(s);
       if (!v || *v < min_payload || *v > (64u << 20)) {
-        fmt::print(stderr, "flatring-bench: bad --size '{}' (between {} B and 64 MiB, e.g. 64, 1KiB, 1MiB)\n", s, min_payload);
+        fmt::print(
+            stderr,
+            "flatring-bench: bad --size '{}' (between {} B and 64 MiB, e.g. 64, 1KiB, 1MiB)\n", s,
+            min_payload);
         return 1;
       }
       if (std::find(sizes.begin(), sizes.end(), *v) == sizes.end()) sizes.push_back(*v);
@@ -139,9 +155,10 @@ int main(int argc, char** argv) {
   base.watchdog_s = 20 + 10 * (base.budget_s + base.warmup_s);
   base.producer_cpu = cpus.producer;
   base.consumer_cpu = cpus.consumer;
-  fmt::print(stderr, "flatring-bench: {} ({} cores), {}; {}; {:.2f} s per timed round\n", machine.cpu,
-             machine.cores, machine.kernel,
-             cpus.producer >= 0 ? fmt::format("producer on CPU {}, consumer on CPU {}", cpus.producer, cpus.consumer)
+  fmt::print(stderr, "flatring-bench: {} ({} cores), {}; {}; {:.2f} s per timed round\n",
+             machine.cpu, machine.cores, machine.kernel,
+             cpus.producer >= 0 ? fmt::format("producer on CPU {}, consumer on CPU {}",
+                                              cpus.producer, cpus.consumer)
                                 : std::string("fewer than 2 CPUs: not pinned"),
              base.budget_s);
 
@@ -178,8 +195,8 @@ int main(int argc, char** argv) {
       } catch (const SkipCase& e) {
         r.skipped = e.what();
       } catch (const std::exception& e) {
-        fmt::print(stderr, "[{:>3}/{}] {:<20} {:<10} {:>7}  FAILED: {}\n", done, cases.size(), c.t->name(),
-                   to_string(c.pattern), format_size(c.size), e.what());
+        fmt::print(stderr, "[{:>3}/{}] {:<20} {:<10} {:>7}  FAILED: {}\n", done, cases.size(),
+                   c.t->name(), to_string(c.pattern), format_size(c.size), e.what());
         fmt::print(stderr, "flatring-bench: FAILED\n");
         return 2;
       }
@@ -195,11 +212,13 @@ int main(int argc, char** argv) {
 
   int rc = 0;
   if (!json_path.empty()) {
-    if (write_json(json_path, machine, results)) fmt::print(stderr, "flatring-bench: wrote {}\n", json_path);
+    if (write_json(json_path, machine, results))
+      fmt::print(stderr, "flatring-bench: wrote {}\n", json_path);
     else rc = 1;
   }
   if (!plot_path.empty()) {
-    if (write_plot(plot_path, machine, results, order)) fmt::print(stderr, "flatring-bench: wrote {}\n", plot_path);
+    if (write_plot(plot_path, machine, results, order))
+      fmt::print(stderr, "flatring-bench: wrote {}\n", plot_path);
     else rc = 1;
   }
   return rc;

@@ -84,7 +84,8 @@ std::string ratio(double r) {
   return fmt::format("{:.2g}x", r);
 }
 
-const CaseResult* find(const std::vector<CaseResult>& rs, const std::string& t, Pattern p, std::size_t size) {
+const CaseResult* find(const std::vector<CaseResult>& rs, const std::string& t, Pattern p,
+                       std::size_t size) {
   for (const auto& r : rs)
     if (r.transport == t && r.pattern == p && r.payload == size) return &r;
   return nullptr;
@@ -98,7 +99,8 @@ std::vector<std::size_t> sizes_of(const std::vector<CaseResult>& rs) {
 
 }  // namespace
 
-std::string render_table(const std::vector<CaseResult>& results, const std::vector<std::string>& order) {
+std::string render_table(const std::vector<CaseResult>& results,
+                         const std::vector<std::string>& order) {
   const auto sizes = sizes_of(results);
   std::string out;
   for (Pattern p : {Pattern::throughput, Pattern::latency}) {
@@ -115,9 +117,10 @@ std::string render_table(const std::vector<CaseResult>& results, const std::vect
     std::size_t name_w = 9;
     for (const auto& t : rows) name_w = std::max(name_w, t.size());
     const std::size_t cell_w = 18;
-    out += p == Pattern::throughput
-               ? "throughput: messages per second, and the ratio to flatring's msgs/s at that size\n"
-               : "latency: round-trip p50, and the ratio to flatring's p50 at that size\n";
+    out +=
+        p == Pattern::throughput
+            ? "throughput: messages per second, and the ratio to flatring's msgs/s at that size\n"
+            : "latency: round-trip p50, and the ratio to flatring's p50 at that size\n";
     out += fmt::format("{:<{}}", "transport", name_w);
     for (auto s : sizes) out += fmt::format("  {:>{}}", format_size(s), cell_w);
     out += '\n';
@@ -151,7 +154,8 @@ std::string render_table(const std::vector<CaseResult>& results, const std::vect
 
 // ---------------------------------------------------------------- json
 
-bool write_json(const std::string& path, const MachineInfo& m, const std::vector<CaseResult>& results) {
+bool write_json(const std::string& path, const MachineInfo& m,
+                const std::vector<CaseResult>& results) {
   nlohmann::ordered_json j;
   j["machine"] = {{"cpu", m.cpu}, {"cores", m.cores}, {"kernel", m.kernel}};
   auto arr = nlohmann::ordered_json::array();
@@ -223,9 +227,9 @@ std::string slurp(const std::string& path) {
 // One colour per transport, the same in both panels (registry order).
 const char* colour(std::size_t i) {
   // As many as there are rows (memcpy is drawn in black), so no two rows share a colour.
-  static const char* const palette[] = {"#d62728", "#ff7f0e", "#8c564b", "#e377c2", "#1f77b4", "#17becf",
-                                        "#2ca02c", "#9467bd", "#7f7f7f", "#bcbd22", "#393b79", "#637939",
-                                        "#843c39", "#7b4173", "#e7969c", "#6b6ecf"};
+  static const char* const palette[] = {
+      "#d62728", "#ff7f0e", "#8c564b", "#e377c2", "#1f77b4", "#17becf", "#2ca02c", "#9467bd",
+      "#7f7f7f", "#bcbd22", "#393b79", "#637939", "#843c39", "#7b4173", "#e7969c", "#6b6ecf"};
   return palette[i % (sizeof palette / sizeof palette[0])];
 }
 
@@ -238,8 +242,8 @@ std::string gp_str(const std::string& s) {
 
 }  // namespace
 
-bool write_plot(const std::string& png_path, const MachineInfo& m, const std::vector<CaseResult>& results,
-                const std::vector<std::string>& order) {
+bool write_plot(const std::string& png_path, const MachineInfo& m,
+                const std::vector<CaseResult>& results, const std::vector<std::string>& order) {
   auto fail = [](const std::string& why) {
     fmt::print(stderr, "flatring-bench: error: plot failed: {}\n", why);
     return false;
@@ -252,10 +256,12 @@ bool write_plot(const std::string& png_path, const MachineInfo& m, const std::ve
 
   // Which PNG terminal this gnuplot has: pngcairo (gnuplot-nox has it) or the libgd png.
   if (run_program({"gnuplot", "-e", "set terminal"}, log) != 0)
-    return fail("cannot run gnuplot (is it installed? apt-get install gnuplot-nox); data left in " + dir);
+    return fail("cannot run gnuplot (is it installed? apt-get install gnuplot-nox); data left in " +
+                dir);
   const std::string terms = slurp(log);
   std::string terminal;
-  if (terms.find("pngcairo") != std::string::npos) terminal = "pngcairo size 1200,1100 font 'sans,10'";
+  if (terms.find("pngcairo") != std::string::npos)
+    terminal = "pngcairo size 1200,1100 font 'sans,10'";
   else if (terms.find(" png ") != std::string::npos) terminal = "png size 1200,1100";
   else return fail("this gnuplot has neither the pngcairo nor the png terminal");
 
@@ -316,7 +322,8 @@ bool write_plot(const std::string& png_path, const MachineInfo& m, const std::ve
   for (const auto& r : results)
     if (r.pattern == Pattern::latency && !r.skipped && r.lat.p50_ns > 0)
       lat_floor_us = std::min(lat_floor_us, double(r.lat.p50_ns) / 1000.0);
-  lat_floor_us = lat_floor_us < 1e9 ? std::pow(10.0, std::floor(std::log10(lat_floor_us / 2))) : 0.01;
+  lat_floor_us =
+      lat_floor_us < 1e9 ? std::pow(10.0, std::floor(std::log10(lat_floor_us / 2))) : 0.01;
 
   std::string xt;
   for (auto s : sizes) xt += fmt::format("{}\"{}\" {}", xt.empty() ? "" : ", ", format_size(s), s);
@@ -327,9 +334,11 @@ bool write_plot(const std::string& png_path, const MachineInfo& m, const std::ve
      << "set datafile missing '-'\n"
      << "set key outside right top\n"
      << "set grid\n"
-     << "set multiplot layout 2,1 title " << gp_str(fmt::format("flatring-bench — {} ({} cores), {}", m.cpu, m.cores, m.kernel)) << "\n";
+     << "set multiplot layout 2,1 title "
+     << gp_str(fmt::format("flatring-bench — {} ({} cores), {}", m.cpu, m.cores, m.kernel)) << "\n";
   // Panel 1: throughput.
-  gp << "set title 'throughput (one producer and one consumer process; the multi-party rows as named)'\n"
+  gp << "set title 'throughput (one producer and one consumer process; the multi-party rows as "
+        "named)'\n"
      << "set logscale xy\n"
      << "set xlabel 'payload size'\nset ylabel 'MB/s (10^6 bytes)'\n"
      << "set xtics (" << xt << ")\n"
@@ -337,11 +346,13 @@ bool write_plot(const std::string& png_path, const MachineInfo& m, const std::ve
   {
     std::vector<std::string> parts;
     for (std::size_t i = 0; i < tp_series.size(); ++i)
-      parts.push_back(fmt::format("'{}/throughput.dat' using 1:{} with linespoints lw {} pt 7 lc rgb '{}' title columnheader({})",
+      parts.push_back(fmt::format("'{}/throughput.dat' using 1:{} with linespoints lw {} pt 7 lc "
+                                  "rgb '{}' title columnheader({})",
                                   dir, i + 3, tp_series[i].rfind("flatring", 0) == 0 ? 3 : 2,
                                   colour(index_of(tp_series[i])), i + 3));
     if (have_memcpy)
-      parts.push_back(fmt::format("'{}/throughput.dat' using 1:{} with lines dt 2 lw 3 lc rgb 'black' title 'memcpy (ceiling)'",
+      parts.push_back(fmt::format("'{}/throughput.dat' using 1:{} with lines dt 2 lw 3 lc rgb "
+                                  "'black' title 'memcpy (ceiling)'",
                                   dir, tp_series.size() + 3));
     gp << "plot ";
     for (std::size_t i = 0; i < parts.size(); ++i) gp << (i ? ", \\\n     " : "") << parts[i];
@@ -349,7 +360,8 @@ bool write_plot(const std::string& png_path, const MachineInfo& m, const std::ve
   }
   // Panel 2: latency bars.
   gp << "unset logscale\nunset xrange\nset xtics auto\n"
-     << "set title 'round trip p50 (ping-pong; the mpmc rows: a request to a pool of workers and the reply)'\n"
+     << "set title 'round trip p50 (ping-pong; the mpmc rows: a request to a pool of workers and "
+        "the reply)'\n"
      << "set logscale y\n"
      << "set yrange [" << lat_floor_us << ":*]\n"
      << "set xlabel 'payload size'\nset ylabel 'round trip p50 (microseconds)'\n"
@@ -362,8 +374,8 @@ bool write_plot(const std::string& png_path, const MachineInfo& m, const std::ve
     gp << "plot ";
     for (std::size_t i = 0; i < lat_series.size(); ++i)
       gp << (i ? ", \\\n     " : "")
-         << fmt::format("'{}/latency.dat' using {}:xtic(1) lc rgb '{}' title columnheader({})", dir, i + 2,
-                        colour(index_of(lat_series[i])), i + 2);
+         << fmt::format("'{}/latency.dat' using {}:xtic(1) lc rgb '{}' title columnheader({})", dir,
+                        i + 2, colour(index_of(lat_series[i])), i + 2);
     gp << "\n";
   }
   gp << "unset multiplot\n";
@@ -377,7 +389,8 @@ bool write_plot(const std::string& png_path, const MachineInfo& m, const std::ve
   const int rc = run_program({"gnuplot", dir + "/plot.gp"}, log);
   const std::string out = slurp(log);
   if (rc != 0 || !fs::exists(png_path) || fs::file_size(png_path) == 0)
-    return fail(fmt::format("gnuplot exited with {}; script and data kept in {}\n{}", rc, dir, out));
+    return fail(
+        fmt::format("gnuplot exited with {}; script and data kept in {}\n{}", rc, dir, out));
   fs::remove_all(dir, ec);
   return true;
 }

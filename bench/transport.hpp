@@ -67,9 +67,9 @@ class ChannelTransport final : public Transport {
         [&](ChildSide& c) {
           auto rx = fwd.receiver(c.peer());
           if constexpr (requires { rx.recv_many(std::uint64_t{}, std::uint64_t{}); })
-            c.serve_batched([&](std::uint64_t seq, std::uint64_t max) { return rx.recv_many(seq, max); });
-          else
-            c.serve([&](std::uint64_t seq) { rx.recv(seq); });
+            c.serve_batched(
+                [&](std::uint64_t seq, std::uint64_t max) { return rx.recv_many(seq, max); });
+          else c.serve([&](std::uint64_t seq) { rx.recv(seq); });
         },
         [&](ParentSide& p) {
           auto tx = fwd.sender(p.peer());
@@ -105,9 +105,10 @@ class ChannelTransport final : public Transport {
 };
 
 // Registration, in report order.
-void add_flatring_transports(TransportList&);   // transports_flatring.cpp
-void add_stream_transports(TransportList&);     // transports_stream.cpp: pipe, unix-stream
-void add_mq_transports(TransportList&);         // transports_mq.cpp: boost-mq, posix-mq
-void add_reference_transports(TransportList&);  // transports_reference.cpp: memcpy, cacheline-pingpong
+void add_flatring_transports(TransportList&);  // transports_flatring.cpp
+void add_stream_transports(TransportList&);    // transports_stream.cpp: pipe, unix-stream
+void add_mq_transports(TransportList&);        // transports_mq.cpp: boost-mq, posix-mq
+void add_reference_transports(
+    TransportList&);  // transports_reference.cpp: memcpy, cacheline-pingpong
 
 }  // namespace bench

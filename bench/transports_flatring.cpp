@@ -191,8 +191,12 @@ class TypedSender {
 
 class TypedReceiver {
  public:
-  TypedReceiver(Peer& peer, flatring::Ring ring, std::size_t payload, bool in_place, Pattern pattern)
-      : peer_(&peer), c_(std::move(ring), options(in_place)), payload_(payload), blocking_(pattern == Pattern::latency) {}
+  TypedReceiver(Peer& peer, flatring::Ring ring, std::size_t payload, bool in_place,
+                Pattern pattern)
+      : peer_(&peer),
+        c_(std::move(ring), options(in_place)),
+        payload_(payload),
+        blocking_(pattern == Pattern::latency) {}
 
   void recv(std::uint64_t seq) {
     for (;;) {
@@ -245,8 +249,8 @@ class FlatringChannel {
       if constexpr (typed(K)) ring_ = flatring::create_ring<flatring_bench::Sample>(cfg.name, o);
       else ring_ = flatring::Ring::create(cfg.name, o);
     } catch (const flatring::Error& e) {
-      throw BenchError(fmt::format("flatring: create '{}' ({} B ring, records up to {} B): {}", cfg.name,
-                                   o.capacity, o.max_record_size, e.what()));
+      throw BenchError(fmt::format("flatring: create '{}' ({} B ring, records up to {} B): {}",
+                                   cfg.name, o.capacity, o.max_record_size, e.what()));
     }
   }
 
@@ -259,7 +263,8 @@ class FlatringChannel {
     else return TypedSender(peer, open(), cfg_.payload);
   }
   auto receiver(Peer& peer) {
-    if constexpr (typed(K)) return TypedReceiver(peer, open(), cfg_.payload, K == Kind::typed, cfg_.pattern);
+    if constexpr (typed(K))
+      return TypedReceiver(peer, open(), cfg_.payload, K == Kind::typed, cfg_.pattern);
     else return RawReceiver(peer, open(), cfg_.payload);
   }
 
@@ -281,9 +286,11 @@ void add_flatring_mp_transports(TransportList&);  // transports_flatring_mp.cpp
 
 void add_flatring_transports(TransportList& out) {
   out.push_back(std::make_unique<ChannelTransport<FlatringChannel<Kind::copy>>>("flatring"));
-  out.push_back(std::make_unique<ChannelTransport<FlatringChannel<Kind::zero_copy>>>("flatring-zero-copy"));
+  out.push_back(
+      std::make_unique<ChannelTransport<FlatringChannel<Kind::zero_copy>>>("flatring-zero-copy"));
   out.push_back(std::make_unique<ChannelTransport<FlatringChannel<Kind::typed>>>("flatring-typed"));
-  out.push_back(std::make_unique<ChannelTransport<FlatringChannel<Kind::typed_copy>>>("flatring-typed-copy"));
+  out.push_back(
+      std::make_unique<ChannelTransport<FlatringChannel<Kind::typed_copy>>>("flatring-typed-copy"));
   add_flatring_mp_transports(out);
 }
 

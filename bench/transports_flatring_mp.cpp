@@ -1,8 +1,10 @@
 // The multi-party flatring rows:
-//   flatring-mpsc          2 producer processes (Writer<flatring::Mode::mpsc>::write) -> 1 consumer (Reader<flatring::Mode::mpsc>)
-//   flatring-broadcast     1 producer (Writer<flatring::Mode::broadcast>::write) -> 2 consumer processes, each
+//   flatring-mpsc          2 producer processes (Writer<flatring::Mode::mpsc>::write) -> 1 consumer
+//   (Reader<flatring::Mode::mpsc>) flatring-broadcast     1 producer
+//   (Writer<flatring::Mode::broadcast>::write) -> 2 consumer processes, each
 //                          receiving and checking every message
-//   flatring-mpmc          2 producers (Writer<flatring::Mode::mpmc>::write) -> 2 consumers (Reader<flatring::Mode::mpmc>) that share
+//   flatring-mpmc          2 producers (Writer<flatring::Mode::mpmc>::write) -> 2 consumers
+//   (Reader<flatring::Mode::mpmc>) that share
 //                          the messages
 //   flatring-mpsc-4p       4 producers -> 1 consumer: 5 processes on the reference VM's 2 cores
 //   flatring-mpmc-4p4c     4 producers -> 4 consumers: 8 processes on 2 cores
@@ -85,8 +87,10 @@ struct alignas(64) Tally {
 
 // Words shared with the extra processes (forked by the harness's parent).
 struct HelperControl {
-  alignas(64) std::atomic<std::uint64_t> quota[kMaxSide];  // messages each extra producer must have sent
-  alignas(64) std::atomic<std::uint32_t> go{0};  // futex word: bumped after quota changes and at stop
+  alignas(64)
+      std::atomic<std::uint64_t> quota[kMaxSide];  // messages each extra producer must have sent
+  alignas(64) std::atomic<std::uint32_t> go{
+      0};  // futex word: bumped after quota changes and at stop
   alignas(64) std::atomic<std::uint64_t> consumed{0};  // mpmc: messages received by all consumers
   std::atomic<std::uint64_t> target{0};                // mpmc: `consumed` once this round is done
   std::atomic<std::int64_t> end_ns{0};                 // mpmc: when `consumed` reached `target`
@@ -102,7 +106,11 @@ struct HelperControl {
 class Checker {
  public:
   Checker(std::size_t payload, unsigned producers, bool shared)
-      : payload_(payload), shared_(shared), next_(producers, 0), count_(producers, 0), hash_(producers, 0) {}
+      : payload_(payload),
+        shared_(shared),
+        next_(producers, 0),
+        count_(producers, 0),
+        hash_(producers, 0) {}
 
   void operator()(std::span<const std::byte> b) {
     std::uint64_t head = 0, tail = 0;
@@ -118,7 +126,8 @@ class Checker {
         return;
       }
       if (known && shared_)
-        throw BenchError(fmt::format("bad message: producer {} seq {} after seq {} at one mpmc consumer (repeated or reordered)",
+        throw BenchError(fmt::format("bad message: producer {} seq {} after seq {} at one mpmc "
+                                     "consumer (repeated or reordered)",
                                      p, seq, next_[p] - 1));
       fail_message(p < next_.size() ? (next_[p] << 8 | p) : head, head, tail, payload_, b.size());
     }
@@ -144,8 +153,11 @@ class Checker {
 // What the producers of an mpmc row sent, against what the consumers tallied.
 class Ledger {
  public:
-  explicit Ledger(unsigned producers) : sent_(producers, 0), hashed_(producers, 0), hash_(producers, 0) {}
-  void sent(unsigned p, std::uint64_t n) noexcept { sent_[p] += n; }  // in the timed loop: no hashing
+  explicit Ledger(unsigned producers)
+      : sent_(producers, 0), hashed_(producers, 0), hash_(producers, 0) {}
+  void sent(unsigned p, std::uint64_t n) noexcept {
+    sent_[p] += n;
+  }  // in the timed loop: no hashing
 
   // After a round (every consumer's add to `consumed` acquired): throws unless the consumers'
   // tallies add up to exactly what each producer sent.
@@ -162,12 +174,14 @@ class Ledger {
         each += fmt::format("{}{}", c == 0 ? "" : " + ", n);
       }
       if (count != sent_[p])
-        throw BenchError(fmt::format("mpmc: producer {} sent {} messages, the consumers received {} ({})", p,
-                                     sent_[p], count, each));
+        throw BenchError(
+            fmt::format("mpmc: producer {} sent {} messages, the consumers received {} ({})", p,
+                        sent_[p], count, each));
       if (hash != hash_[p])
-        throw BenchError(fmt::format("mpmc: producer {} sent {} messages and the consumers received as many, "
-                                     "but not the same sequence numbers (one lost, another repeated or altered)",
-                                     p, sent_[p]));
+        throw BenchError(
+            fmt::format("mpmc: producer {} sent {} messages and the consumers received as many, "
+                        "but not the same sequence numbers (one lost, another repeated or altered)",
+                        p, sent_[p]));
     }
   }
 
@@ -190,7 +204,8 @@ void count_consumed(HelperControl& hc, std::uint64_t k) noexcept {
 
 // Writes one record, waiting in slices; on_timeout() checks the other processes between them.
 template <class W, class OnTimeout>
-void write_record(W& w, std::span<const std::byte> b, std::chrono::nanoseconds slice, OnTimeout&& on_timeout) {
+void write_record(W& w, std::span<const std::byte> b, std::chrono::nanoseconds slice,
+                  OnTimeout&& on_timeout) {
   for (;;) {
     const flatring::Status s = w.write(b, slice);
     if (s == flatring::Status::ok) [[likely]]
@@ -204,7 +219,9 @@ void write_record(W& w, std::span<const std::byte> b, std::chrono::nanoseconds s
 template <class W>
 class Sender {
  public:
-  Sender(W& w, std::size_t payload, unsigned id) : w_(&w), buf_(payload), id_(id) { fill_pattern(buf_.data(), buf_.size()); }
+  Sender(W& w, std::size_t payload, unsigned id) : w_(&w), buf_(payload), id_(id) {
+    fill_pattern(buf_.data(), buf_.size());
+  }
   template <class Check>
   void send(Check&& check) {
     // --inject-fault SEQ: producer 0 skips number SEQ (its message SEQ carries SEQ + 1 and the
@@ -227,7 +244,8 @@ class Sender {
 
 // Receives between 1 and `max` messages (0 after a timed-out wait), checking each.
 template <class R, class OnTimeout>
-std::uint64_t receive_some(R& r, Checker& check, std::uint64_t max, std::chrono::nanoseconds slice, OnTimeout&& on_timeout) {
+std::uint64_t receive_some(R& r, Checker& check, std::uint64_t max, std::chrono::nanoseconds slice,
+                           OnTimeout&& on_timeout) {
   auto first = r.read(slice);
   if (!first) {
     if (first.status() != flatring::Status::timed_out) fail_status("read", first.status());
@@ -242,8 +260,8 @@ std::uint64_t receive_some(R& r, Checker& check, std::uint64_t max, std::chrono:
 
 // An mpmc consumer's batch: received, tallied, counted.
 template <class OnTimeout>
-void consume_mpmc(flatring::Reader<flatring::Mode::mpmc>& r, Checker& check, HelperControl& hc, unsigned index,
-                  std::chrono::nanoseconds slice, OnTimeout&& on_timeout) {
+void consume_mpmc(flatring::Reader<flatring::Mode::mpmc>& r, Checker& check, HelperControl& hc,
+                  unsigned index, std::chrono::nanoseconds slice, OnTimeout&& on_timeout) {
   const std::uint64_t k = receive_some(r, check, 64, slice, on_timeout);
   if (k == 0) return;
   check.publish(hc.tally[index]);
@@ -255,7 +273,9 @@ void consume_mpmc(flatring::Reader<flatring::Mode::mpmc>& r, Checker& check, Hel
 class Worker {
  public:
   Worker(const std::string& requests, const std::string& replies, std::size_t payload)
-      : req_(flatring::Ring::open(requests)), rep_(flatring::Ring::open(replies)), payload_(payload) {}
+      : req_(flatring::Ring::open(requests)),
+        rep_(flatring::Ring::open(replies)),
+        payload_(payload) {}
 
   // Serves one request if one comes within `slice`; otherwise calls on_timeout() and returns false.
   template <class OnTimeout>
@@ -274,8 +294,9 @@ class Worker {
     }
     // One request is in flight at a time, so the numbers one worker gets increase.
     if (b.size() != payload_ || tail != ~seq || (served_ && seq <= last_))
-      throw BenchError(fmt::format("bad request: length {} (expected {}), seq {}, tail {:#x}, this worker's previous seq {}",
-                                   b.size(), payload_, seq, tail, served_ ? fmt::format("{}", last_) : "none"));
+      throw BenchError(fmt::format(
+          "bad request: length {} (expected {}), seq {}, tail {:#x}, this worker's previous seq {}",
+          b.size(), payload_, seq, tail, served_ ? fmt::format("{}", last_) : "none"));
     last_ = seq;
     served_ = true;
     write_record(rep_, b, slice, on_timeout);
@@ -294,7 +315,8 @@ class Worker {
 flatring::Ring create_ring(const std::string& name, std::size_t payload, flatring::Mode mode) {
   flatring::RingOptions o;
   o.max_record_size = payload;
-  o.capacity = std::max<std::uint64_t>(std::bit_ceil(2 * flatring::layout::frame_size(payload) + 16), 4u << 20);
+  o.capacity = std::max<std::uint64_t>(
+      std::bit_ceil(2 * flatring::layout::frame_size(payload) + 16), 4u << 20);
   o.mode = mode;
   flatring::Ring::remove(name);  // a leftover of a killed run with the same pid
   return flatring::Ring::create(name, o);
@@ -312,7 +334,8 @@ class Helpers {
     for (pid_t pid : pids_) {
       int status = 0;
       // A helper blocked on a full ring (its consumer gone) is killed rather than waited for.
-      for (int i = 0; i < 100 && ::waitpid(pid, &status, WNOHANG) == 0; ++i) std::this_thread::sleep_for(10ms);
+      for (int i = 0; i < 100 && ::waitpid(pid, &status, WNOHANG) == 0; ++i)
+        std::this_thread::sleep_for(10ms);
       if (::kill(pid, 0) == 0) {
         ::kill(pid, SIGKILL);
         ::waitpid(pid, &status, 0);
@@ -352,7 +375,8 @@ class Helpers {
     if (stopped()) throw BenchError("stopped");
   }
   void check() const {
-    if (hc_->failed.load(std::memory_order_acquire) != 0) throw BenchError(std::string("helper: ") + hc_->message);
+    if (hc_->failed.load(std::memory_order_acquire) != 0)
+      throw BenchError(std::string("helper: ") + hc_->message);
   }
 
   // Waits until every helper attached; `watch` checks the harness's child meanwhile.
@@ -402,10 +426,14 @@ class MpTransport final : public Transport {
           Checker check(payload, shape_.producers, shape_.mode == Mode::mpmc);
           if (shape_.mode == Mode::mpsc) {
             flatring::Reader<flatring::Mode::mpsc> r(flatring::Ring::open(ring_name));
-            c.serve_batched([&](std::uint64_t, std::uint64_t max) { return receive_some(r, check, max, kSlice, on_timeout); });
+            c.serve_batched([&](std::uint64_t, std::uint64_t max) {
+              return receive_some(r, check, max, kSlice, on_timeout);
+            });
           } else if (shape_.mode == Mode::broadcast) {
             flatring::Reader<flatring::Mode::broadcast> r(flatring::Ring::open(ring_name));
-            c.serve_batched([&](std::uint64_t, std::uint64_t max) { return receive_some(r, check, max, kSlice, on_timeout); });
+            c.serve_batched([&](std::uint64_t, std::uint64_t max) {
+              return receive_some(r, check, max, kSlice, on_timeout);
+            });
           } else {
             flatring::Reader<flatring::Mode::mpmc> r(flatring::Ring::open(ring_name));
             std::uint64_t seen = 0;
@@ -432,52 +460,56 @@ class MpTransport final : public Transport {
             flatring::Writer<flatring::Mode::broadcast> w(flatring::Ring::open(ring_name));
             Sender<flatring::Writer<flatring::Mode::broadcast>> s(w, payload, 0);
             return drive(
-                p, spec, [&](std::uint64_t n) {
+                p, spec,
+                [&](std::uint64_t n) {
                   for (std::uint64_t k = 0; k < n; ++k) s.send(check);
                 },
                 [](std::int64_t t_child) { return t_child; });
           }
           auto send_with = [&](auto& w) {
-          Sender<std::remove_reference_t<decltype(w)>> s(w, payload, extra_producers);
-          Ledger ledger(shape_.producers);
-          std::uint64_t target = 0;
-          const bool mpmc = shape_.mode == Mode::mpmc;
-          return drive(
-              p, spec,
-              [&](std::uint64_t n) {
-                if (mpmc) {
-                  // Relaxed: the stamp of the previous round was acquired (end below); these stores
-                  // reach the consumers before this round's messages (ring release / quota release).
-                  hc->end_ns.store(0, std::memory_order_relaxed);
-                  hc->target.store(target += n, std::memory_order_relaxed);
-                }
-                const std::uint64_t share = n / shape_.producers;
-                for (unsigned i = 0; i < extra_producers; ++i) {
-                  // Release: partner of the extra producer's acquire load of its quota.
-                  hc->quota[i].fetch_add(share, std::memory_order_release);
-                  ledger.sent(i, share);
-                }
-                if (extra_producers != 0) {
-                  // Release: partner of the idle producers' acquire load of `go` before they sleep.
-                  hc->go.fetch_add(1, std::memory_order_release);
-                  flatring::wait::futex_wake(hc->go, INT_MAX);
-                }
-                const std::uint64_t own = n - share * extra_producers;
-                ledger.sent(extra_producers, own);
-                for (std::uint64_t k = 0; k < own; ++k) s.send(check);
-              },
-              [&](std::int64_t t_child) {
-                if (!mpmc) return t_child;
-                std::int64_t t_end;
-                // Acquire: partner of the stamping consumer's release; the round is done (the child
-                // saw `consumed` reach the target), only the stamp's store may still be on its way.
-                while ((t_end = hc->end_ns.load(std::memory_order_acquire)) == 0) {
-                  check();
-                  std::this_thread::sleep_for(20us);
-                }
-                ledger.verify(*hc, shape_.consumers);
-                return t_end;
-              });
+            Sender<std::remove_reference_t<decltype(w)>> s(w, payload, extra_producers);
+            Ledger ledger(shape_.producers);
+            std::uint64_t target = 0;
+            const bool mpmc = shape_.mode == Mode::mpmc;
+            return drive(
+                p, spec,
+                [&](std::uint64_t n) {
+                  if (mpmc) {
+                    // Relaxed: the stamp of the previous round was acquired (end below); these
+                    // stores reach the consumers before this round's messages (ring release / quota
+                    // release).
+                    hc->end_ns.store(0, std::memory_order_relaxed);
+                    hc->target.store(target += n, std::memory_order_relaxed);
+                  }
+                  const std::uint64_t share = n / shape_.producers;
+                  for (unsigned i = 0; i < extra_producers; ++i) {
+                    // Release: partner of the extra producer's acquire load of its quota.
+                    hc->quota[i].fetch_add(share, std::memory_order_release);
+                    ledger.sent(i, share);
+                  }
+                  if (extra_producers != 0) {
+                    // Release: partner of the idle producers' acquire load of `go` before they
+                    // sleep.
+                    hc->go.fetch_add(1, std::memory_order_release);
+                    flatring::wait::futex_wake(hc->go, INT_MAX);
+                  }
+                  const std::uint64_t own = n - share * extra_producers;
+                  ledger.sent(extra_producers, own);
+                  for (std::uint64_t k = 0; k < own; ++k) s.send(check);
+                },
+                [&](std::int64_t t_child) {
+                  if (!mpmc) return t_child;
+                  std::int64_t t_end;
+                  // Acquire: partner of the stamping consumer's release; the round is done (the
+                  // child saw `consumed` reach the target), only the stamp's store may still be on
+                  // its way.
+                  while ((t_end = hc->end_ns.load(std::memory_order_acquire)) == 0) {
+                    check();
+                    std::this_thread::sleep_for(20us);
+                  }
+                  ledger.verify(*hc, shape_.consumers);
+                  return t_end;
+                });
           };
           // The producers' endpoint type is the ring's mode (mpsc or mpmc).
           if (mode == flatring::Mode::mpsc) {
@@ -522,7 +554,8 @@ class MpTransport final : public Transport {
               Worker w(req_name, rep_name, payload);
               hc->ready.fetch_add(1, std::memory_order_release);
               while (!helpers.stopped())
-                if (w.serve_one(kSlice, [&] { helpers.throw_if_stopped(); })) count_consumed(*hc, 1);
+                if (w.serve_one(kSlice, [&] { helpers.throw_if_stopped(); }))
+                  count_consumed(*hc, 1);
             });
           auto check = [&] {
             p.peer().check_now();
@@ -552,7 +585,8 @@ class MpTransport final : public Transport {
 
  private:
   // mpmc: how many messages all consumers (workers) received since the last call, the harness's
-  // child's progress in the round (never more than the round has left: only the round's messages exist).
+  // child's progress in the round (never more than the round has left: only the round's messages
+  // exist).
   static std::uint64_t progress(HelperControl& hc, std::uint64_t& seen) noexcept {
     // Acquire: partner of every consumer's add (release): their tallies reach the parent through
     // the child's end-of-round handoff.
@@ -563,8 +597,8 @@ class MpTransport final : public Transport {
   }
 
   // An extra producer: sends its quota, sleeping on `go` while it has none.
-  void extra_producer(const std::string& ring_name, std::size_t payload, HelperControl& hc, const Helpers& helpers,
-                      unsigned i) const {
+  void extra_producer(const std::string& ring_name, std::size_t payload, HelperControl& hc,
+                      const Helpers& helpers, unsigned i) const {
     auto ring = flatring::Ring::open(ring_name);
     if (ring.info().mode == flatring::Mode::mpsc) {
       flatring::Writer<flatring::Mode::mpsc> w(ring);
@@ -575,8 +609,8 @@ class MpTransport final : public Transport {
   }
 
   template <class W>
-  static void extra_producer_loop(W& w, std::size_t payload, HelperControl& hc, const Helpers& helpers,
-                                  unsigned i) {
+  static void extra_producer_loop(W& w, std::size_t payload, HelperControl& hc,
+                                  const Helpers& helpers, unsigned i) {
     Sender<W> s(w, payload, i);
     hc.ready.fetch_add(1, std::memory_order_release);
     std::uint64_t sent = 0;
@@ -595,8 +629,8 @@ class MpTransport final : public Transport {
   }
 
   // An extra consumer: broadcast checks everything, mpmc takes its share.
-  void extra_consumer(const std::string& ring_name, std::size_t payload, HelperControl& hc, const Helpers& helpers,
-                      unsigned i) const {
+  void extra_consumer(const std::string& ring_name, std::size_t payload, HelperControl& hc,
+                      const Helpers& helpers, unsigned i) const {
     auto stopped = [&] { helpers.throw_if_stopped(); };
     if (shape_.mode == Mode::broadcast) {
       flatring::Reader<flatring::Mode::broadcast> r(flatring::Ring::open(ring_name));
@@ -621,7 +655,8 @@ class MpTransport final : public Transport {
       return std::max(double(t1 - t0) * 1e-9, 1e-7);
     };
     const double rate = calibrate(spec, initial_round(spec.payload), 1u << 30, run);
-    const std::uint64_t timed = std::clamp<std::uint64_t>(std::uint64_t(rate * spec.budget_s), 8, 4'000'000'000ull);
+    const std::uint64_t timed =
+        std::clamp<std::uint64_t>(std::uint64_t(rate * spec.budget_s), 8, 4'000'000'000ull);
     return {timed, run(timed)};
   }
 

@@ -111,12 +111,15 @@ long read_long(const char* path, long fallback) {
 
 class PosixMqEnd {
  public:
-  PosixMqEnd(Peer& peer, const std::string& name, int flags, std::size_t payload) : peer_(&peer), buf_(payload) {
+  PosixMqEnd(Peer& peer, const std::string& name, int flags, std::size_t payload)
+      : peer_(&peer), buf_(payload) {
     mq_ = ::mq_open(name.c_str(), flags);
     if (mq_ == mqd_t(-1)) fail_errno("mq_open " + name);
     fill_pattern(buf_.data(), buf_.size());
   }
-  PosixMqEnd(PosixMqEnd&& o) noexcept : peer_(o.peer_), mq_(o.mq_), buf_(std::move(o.buf_)) { o.mq_ = mqd_t(-1); }
+  PosixMqEnd(PosixMqEnd&& o) noexcept : peer_(o.peer_), mq_(o.mq_), buf_(std::move(o.buf_)) {
+    o.mq_ = mqd_t(-1);
+  }
   PosixMqEnd(const PosixMqEnd&) = delete;
   PosixMqEnd& operator=(const PosixMqEnd&) = delete;
   ~PosixMqEnd() {
@@ -132,7 +135,8 @@ class PosixMqEnd {
   }
   void recv(std::uint64_t seq) {
     ssize_t n;
-    while ((n = ::mq_receive(mq_, reinterpret_cast<char*>(buf_.data()), buf_.size(), nullptr)) < 0) {
+    while ((n = ::mq_receive(mq_, reinterpret_cast<char*>(buf_.data()), buf_.size(), nullptr)) <
+           0) {
       if (errno != EINTR) fail_errno("mq_receive");
       peer_->check_now();
     }
@@ -151,7 +155,8 @@ class PosixMqChannel {
       : name_("/" + cfg.name), payload_(cfg.payload), cleanup_(NameKind::mq, name_) {
     ::mq_unlink(name_.c_str());
     mq_attr attr{};
-    attr.mq_maxmsg = std::min<long>(read_long("/proc/sys/fs/mqueue/msg_max", 10), queue_depth(payload_));
+    attr.mq_maxmsg =
+        std::min<long>(read_long("/proc/sys/fs/mqueue/msg_max", 10), queue_depth(payload_));
     attr.mq_msgsize = long(payload_);
     const mqd_t q = ::mq_open(name_.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600, &attr);
     if (q == mqd_t(-1))
@@ -164,12 +169,15 @@ class PosixMqChannel {
   PosixMqChannel& operator=(const PosixMqChannel&) = delete;
 
   PosixMqEnd sender(Peer& peer) { return PosixMqEnd(peer, name_, O_WRONLY | O_CLOEXEC, payload_); }
-  PosixMqEnd receiver(Peer& peer) { return PosixMqEnd(peer, name_, O_RDONLY | O_CLOEXEC, payload_); }
+  PosixMqEnd receiver(Peer& peer) {
+    return PosixMqEnd(peer, name_, O_RDONLY | O_CLOEXEC, payload_);
+  }
 
   static std::optional<std::string> unsupported(std::size_t payload, Pattern) {
     const long max = read_long("/proc/sys/fs/mqueue/msgsize_max", 8192);
     if (long(payload) > max)
-      return fmt::format("message size {} exceeds /proc/sys/fs/mqueue/msgsize_max = {}", payload, max);
+      return fmt::format("message size {} exceeds /proc/sys/fs/mqueue/msgsize_max = {}", payload,
+                         max);
     return std::nullopt;
   }
 

@@ -46,16 +46,20 @@ class MemcpyReference final : public Transport {
         std::memcpy(dst.data(), src.data(), len);
         clobber_memory();
       }
-      return std::max(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 1e-7);
+      return std::max(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+                      1e-7);
     };
     const double rate = calibrate(spec, initial_round(len), 1ull << 34, copies);
-    const std::uint64_t timed = std::clamp<std::uint64_t>(std::uint64_t(rate * spec.budget_s), 8, 1ull << 36);
+    const std::uint64_t timed =
+        std::clamp<std::uint64_t>(std::uint64_t(rate * spec.budget_s), 8, 1ull << 36);
     const double s = copies(timed);
     sched_setaffinity(0, sizeof saved, &saved);
     return {timed, s};
   }
 
-  LatencyResult run_latency(const CaseSpec&) override { throw BenchError("memcpy: no latency pattern"); }
+  LatencyResult run_latency(const CaseSpec&) override {
+    throw BenchError("memcpy: no latency pattern");
+  }
 
  private:
   std::string name_ = "memcpy";

@@ -16,7 +16,8 @@
 namespace bench {
 namespace {
 
-void write_all(Peer& peer, int fd, const std::byte* hdr, std::size_t hlen, const std::byte* data, std::size_t len) {
+void write_all(Peer& peer, int fd, const std::byte* hdr, std::size_t hlen, const std::byte* data,
+               std::size_t len) {
   iovec iov[2] = {{const_cast<std::byte*>(hdr), hlen}, {const_cast<std::byte*>(data), len}};
   iovec* v = iov;
   int cnt = 2;

@@ -26,8 +26,8 @@ constexpr std::uint64_t kGarbageAt = 10'000;
 
 std::size_t blob_size(std::uint64_t seq) {
   switch (seq % 100) {
-    case 7: return 65'537;                // one byte over the pipe capacity
-    case 42: return 1u << 20;             // 1 MiB
+    case 7: return 65'537;                                       // one byte over the pipe capacity
+    case 42: return 1u << 20;                                    // 1 MiB
     case 99: return (seq % 1000 == 999) ? (4u << 20) : 200'000;  // now and then 4 MiB
     default: return 16 + (seq * 131) % 4096;
   }
@@ -71,7 +71,8 @@ int consume(const std::string& name) {
     bytes += consumer.bytes().size();
     ++expect;
   }
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("consumer: %llu records, %.1f MiB in %.3f s (%.0f records/s, %.0f MiB/s)\n",
               static_cast<unsigned long long>(expect), static_cast<double>(bytes) / (1 << 20), secs,
               static_cast<double>(expect) / secs, static_cast<double>(bytes) / (1 << 20) / secs);
@@ -85,8 +86,8 @@ int consume(const std::string& name) {
 int main() {
   const std::string name = "demo-" + std::to_string(::getpid());
   flatring::RemoveGuard guard(name);
-  auto ring = flatring::create_ring<app::Order>(
-      name, {.capacity = 32u << 20, .max_record_size = 8u << 20});
+  auto ring =
+      flatring::create_ring<app::Order>(name, {.capacity = 32u << 20, .max_record_size = 8u << 20});
   std::printf("ring %s: %s, capacity 32 MiB, max record 8 MiB\n", name.c_str(),
               flatring::Ring::path_of(name).c_str());
 
@@ -121,7 +122,8 @@ int main() {
     fbb.Finish(app::CreateOrder(fbb, seq, symbol, 100, blob, fnv(p, n)), app::OrderIdentifier());
     auto s = producer.send(fbb, 10s);
     if (s != flatring::Status::ok) {
-      std::fprintf(stderr, "producer: %s at record %llu\n", std::string(flatring::to_string(s)).c_str(),
+      std::fprintf(stderr, "producer: %s at record %llu\n",
+                   std::string(flatring::to_string(s)).c_str(),
                    static_cast<unsigned long long>(seq));
       ::kill(child, SIGKILL);
       return 1;
@@ -129,7 +131,8 @@ int main() {
     sent_bytes += fbb.GetSize();
   }
   std::printf("producer: %llu records, %.1f MiB, sizes 16 B to 4 MiB\n",
-              static_cast<unsigned long long>(kRecords), static_cast<double>(sent_bytes) / (1 << 20));
+              static_cast<unsigned long long>(kRecords),
+              static_cast<double>(sent_bytes) / (1 << 20));
   int status = 0;
   ::waitpid(child, &status, 0);
   const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;

@@ -60,8 +60,8 @@ inline void reset_image(flatring::Ring& ring) {
 }
 
 /// Stops the run (libFuzzer reports it as a crash) when an invariant the library promises fails.
-#define FUZZ_CHECK(cond) \
-  do {                   \
+#define FUZZ_CHECK(cond)           \
+  do {                             \
     if (!(cond)) __builtin_trap(); \
   } while (0)
 
@@ -79,6 +79,8 @@ inline void touch(const flatring::Ring& ring, std::span<const std::byte> b, cons
   asm volatile("" : : "r"(sum));
 }
 
-inline void touch(const flatring::Ring& ring, std::span<const std::byte> b) { touch(ring, b, ring.data()); }
+inline void touch(const flatring::Ring& ring, std::span<const std::byte> b) {
+  touch(ring, b, ring.data());
+}
 
 }  // namespace fuzz

@@ -1,5 +1,5 @@
-// Fuzz target: mpmc consumers (Reader<Mode::mpmc>) and a producer (Writer<Mode::mpmc>) over a segment image the
-// fuzzer controls.
+// Fuzz target: mpmc consumers (Reader<Mode::mpmc>) and a producer (Writer<Mode::mpmc>) over a
+// segment image the fuzzer controls.
 //
 // A real 4 KiB mpmc ring is created once. Each input resets its control area (all but the header,
 // which open validates and nothing re-reads) and record area, then:
@@ -59,9 +59,10 @@ bool is_one_of(Status s, std::initializer_list<Status> allowed) {
 }
 
 // Two findings of this target, fixed in core code and kept as tests in tests/test_hostile.cpp:
-// Reader<Mode::mpmc>::read spun past its deadline when ready() and try_read() disagreed ("read() keeps its
-// deadline ..."), and Writer<Mode::mpmc>::try_reserve wrote a header at a misaligned tail ("a producer never
-// writes a header at a misaligned tail"). The target no longer steers around either state.
+// Reader<Mode::mpmc>::read spun past its deadline when ready() and try_read() disagreed ("read()
+// keeps its deadline ..."), and Writer<Mode::mpmc>::try_reserve wrote a header at a misaligned tail
+// ("a producer never writes a header at a misaligned tail"). The target no longer steers around
+// either state.
 
 using Readers = std::array<std::optional<Reader<Mode::mpmc>>, kMaxReaders>;
 
@@ -87,7 +88,8 @@ void run(fuzz::Input& in, Ring& r, Readers& readers, std::optional<Writer<Mode::
         break;
       case 2:
         if (rd) {
-          const std::size_t n = rd->poll([&](std::span<const std::byte> b) { fuzz::touch(r, b, data); }, 4);
+          const std::size_t n =
+              rd->poll([&](std::span<const std::byte> b) { fuzz::touch(r, b, data); }, 4);
           // Stopped early: last_status() says why. (After 4 it still holds an earlier outcome.)
           if (n < 4) FUZZ_CHECK(is_one_of(rd->last_status(), {Status::empty, Status::corrupt}));
         }
@@ -122,18 +124,21 @@ void run(fuzz::Input& in, Ring& r, Readers& readers, std::optional<Writer<Mode::
       case 6: {  // ... or an extent (aux)
         const std::uint64_t offset = in.take<std::uint16_t>() & (kCap - layout::kRecordAlign);
         const auto raw = in.take<std::uint64_t>();
-        word_at(data, offset + 8).store((op & 0x80) ? raw : raw & 0x1FF0, std::memory_order_release);
+        word_at(data, offset + 8)
+            .store((op & 0x80) ? raw : raw & 0x1FF0, std::memory_order_release);
         break;
       }
       case 7: {  // ... or any aligned word of the control area (peer slots, wait lines, positions)
-        const std::uint64_t offset = (in.take<std::uint16_t>() % layout::kRingOffset) & ~std::uint64_t{7};
+        const std::uint64_t offset =
+            (in.take<std::uint16_t>() % layout::kRingOffset) & ~std::uint64_t{7};
         word_at(ctrl, offset).store(in.take<std::uint64_t>(), std::memory_order_release);
         break;
       }
       case 8: {  // ... or nudges a position by a small amount: near-valid values
         auto& pos = *positions[(op >> 4) % 3];
         const auto delta = static_cast<std::int16_t>(in.take<std::uint16_t>());
-        pos.store(pos.load(std::memory_order_relaxed) + static_cast<std::uint64_t>(std::int64_t{delta}),
+        pos.store(pos.load(std::memory_order_relaxed) +
+                      static_cast<std::uint64_t>(std::int64_t{delta}),
                   std::memory_order_release);
         break;
       }

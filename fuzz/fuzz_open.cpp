@@ -18,7 +18,8 @@ const std::string& name() {
 }
 
 void write_file(const std::uint8_t* data, std::size_t size) {
-  const int fd = ::open(Ring::path_of(name()).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600);
+  const int fd =
+      ::open(Ring::path_of(name()).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600);
   FUZZ_CHECK(fd >= 0);
   std::size_t done = 0;
   while (done < size) {
@@ -54,7 +55,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const SegmentInfo& info = ring.info();
     FUZZ_CHECK(info.segment_size == size);
     FUZZ_CHECK(info.ring_offset == layout::kRingOffset && info.ring_offset + info.capacity == size);
-    FUZZ_CHECK(info.max_record_size != 0 && info.max_record_size <= max_record_size_for(info.capacity));
+    FUZZ_CHECK(info.max_record_size != 0 &&
+               info.max_record_size <= max_record_size_for(info.capacity));
     if (info.mode == Mode::spsc) drain(ring);
   } catch (const Error&) {
     // Refused, with a reason: the expected outcome for almost every input.

@@ -41,7 +41,8 @@ void check_reservation(const Ring& r, std::span<std::byte> s, std::size_t n) {
   FUZZ_CHECK(s.size() == n && p >= lo && p + n <= hi);
 }
 
-void run(fuzz::Input& in, Ring& r, std::optional<Reader<>>& reader, std::optional<Writer<>>& writer) {
+void run(fuzz::Input& in, Ring& r, std::optional<Reader<>>& reader,
+         std::optional<Writer<>>& writer) {
   layout::Control& c = r.control();
   std::byte* ctrl = reinterpret_cast<std::byte*>(&c);
   std::byte* data = r.writable_data();
@@ -82,7 +83,8 @@ void run(fuzz::Input& in, Ring& r, std::optional<Reader<>>& reader, std::optiona
         break;
       }
       case 6: {  // a hostile peer rewrites any aligned word of the control area
-        const std::uint64_t offset = (in.take<std::uint16_t>() % layout::kRingOffset) & ~std::uint64_t{7};
+        const std::uint64_t offset =
+            (in.take<std::uint16_t>() % layout::kRingOffset) & ~std::uint64_t{7};
         word_at(ctrl, offset).store(in.take<std::uint64_t>(), std::memory_order_release);
         break;
       }
@@ -107,7 +109,8 @@ void run(fuzz::Input& in, Ring& r, std::optional<Reader<>>& reader, std::optiona
       case 9: {  // a peer nudges a position by a small amount: near-valid values
         auto& pos = (op & 0x10) ? c.producer.tail : c.consumer.head;
         const auto delta = static_cast<std::int16_t>(in.take<std::uint16_t>());
-        pos.store(pos.load(std::memory_order_relaxed) + static_cast<std::uint64_t>(std::int64_t{delta}),
+        pos.store(pos.load(std::memory_order_relaxed) +
+                      static_cast<std::uint64_t>(std::int64_t{delta}),
                   std::memory_order_release);
         break;
       }

@@ -27,8 +27,8 @@ void put(Bytes& out, T v) {
 
 void save(const fs_::path& dir, const std::string& file, const Bytes& b) {
   fs_::create_directories(dir);
-  std::ofstream(dir / file, std::ios::binary).write(reinterpret_cast<const char*>(b.data()),
-                                                   static_cast<std::streamsize>(b.size()));
+  std::ofstream(dir / file, std::ios::binary)
+      .write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
 }
 
 std::string temp_name(const char* tag) {
@@ -122,9 +122,9 @@ void mpmc_seeds(const fs_::path& dir) {
   Ring::remove(name);
   RemoveGuard guard(name);
   Ring ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc});
-  save(dir, "empty-with-producer", mpmc_input(three | 4, ring,
-                                              {10, 100, 0, 0x0A, 40, 0, 0x00, 0x10, 0x11, 0x01, 0x03, 11,
-                                               200, 0, 100, 0, 0, 0x20, 0x21, 0x04}));
+  save(dir, "empty-with-producer",
+       mpmc_input(three | 4, ring, {10,   100, 0,   0x0A, 40,  0, 0x00, 0x10, 0x11, 0x01,
+                                    0x03, 11,  200, 0,    100, 0, 0,    0x20, 0x21, 0x04}));
   std::vector<std::byte> p(100, std::byte{0x42});
   Writer<Mode::mpmc> w(ring);
   for (int i = 0; i < 10; ++i) (void)w.try_write(p);
@@ -171,7 +171,7 @@ Bytes record_bytes(bool full, std::uint8_t choice) {
     auto child = fz::CreateLeafDirect(fbb, "child", &values);
     std::vector<flatbuffers::Offset<fz::Leaf>> leaves = {leaf, child};
     std::vector<flatbuffers::Offset<flatbuffers::String>> tags = {fbb.CreateString("a"),
-                                                                 fbb.CreateString("bb")};
+                                                                  fbb.CreateString("bb")};
     flatbuffers::Offset<void> choice_value;
     auto choice_type = fz::Choice::NONE;
     if (choice == 1) {
@@ -181,7 +181,8 @@ Bytes record_bytes(bool full, std::uint8_t choice) {
       choice_value = fz::CreateAltDirect(fbb, 9, "alt").Union();
       choice_type = fz::Choice::Alt;
     }
-    std::vector<std::uint8_t> blob(nested.GetBufferPointer(), nested.GetBufferPointer() + nested.GetSize());
+    std::vector<std::uint8_t> blob(nested.GetBufferPointer(),
+                                   nested.GetBufferPointer() + nested.GetSize());
     std::vector<std::uint8_t> flags = {1, 0, 1};
     fz::Point point(3, 2.5);
     auto rec = fz::CreateRecordDirect(fbb, 42, &point, "name", &tags, &leaves, child, choice_type,
@@ -193,7 +194,8 @@ Bytes record_bytes(bool full, std::uint8_t choice) {
 
 void typed_seeds(const fs_::path& dir) {
   save(dir, "minimal", record_bytes(false, 0));
-  for (std::uint8_t c = 0; c < 3; ++c) save(dir, "full-choice" + std::to_string(c), record_bytes(true, c));
+  for (std::uint8_t c = 0; c < 3; ++c)
+    save(dir, "full-choice" + std::to_string(c), record_bytes(true, c));
   Bytes cut = record_bytes(true, 1);
   cut.resize(cut.size() / 2);
   save(dir, "truncated", cut);
@@ -220,8 +222,9 @@ void open_seeds(const fs_::path& dir) {
   save(dir, "header-only", header_only);
   Ring::remove(name);
   {
-    Ring ring = Ring::create(name, {.capacity = 4096, .max_record_size = 1000, .mode = Mode::broadcast},
-                             SchemaId::of("app.Order", "ORDR"));
+    Ring ring =
+        Ring::create(name, {.capacity = 4096, .max_record_size = 1000, .mode = Mode::broadcast},
+                     SchemaId::of("app.Order", "ORDR"));
     save(dir, "broadcast-schema", file_bytes(name));
   }
 }

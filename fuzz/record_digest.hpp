@@ -16,7 +16,8 @@ inline std::uint64_t mix(std::uint64_t h, std::uint64_t v) { return (h ^ v) * 0x
 
 inline std::uint64_t digest(std::uint64_t h, const flatbuffers::String* s) {
   if (s == nullptr) return mix(h, 1);
-  for (flatbuffers::uoffset_t i = 0; i < s->size(); ++i) h = mix(h, static_cast<std::uint8_t>(s->c_str()[i]));
+  for (flatbuffers::uoffset_t i = 0; i < s->size(); ++i)
+    h = mix(h, static_cast<std::uint8_t>(s->c_str()[i]));
   return mix(h, s->size());
 }
 

@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
+# The tree must be formatted (.clang-format, clang-format 14): fail before building anything.
+bash scripts/format.sh --check
 jobs=$(nproc)
 cmake --preset test >/dev/null  # build-test/ (CMakePresets.json)
 cmake --build --preset test -j"$jobs"

@@ -71,8 +71,9 @@ auto block(Attempt&& attempt, Ready&& ready, OnInterval&& on_interval, Status ag
       auto r = attempt();
       if (r.status() != again) return r;
     }
-    sleep_once<H>(line, self, [&] { return ready(std::memory_order_seq_cst); }, deadline,
-                  wait.liveness_interval);
+    sleep_once<H>(
+        line, self, [&] { return ready(std::memory_order_seq_cst); }, deadline,
+        wait.liveness_interval);
     auto r = attempt();
     if (r.status() != again) return r;
     const auto now = Clock::now();

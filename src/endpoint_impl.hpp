@@ -37,9 +37,10 @@ Result<std::span<std::byte>> ProducerCore<Policy>::reserve(std::size_t n,
     return got;
   };
   return block<Policy::kHandshake>(
-      attempt,
-      [&](std::memory_order order) { return policy().room(n, order); },
-      [&](bool final) { return final ? Status::full : check_peers(ring_, Policy::kPeerRule, unused); },
+      attempt, [&](std::memory_order order) { return policy().room(n, order); },
+      [&](bool final) {
+        return final ? Status::full : check_peers(ring_, Policy::kPeerRule, unused);
+      },
       Status::full, ctrl_->space, self_, wait_, timeout);
 }
 

@@ -33,7 +33,8 @@ inline ProducerCursors producer_cursors(const layout::Control& ctrl, std::uint64
   ProducerCursors out;
   for (const auto& s : ctrl.peers) {
     const std::uint32_t pid = s.pid.load(std::memory_order_acquire);
-    if (pid == 0 || s.role.load(std::memory_order_acquire) != static_cast<std::uint32_t>(layout::Role::producer)) {
+    if (pid == 0 || s.role.load(std::memory_order_acquire) !=
+                        static_cast<std::uint32_t>(layout::Role::producer)) {
       continue;
     }
     // Acquire: pairs with the producer's release store of its cursor (MpWriter::try_reserve).
@@ -62,7 +63,8 @@ inline CursorSet peer_cursors(const layout::Control& ctrl, const layout::PeerSlo
 
 /// True if the header at `pos` holds what free space holds: 0, or a `done` header of an earlier
 /// lap (mpmc finishers store the record's own position in aux, so an old one names another).
-inline bool unwritten_header(const layout::RecordHeader& h, std::uint64_t w, std::uint64_t pos) noexcept {
+inline bool unwritten_header(const layout::RecordHeader& h, std::uint64_t w,
+                             std::uint64_t pos) noexcept {
   return w == 0 || (layout::frame_type(w) == layout::RecordType::done && load_aux(h) != pos);
 }
 
@@ -73,8 +75,8 @@ inline bool unwritten_header(const layout::RecordHeader& h, std::uint64_t w, std
 /// it, so it wrote nothing, and the claim ends at the next header written in this lap, at the next
 /// position in `stops` (a cursor: where another claim starts), or at the limit. 0: corrupt.
 inline std::uint64_t dead_claim_extent(const std::byte* data, std::uint64_t mask, std::uint64_t pos,
-                                       std::uint64_t w, std::uint64_t limit, std::uint64_t max_record,
-                                       const CursorSet& stops) noexcept {
+                                       std::uint64_t w, std::uint64_t limit,
+                                       std::uint64_t max_record, const CursorSet& stops) noexcept {
   limit = std::min(limit, layout::frame_size(max_record));
   if (layout::frame_flags(w) != 0) return 0;
   if (layout::frame_type(w) == layout::RecordType::claimed) {

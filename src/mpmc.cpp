@@ -27,7 +27,8 @@ MpmcReader::MpmcReader(Ring ring, WaitOptions wait)
   // No claim yet: a recoverer looking for the owner of the record at the head must not take us.
   self_.slot().cursor.store(kNoClaim, std::memory_order_relaxed);
   // Other consumers and producers move the positions while we load them, only forward: take a
-  // snapshot during which the head did not move, then check head <= next <= tail <= head + capacity.
+  // snapshot during which the head did not move, then check head <= next <= tail <= head +
+  // capacity.
   std::uint64_t head = 0, next = 0, tail = 0;
   for (int attempt = 0;; ++attempt) {
     head = ctrl_->consumer.head.load(std::memory_order_acquire);
@@ -37,7 +38,7 @@ MpmcReader::MpmcReader(Ring ring, WaitOptions wait)
   }
   if ((head | next | tail) & kAlignMask || next < head || tail < next || tail - head > capacity_) {
     throw_corrupt_state(ring_, "impossible positions: head " + std::to_string(head) + ", next " +
-                                        std::to_string(next) + ", tail " + std::to_string(tail));
+                                   std::to_string(next) + ", tail " + std::to_string(tail));
   }
   head_ = next;
   tail_cache_ = next;
@@ -128,8 +129,7 @@ bool MpmcReader::ready(std::memory_order order) const noexcept {
   if (t <= n || t - n > capacity_) return false;  // nothing there, or impossible
   const std::uint64_t w = header_at(data_, n & mask_).frame.load(order);
   const auto type = layout::frame_type(w);
-  return type == RecordType::data || type == RecordType::padding ||
-         type == RecordType::abandoned;
+  return type == RecordType::data || type == RecordType::padding || type == RecordType::abandoned;
 }
 
 void MpmcReader::pass_wake_on(std::uint64_t pos) noexcept {
@@ -152,8 +152,10 @@ void MpmcReader::finish(std::uint64_t pos, std::uint64_t extent, bool zero) noex
     // count-free one) would let its CAS win too, and it would zero what we free (ABA). Release: a
     // recoverer that loads this also sees our cursor on the record. The fence keeps the zeroing
     // after the mark in the order our stores land (costs nothing on x86).
-    const std::uint64_t keep = h.frame.load(std::memory_order_relaxed) & layout::kTakeoverMask;  // ours
-    h.frame.store(layout::make_frame(RecordType::releasing, extent) | keep, std::memory_order_release);
+    const std::uint64_t keep =
+        h.frame.load(std::memory_order_relaxed) & layout::kTakeoverMask;  // ours
+    h.frame.store(layout::make_frame(RecordType::releasing, extent) | keep,
+                  std::memory_order_release);
     std::atomic_thread_fence(std::memory_order_release);
     FLATRING_TEST_HOOK(mid_release);
     ring_zero(data_ + offset + 8, extent - 8);
@@ -177,7 +179,8 @@ bool MpmcReader::consumer_alive_at(std::uint64_t pos) const noexcept {
     if (&s == &self_.slot()) continue;  // we hold nothing (recover() runs only when not holding)
     const std::uint32_t pid = s.pid.load(std::memory_order_acquire);
     if (pid == 0 || pid == layout::kReaping ||
-        s.role.load(std::memory_order_acquire) != static_cast<std::uint32_t>(layout::Role::consumer)) {
+        s.role.load(std::memory_order_acquire) !=
+            static_cast<std::uint32_t>(layout::Role::consumer)) {
       continue;
     }
     // Acquire: pairs with the cursor's release store (see MpmcReader::claim); seq_cst: the
@@ -190,7 +193,8 @@ bool MpmcReader::consumer_alive_at(std::uint64_t pos) const noexcept {
   return false;
 }
 
-Status MpmcReader::corrupt_unless_moved(const std::atomic<std::uint64_t>& pos, std::uint64_t seen) noexcept {
+Status MpmcReader::corrupt_unless_moved(const std::atomic<std::uint64_t>& pos,
+                                        std::uint64_t seen) noexcept {
   // Others move head and next forward while we look: what we checked may be a mix of two moments.
   if (pos.load(std::memory_order_acquire) != seen) return Status::empty;
   head_ = seen;
@@ -215,8 +219,8 @@ Status MpmcReader::recover_head() noexcept {
   const bool unwritten = type == RecordType::claimed || unwritten_header(hd, w, h);
   if (type == RecordType::done && !unwritten) {  // its consumer died between finishing and freeing
     const std::uint64_t extent = layout::frame_length(w);
-    if (layout::frame_flags(w) != 0 || extent < layout::kRecordAlign || (extent & kAlignMask) != 0 ||
-        extent > to_end || extent > r - h) {
+    if (layout::frame_flags(w) != 0 || extent < layout::kRecordAlign ||
+        (extent & kAlignMask) != 0 || extent > to_end || extent > r - h) {
       return stale_or_corrupt();  // the free loop stops at it: say so instead of "empty" for good
     }
     advance_head();
@@ -226,7 +230,8 @@ Status MpmcReader::recover_head() noexcept {
       type != RecordType::padding && type != RecordType::abandoned) {
     return stale_or_corrupt();
   }
-  if (type == RecordType::abandoned && (w & layout::kStalledFlag) != 0 && (w & layout::kTakeoverMask) == 0) {
+  if (type == RecordType::abandoned && (w & layout::kStalledFlag) != 0 &&
+      (w & layout::kTakeoverMask) == 0) {
     // Skipped after the claim timeout: its producer finishes it (MpWriter::commit/abort), unless
     // it died. Its cursor still names the claim until it claims again, which is after finishing.
     if (producer_cursors(*ctrl_, h).owner_alive) return Status::empty;
@@ -246,7 +251,7 @@ Status MpmcReader::recover_head() noexcept {
     // next claim may be unwritten too (another recoverer's, between its claim and its mark), and
     // merging it would zero what that one is about to mark.
     extent = dead_claim_extent(data_, mask_, h, w, std::min(r - h, to_end), max_record_,
-                                          peer_cursors(*ctrl_, self_.slot()));
+                               peer_cursors(*ctrl_, self_.slot()));
     if (extent == 0) return stale_or_corrupt();
     // A `claimed` header whose producer lives: a stalled claim, which that producer finishes.
     stalled = type == RecordType::claimed && producer_cursors(*ctrl_, h).owner_alive;
@@ -268,7 +273,8 @@ Status MpmcReader::recover_head() noexcept {
   // which any zero word of a later record would match).
   if (consumer_alive_at(h)) return give_up();
   if (ctrl_->consumer.head.load(std::memory_order_seq_cst) != h) return give_up();
-  if (!hd.frame.compare_exchange_strong(w, mine, std::memory_order_seq_cst, std::memory_order_relaxed)) {
+  if (!hd.frame.compare_exchange_strong(w, mine, std::memory_order_seq_cst,
+                                        std::memory_order_relaxed)) {
     return give_up();  // another recoverer won, or the record changed
   }
   // An old done word looks like the done word another recoverer just stored when it finished this
@@ -313,7 +319,8 @@ Status MpmcReader::recover_head() noexcept {
     }
     default: {  // padding or abandoned, claimed but not finished (or a stalled producer's, dead)
       extent = len + layout::kRecordHeaderSize;
-      if (extent > to_end || (extent & kAlignMask) != 0 || extent > r - h) return corrupt().status();
+      if (extent > to_end || (extent & kAlignMask) != 0 || extent > r - h)
+        return corrupt().status();
       finish(h, extent, type == RecordType::abandoned);
       break;
     }
@@ -353,10 +360,12 @@ Status MpmcReader::unblock_claim() noexcept {
   FLATRING_TEST_HOOK(mid_unblock);
   // A stalled producer's claim is only marked: the producer may still be writing into it, so
   // the producer finishes (zeroes and frees) it when its commit or abort finds the mark.
-  const std::uint64_t mark = layout::make_frame(RecordType::abandoned, extent - layout::kRecordHeaderSize) |
-                             (stalled ? layout::kStalledFlag : 0);
+  const std::uint64_t mark =
+      layout::make_frame(RecordType::abandoned, extent - layout::kRecordHeaderSize) |
+      (stalled ? layout::kStalledFlag : 0);
   // Fails only if the producer committed after all: then deliver the record.
-  if (!hd.frame.compare_exchange_strong(w, mark, std::memory_order_acq_rel, std::memory_order_acquire)) {
+  if (!hd.frame.compare_exchange_strong(w, mark, std::memory_order_acq_rel,
+                                        std::memory_order_acquire)) {
     head_ = r;
     const std::uint64_t len = layout::frame_length(w);
     if (layout::frame_type(w) == RecordType::abandoned && layout::frame_flags(w) == 0 &&
@@ -367,8 +376,8 @@ Status MpmcReader::unblock_claim() noexcept {
       last_status_ = Status::abandoned;
       return Status::abandoned;
     }
-    if (layout::frame_type(w) == RecordType::data && layout::frame_flags(w) == 0 && len <= max_record_ &&
-        load_aux(hd) == extent && layout::frame_size(len) <= extent) {
+    if (layout::frame_type(w) == RecordType::data && layout::frame_flags(w) == 0 &&
+        len <= max_record_ && load_aux(hd) == extent && layout::frame_size(len) <= extent) {
       hold(offset, len, extent);
       return Status::ok;
     }
@@ -390,7 +399,8 @@ Status MpmcReader::unblock_claim() noexcept {
 bool MpmcReader::claim_timed_out(std::uint64_t r, RecordType type) noexcept {
   // Only a claim whose header is written: before that, the producer's header store could land
   // on our mark. Its window is a few instructions after the tail CAS.
-  if (type != RecordType::claimed || wait_.claim_timeout <= std::chrono::nanoseconds::zero()) return false;
+  if (type != RecordType::claimed || wait_.claim_timeout <= std::chrono::nanoseconds::zero())
+    return false;
   const auto now = Clock::now();
   if (stall_at_ != r) {
     stall_at_ = r;

@@ -169,13 +169,13 @@ Status MpscReader::recover_step() noexcept {
   const ProducerCursors producers = producer_cursors(*ctrl_, head_);
   if (producers.owner_alive) return Status::empty;
   // The owner is dead. How far does its claim reach?
-  const std::uint64_t extent = dead_claim_extent(
-      data_, mask_, head_, w, std::min(t - head_, capacity_ - offset), max_record_, producers.others);
+  const std::uint64_t extent =
+      dead_claim_extent(data_, mask_, head_, w, std::min(t - head_, capacity_ - offset),
+                        max_record_, producers.others);
   if (extent == 0) return corrupt().status();
   // Fails if the owner committed or aborted after all (then it was not dead when we looked).
   if (!h.frame.compare_exchange_strong(
-          w,
-          layout::make_frame(layout::RecordType::abandoned, extent - layout::kRecordHeaderSize),
+          w, layout::make_frame(layout::RecordType::abandoned, extent - layout::kRecordHeaderSize),
           std::memory_order_acq_rel, std::memory_order_acquire)) {
     return Status::empty;
   }

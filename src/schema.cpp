@@ -88,8 +88,8 @@ Schema Schema::from_bfbs(std::span<const std::uint8_t> bfbs, const SchemaLimits&
     // The same bytes with no depth limit: if they pass, nesting was the only problem.
     if (mine.size() < FLATBUFFERS_MAX_BUFFER_SIZE &&
         verify_schema(mine, std::numeric_limits<std::uint32_t>::max() / 2, limits.max_tables)) {
-      fail(Errc::schema_too_deep, "the binary schema nests deeper than " +
-                                      std::to_string(limits.max_depth) + " levels");
+      fail(Errc::schema_too_deep,
+           "the binary schema nests deeper than " + std::to_string(limits.max_depth) + " levels");
     }
     fail(Errc::corrupt_schema, "not a binary schema (reflection.Schema, identifier BFBS): the "
                                "FlatBuffers verifier refused its " +
@@ -101,7 +101,8 @@ Schema Schema::from_bfbs(std::span<const std::uint8_t> bfbs, const SchemaLimits&
     fail(Errc::schema_no_root, "the binary schema declares no root type (root_type)");
   }
   impl->root_name = impl->root->name()->str();
-  if (impl->schema->file_ident() != nullptr) impl->file_identifier = impl->schema->file_ident()->str();
+  if (impl->schema->file_ident() != nullptr)
+    impl->file_identifier = impl->schema->file_ident()->str();
   impl->hash = fnv1a64(std::string_view(reinterpret_cast<const char*>(mine.data()), mine.size()));
   Schema s;
   s.impl_ = std::move(impl);
@@ -196,7 +197,8 @@ std::string Schema::describe() const {
         const auto bt = f->type()->base_type();
         if (bt >= reflection::Bool && bt <= reflection::ULong && f->default_integer() != 0) {
           o << " = " << f->default_integer();
-        } else if ((bt == reflection::Float || bt == reflection::Double) && f->default_real() != 0) {
+        } else if ((bt == reflection::Float || bt == reflection::Double) &&
+                   f->default_real() != 0) {
           o << " = " << f->default_real();
         }
         o << " (id: " << f->id() << (f->deprecated() ? ", deprecated" : "")
@@ -206,7 +208,8 @@ std::string Schema::describe() const {
     }
   }
   o << "root_type " << impl_->root_name << ";\n";
-  if (!impl_->file_identifier.empty()) o << "file_identifier \"" << impl_->file_identifier << "\";\n";
+  if (!impl_->file_identifier.empty())
+    o << "file_identifier \"" << impl_->file_identifier << "\";\n";
   return o.str();
 }
 
@@ -224,7 +227,8 @@ std::string_view to_string(SchemaMatch m) noexcept {
 
 namespace {
 
-const reflection::Object* find_object(const reflection::Schema& s, const flatbuffers::String* name) {
+const reflection::Object* find_object(const reflection::Schema& s,
+                                      const flatbuffers::String* name) {
   return s.objects() != nullptr ? s.objects()->LookupByKey(name->c_str()) : nullptr;
 }
 
@@ -252,16 +256,17 @@ std::string evolution_issue(const Schema& older, const Schema& newer, const char
                "'s (a field is deprecated, never removed)";
       }
       if (nf->id() != of->id()) {
-        return where + " has id " + std::to_string(of->id()) + " in " + older_is + "'s schema and " +
-               std::to_string(nf->id()) + " in " + newer_is + "'s (ids are reordered or a field was " +
-               "removed before it)";
+        return where + " has id " + std::to_string(of->id()) + " in " + older_is +
+               "'s schema and " + std::to_string(nf->id()) + " in " + newer_is +
+               "'s (ids are reordered or a field was " + "removed before it)";
       }
       const std::string ot = type_name(o, *of->type()), nt = type_name(n, *nf->type());
       if (ot != nt || of->type()->base_type() != nf->type()->base_type()) {
         return where + " changed type: " + ot + " in " + older_is + "'s schema, " + nt + " in " +
                newer_is + "'s";
       }
-      if (of->default_integer() != nf->default_integer() || of->default_real() != nf->default_real()) {
+      if (of->default_integer() != nf->default_integer() ||
+          of->default_real() != nf->default_real()) {
         return where + " changed its default value";
       }
     }
@@ -310,7 +315,8 @@ SchemaCheck check_compatible(const Schema& ring, const Schema& endpoint) {
   // (the bytes may differ with the tool that serialized them).
   std::string forward = conforms(ring, endpoint, "the ring", "this endpoint");
   const bool backward = conforms(endpoint, ring, "this endpoint", "the ring").empty();
-  if (forward.empty()) return {true, backward ? SchemaMatch::identical : SchemaMatch::endpoint_newer, {}};
+  if (forward.empty())
+    return {true, backward ? SchemaMatch::identical : SchemaMatch::endpoint_newer, {}};
   if (backward) return {true, SchemaMatch::ring_newer, {}};
   return {false, SchemaMatch::identical, std::move(forward)};
 }

@@ -138,7 +138,8 @@ void install() {
   sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
   ::sigemptyset(&sa.sa_mask);
   if (::sigaction(SIGBUS, &sa, &g_previous) != 0) {
-    throw Error(Errc::system_error, std::string("flatring: installing the SIGBUS guard: ") + std::strerror(errno));
+    throw Error(Errc::system_error,
+                std::string("flatring: installing the SIGBUS guard: ") + std::strerror(errno));
   }
 }
 
@@ -261,7 +262,10 @@ void validate_options(std::string_view name, RingOptions& o) {
     fail(Errc::invalid_options, name, "permissions must be within 0777 and include 0600");
   }
   switch (o.mode) {
-    case Mode::spsc: case Mode::mpsc: case Mode::mpmc: case Mode::broadcast: break;
+    case Mode::spsc:
+    case Mode::mpsc:
+    case Mode::mpmc:
+    case Mode::broadcast: break;
     default: fail(Errc::invalid_options, name, "unknown mode");
   }
 }
@@ -270,17 +274,19 @@ void validate_options(std::string_view name, RingOptions& o) {
 void validate_header(std::string_view name, const layout::SegmentHeader& h, std::uint64_t magic,
                      std::uint64_t real_size) {
   if (magic != layout::kMagic) {
-    fail(Errc::not_flatring, name, "not a flatring segment (bad magic; foreign, or not initialized)");
+    fail(Errc::not_flatring, name,
+         "not a flatring segment (bad magic; foreign, or not initialized)");
   }
   if (h.version != layout::kVersion) {
-    fail(Errc::wrong_version, name, "layout version " + std::to_string(h.version) +
-                                        ", this build reads version " +
-                                        std::to_string(layout::kVersion));
+    fail(Errc::wrong_version, name,
+         "layout version " + std::to_string(h.version) + ", this build reads version " +
+             std::to_string(layout::kVersion));
   }
   if (h.header_size != sizeof(layout::SegmentHeader)) {
     fail(Errc::corrupt_header, name, "header size " + std::to_string(h.header_size));
   }
-  if (h.mode < 1 || h.mode > 4) fail(Errc::corrupt_header, name, "unknown mode " + std::to_string(h.mode));
+  if (h.mode < 1 || h.mode > 4)
+    fail(Errc::corrupt_header, name, "unknown mode " + std::to_string(h.mode));
   if (h.capacity < layout::kMinCapacity || h.capacity > layout::kMaxCapacity ||
       !std::has_single_bit(h.capacity)) {
     fail(Errc::corrupt_header, name, "capacity " + std::to_string(h.capacity) + " out of range");
@@ -291,9 +297,9 @@ void validate_header(std::string_view name, const layout::SegmentHeader& h, std:
   }
   // The schema fields first: the record area's offset depends on them.
   if (h.schema_size > layout::kMaxSchemaSize) {
-    fail(Errc::schema_too_large, name, "the header says the stored schema is " +
-                                           std::to_string(h.schema_size) + " bytes; at most " +
-                                           std::to_string(layout::kMaxSchemaSize) + " are accepted");
+    fail(Errc::schema_too_large, name,
+         "the header says the stored schema is " + std::to_string(h.schema_size) +
+             " bytes; at most " + std::to_string(layout::kMaxSchemaSize) + " are accepted");
   }
   if (h.schema_offset != (h.schema_size == 0 ? 0 : layout::kRingOffset)) {
     fail(Errc::corrupt_header, name, "schema offset " + std::to_string(h.schema_offset));
@@ -314,8 +320,8 @@ void validate_header(std::string_view name, const layout::SegmentHeader& h, std:
 void write_all(int fd, std::span<const std::uint8_t> bytes, std::uint64_t offset) {
   std::size_t done = 0;
   while (done < bytes.size()) {
-    const ssize_t n = ::pwrite(fd, bytes.data() + done, bytes.size() - done,
-                               static_cast<off_t>(offset + done));
+    const ssize_t n =
+        ::pwrite(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(offset + done));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       throw Error(Errc::system_error, std::string("flatring: writing the schema area: ") +
@@ -500,9 +506,9 @@ Ring Ring::create_with(std::string_view name, const RingOptions& options, const 
   validate_options(name, o);
   const std::span<const std::uint8_t> bfbs = stored.bfbs();
   if (bfbs.size() > layout::kMaxSchemaSize) {
-    fail(Errc::schema_too_large, name, "the binary schema is " + std::to_string(bfbs.size()) +
-                                           " bytes; a segment stores at most " +
-                                           std::to_string(layout::kMaxSchemaSize));
+    fail(Errc::schema_too_large, name,
+         "the binary schema is " + std::to_string(bfbs.size()) +
+             " bytes; a segment stores at most " + std::to_string(layout::kMaxSchemaSize));
   }
   const std::uint64_t ring_offset = layout::ring_offset_for(bfbs.size());
 
@@ -519,9 +525,10 @@ Ring Ring::create_with(std::string_view name, const RingOptions& options, const 
       const std::optional<std::string> stale = stale_reason(name);
       if (!stale) fail(code, name, "create: already exists");
       if (!create.reclaim_stale || attempt != 0) {
-        fail(code, name, "create: already exists, and is stale (" + *stale +
-                             "); reclaim it with Ring::reclaim_if_stale or "
-                             "CreateOptions::reclaim_stale");
+        fail(code, name,
+             "create: already exists, and is stale (" + *stale +
+                 "); reclaim it with Ring::reclaim_if_stale or "
+                 "CreateOptions::reclaim_stale");
       }
       (void)reclaim_if_stale(name);  // if someone else reclaimed it first, the retry creates
     }
@@ -595,8 +602,10 @@ Ring Ring::open(std::string_view name, const OpenOptions& options) {
   const int fd = fd_of(m->shm);
 
   struct stat st {};
-  if (::fstat(fd, &st) != 0) fail(Errc::system_error, name, std::string("fstat: ") + std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) fail(Errc::unsafe_permissions, name, "the segment is not a regular file");
+  if (::fstat(fd, &st) != 0)
+    fail(Errc::system_error, name, std::string("fstat: ") + std::strerror(errno));
+  if (!S_ISREG(st.st_mode))
+    fail(Errc::unsafe_permissions, name, "the segment is not a regular file");
   if (st.st_uid != ::geteuid() && !options.allow_foreign_owner) {
     fail(Errc::unsafe_owner, name,
          "owned by uid " + std::to_string(st.st_uid) + ", not by this process's uid " +
@@ -618,12 +627,14 @@ Ring Ring::open(std::string_view name, const OpenOptions& options) {
   ssize_t got = ::pread(fd, static_cast<void*>(&h), sizeof h, 0);
   if (got < 0) fail(Errc::system_error, name, std::string("read header: ") + std::strerror(errno));
   if (static_cast<std::size_t>(got) < sizeof(std::uint64_t)) {
-    fail(Errc::not_flatring, name, "segment too small to be flatring (" + std::to_string(real_size) + " bytes)");
+    fail(Errc::not_flatring, name,
+         "segment too small to be flatring (" + std::to_string(real_size) + " bytes)");
   }
   std::uint64_t magic = 0;
   std::memcpy(&magic, static_cast<const void*>(&h), sizeof magic);
   if (magic == layout::kMagic && static_cast<std::size_t>(got) < sizeof h) {
-    fail(Errc::size_mismatch, name, "truncated: " + std::to_string(real_size) + " bytes, smaller than the header");
+    fail(Errc::size_mismatch, name,
+         "truncated: " + std::to_string(real_size) + " bytes, smaller than the header");
   }
   validate_header(name, h, magic, real_size);
 
@@ -641,8 +652,9 @@ Ring Ring::open(std::string_view name, const OpenOptions& options) {
   if (h.schema_size != 0) stored = read_stored_schema(name, fd, h);
   const auto mode = static_cast<Mode>(h.mode);
   if (options.expect_mode && *options.expect_mode != mode) {
-    fail(Errc::wrong_mode, name, "the ring's mode is " + std::to_string(h.mode) + ", expected " +
-                                     std::to_string(static_cast<unsigned>(*options.expect_mode)));
+    fail(Errc::wrong_mode, name,
+         "the ring's mode is " + std::to_string(h.mode) + ", expected " +
+             std::to_string(static_cast<unsigned>(*options.expect_mode)));
   }
 
   try {
@@ -787,7 +799,11 @@ Attachment::Attachment(Ring ring, layout::Role role, bool exclusive)
 }
 
 Attachment::Attachment(Attachment&& o) noexcept
-    : ring_(o.ring_), slot_(o.slot_), index_(o.index_), role_(o.role_), exclusive_(o.exclusive_),
+    : ring_(o.ring_),
+      slot_(o.slot_),
+      index_(o.index_),
+      role_(o.role_),
+      exclusive_(o.exclusive_),
       took_over_(o.took_over_) {
   o.slot_ = nullptr;
 }

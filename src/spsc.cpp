@@ -21,7 +21,8 @@ Positions checked_positions(const Ring& ring) {
   const std::uint64_t head = c.consumer.head.load(std::memory_order_acquire);
   const std::uint64_t tail = c.producer.tail.load(std::memory_order_acquire);
   const std::uint64_t capacity = ring.info().capacity;
-  if ((head | tail) & kAlignMask || tail < head || tail - head > capacity - layout::kRecordHeaderSize) {
+  if ((head | tail) & kAlignMask || tail < head ||
+      tail - head > capacity - layout::kRecordHeaderSize) {
     throw_corrupt_state(ring, "impossible positions: head " + std::to_string(head) + ", tail " +
                                   std::to_string(tail));
   }

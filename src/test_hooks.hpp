@@ -13,9 +13,9 @@ extern void (*mid_unblock)();  // mpmc recovery: a dead producer's claim taken o
 
 }  // namespace flatring::test_hooks
 
-#define FLATRING_TEST_HOOK(name)                                          \
-  do {                                                                    \
-    if (::flatring::test_hooks::name != nullptr) [[unlikely]] {           \
-      ::flatring::test_hooks::name();                                     \
-    }                                                                     \
+#define FLATRING_TEST_HOOK(name)                                \
+  do {                                                          \
+    if (::flatring::test_hooks::name != nullptr) [[unlikely]] { \
+      ::flatring::test_hooks::name();                           \
+    }                                                           \
   } while (0)

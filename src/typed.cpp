@@ -27,8 +27,9 @@ SchemaMatch require_schema(const Ring& ring, const SchemaId& want, const Schema&
     throw Error(Errc::wrong_schema, "flatring ring '" + info.name + "': " + why);
   };
   if (!(info.schema == want)) {
-    if (info.schema.raw()) return refuse("a raw ring (no schema); this endpoint's root type is '" +
-                                         (mine.empty() ? want.identifier() : mine.root_name()) + "'");
+    if (info.schema.raw())
+      return refuse("a raw ring (no schema); this endpoint's root type is '" +
+                    (mine.empty() ? want.identifier() : mine.root_name()) + "'");
     if (!stored.empty() && !mine.empty()) {
       return refuse("the ring holds " + stored.root_name() + " (identifier '" +
                     info.schema.identifier() + "'), this endpoint's root type is " +

@@ -31,8 +31,8 @@ WaitResult futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected,
 }
 
 int futex_wake(std::atomic<std::uint32_t>& word, int count) noexcept {
-  long rc = ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE, count, nullptr,
-                      nullptr, 0);
+  long rc = ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE, count,
+                      nullptr, nullptr, 0);
   return rc < 0 ? 0 : static_cast<int>(rc);
 }
 

@@ -73,7 +73,8 @@ int consume(const std::string& name, std::uint64_t count, const std::string& pro
     const Order& o = **got;
     if (o.id() != next || o.symbol() == nullptr || o.symbol()->str() != symbol_of(next) ||
         o.qty() != static_cast<std::int32_t>(next * 3)) {
-      std::fprintf(stderr, "record %llu: wrong old fields\n", static_cast<unsigned long long>(next));
+      std::fprintf(stderr, "record %llu: wrong old fields\n",
+                   static_cast<unsigned long long>(next));
       return 4;
     }
 #if EVO_VERSION >= 2

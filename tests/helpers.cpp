@@ -42,7 +42,9 @@ void fill_pattern(std::span<std::byte> out, std::uint64_t seq) {
   std::uint64_t x = seq * 0x9E3779B97F4A7C15ull + 1;
   std::size_t i = 0;
   for (; i + 8 <= out.size(); i += 8) {
-    x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
     std::memcpy(out.data() + i, &x, 8);
   }
   for (; i < out.size(); ++i) out[i] = static_cast<std::byte>(seq + i);

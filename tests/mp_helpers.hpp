@@ -3,9 +3,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstddef>
 #include <cstdint>
-#include <csignal>
 #include <cstring>
 #include <optional>
 #include <span>
@@ -43,7 +43,8 @@ template <class F>
 void wait_for(F&& done) {
   const auto stop = std::chrono::steady_clock::now() + std::chrono::minutes(1);
   while (!done()) {
-    if (std::chrono::steady_clock::now() > stop) throw std::runtime_error("wait_for: gave up after a minute");
+    if (std::chrono::steady_clock::now() > stop)
+      throw std::runtime_error("wait_for: gave up after a minute");
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
 }
@@ -83,9 +84,13 @@ class Tally {
   Tally(std::uint32_t producers, std::uint64_t per_producer)
       : producers_(producers), per_(per_producer), words_(producers * per_producer) {}
   /// False if `t` names no record of this tally (a malformed tag).
-  [[nodiscard]] bool fits(const Tag& t) const noexcept { return t.producer < producers_ && t.seq < per_; }
+  [[nodiscard]] bool fits(const Tag& t) const noexcept {
+    return t.producer < producers_ && t.seq < per_;
+  }
   /// Counts one delivery of `t`; returns how many there were before it. \pre fits(t).
-  std::uint64_t add(const Tag& t) const noexcept { return words_[t.producer * per_ + t.seq].fetch_add(1); }
+  std::uint64_t add(const Tag& t) const noexcept {
+    return words_[t.producer * per_ + t.seq].fetch_add(1);
+  }
   [[nodiscard]] std::uint64_t count(std::uint32_t producer, std::uint64_t seq) const noexcept {
     return words_[producer * per_ + seq].load();
   }

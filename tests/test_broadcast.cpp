@@ -84,10 +84,12 @@ TEST_CASE("broadcast: every consumer process sees every record in order", "[broa
       if (i == 0) {
         std::uint64_t expect = 0;
         while (expect < count) {
-          const std::size_t n = r.poll([&](std::span<const std::byte> b) {
-            if (record_seq(b) == expect) ++expect;
-            else expect = count + 1;  // fails the check below
-          }, 64);
+          const std::size_t n = r.poll(
+              [&](std::span<const std::byte> b) {
+                if (record_seq(b) == expect) ++expect;
+                else expect = count + 1;  // fails the check below
+              },
+              64);
           if (n == 0 && r.last_status() != Status::empty) return 5;
         }
         if (expect != count) return 4;
@@ -109,7 +111,8 @@ TEST_CASE("broadcast: every consumer process sees every record in order", "[broa
   CHECK(ring.control().retired.value[layout::records_read].load() == kConsumers * count);
 }
 
-TEST_CASE("broadcast: a late joiner sees exactly the records committed after its join", "[broadcast][process]") {
+TEST_CASE("broadcast: a late joiner sees exactly the records committed after its join",
+          "[broadcast][process]") {
   const auto name = unique_name("bc-late");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::broadcast});
@@ -137,7 +140,8 @@ TEST_CASE("broadcast: a late joiner sees exactly the records committed after its
   CHECK(fr_test::join(late) == 0);
 }
 
-TEST_CASE("broadcast: consumers joining while the producer streams see a gapless suffix", "[broadcast][process]") {
+TEST_CASE("broadcast: consumers joining while the producer streams see a gapless suffix",
+          "[broadcast][process]") {
   const auto name = unique_name("bc-join");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::broadcast});
@@ -170,7 +174,8 @@ TEST_CASE("broadcast: consumers joining while the producer streams see a gapless
   for (pid_t p : joiners) CHECK(fr_test::join(p) == 0);
 }
 
-TEST_CASE("broadcast: a stalled consumer holds the producer back and SIGKILL releases it", "[broadcast][process]") {
+TEST_CASE("broadcast: a stalled consumer holds the producer back and SIGKILL releases it",
+          "[broadcast][process]") {
   const auto name = unique_name("bc-slow");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::broadcast});
@@ -235,7 +240,8 @@ TEST_CASE("broadcast: typed consumers verify every record", "[broadcast][typed][
         if (!msg) return 2;
         if ((*msg)->seq() != seq || (*msg)->payload() == nullptr) return 3;
         const auto* p = (*msg)->payload();
-        if (!fr_test::check_pattern({reinterpret_cast<const std::byte*>(p->data()), p->size()}, seq)) {
+        if (!fr_test::check_pattern({reinterpret_cast<const std::byte*>(p->data()), p->size()},
+                                    seq)) {
           return 4;
         }
       }
@@ -272,7 +278,8 @@ TEST_CASE("broadcast: a consumer reports an impossible published tail as corrupt
   CHECK(r.try_read().status() == Status::ok);
 }
 
-TEST_CASE("broadcast: a producer SIGKILLed inside a reservation is reported and taken over", "[broadcast][crash][process]") {
+TEST_CASE("broadcast: a producer SIGKILLed inside a reservation is reported and taken over",
+          "[broadcast][crash][process]") {
   const auto name = unique_name("bc-pcrash");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::broadcast});
@@ -302,7 +309,7 @@ TEST_CASE("broadcast: a producer SIGKILLed inside a reservation is reported and 
   CHECK(r.read(30s).status() == Status::peer_dead);
 
   CHECK(census(ring, layout::Role::producer).dead == 0);  // the reader reclaimed its slot
-  Writer<Mode::broadcast> w(ring);  // resumes at the published tail
+  Writer<Mode::broadcast> w(ring);                        // resumes at the published tail
   std::byte buf[64];
   // One record at a time: this thread is also the (only) consumer, and the producer waits for it.
   for (std::uint64_t seq = kFirst; seq < 2 * kFirst; ++seq) {

@@ -105,7 +105,8 @@ int producer_main(const Ring& ring, Ledger& ledger, bool typed) {
 
 // Checks one received record against the ledger and marks it delivered; 0 or an Exit code.
 // `last` is the previous seq this consumer took; `floor` is last_marked when it started.
-int accept(Ledger& ledger, const Msg* msg, std::optional<std::uint64_t>& last, std::uint64_t floor) {
+int accept(Ledger& ledger, const Msg* msg, std::optional<std::uint64_t>& last,
+           std::uint64_t floor) {
   const std::uint64_t seq = msg->seq();
   if (seq >= kMaxSeq) return kBadPayload;
   const auto* p = msg->payload();
@@ -116,7 +117,8 @@ int accept(Ledger& ledger, const Msg* msg, std::optional<std::uint64_t>& last, s
   // The first record may be the one a dead predecessor marked but did not release; after that,
   // sequence numbers only grow.
   if (last ? seq <= *last : seq + 1 < floor) {
-    std::fprintf(stderr, "chaos consumer: seq %llu out of order\n", static_cast<unsigned long long>(seq));
+    std::fprintf(stderr, "chaos consumer: seq %llu out of order\n",
+                 static_cast<unsigned long long>(seq));
     return kOutOfOrder;
   }
   last = seq;
@@ -275,8 +277,8 @@ TEST_CASE("chaos: producers and consumers SIGKILLed at random points lose no com
               static_cast<unsigned long long>(capacity), seed, rounds, producer_kills,
               consumer_kills, static_cast<unsigned long long>(committed),
               static_cast<unsigned long long>(ledger->checked.load()),
-              static_cast<unsigned long long>(redelivered), static_cast<unsigned long long>(uncertain),
-              static_cast<unsigned long long>(lost));
+              static_cast<unsigned long long>(redelivered),
+              static_cast<unsigned long long>(uncertain), static_cast<unsigned long long>(lost));
   CHECK(self_exits == 0);
   CHECK(lost == 0);
   CHECK(committed > 0);
@@ -318,7 +320,8 @@ struct MpLedger {
   std::atomic<std::uint64_t> next_seq;
   std::atomic<std::uint64_t> checked;    // deliveries checked and counted
   std::atomic<std::uint64_t> abandoned;  // Status::abandoned reports (dead producers' claims)
-  std::atomic<std::uint64_t> holding[kMpConsumers + 1];  // per consumer: seq + 1 counted, not released
+  std::atomic<std::uint64_t>
+      holding[kMpConsumers + 1];  // per consumer: seq + 1 counted, not released
   std::atomic<std::uint8_t> committed[kMpMaxSeq];
   std::atomic<std::uint8_t> fresh[kMpMaxSeq];
   std::atomic<std::uint8_t> again[kMpMaxSeq];
@@ -328,17 +331,21 @@ struct MpLedger {
 void print_state(const Ring& ring, std::uint64_t at) {
   const auto& c = ring.control();
   const std::uint64_t mask = ring.info().capacity - 1;
-  const std::uint64_t head = c.consumer.head.load(), next = c.consumer.next.load(), tail = c.producer.tail.load();
+  const std::uint64_t head = c.consumer.head.load(), next = c.consumer.next.load(),
+                      tail = c.producer.tail.load();
   std::printf("mpmc chaos state (pid %d, at %llu): head %llu next %llu tail %llu\n", ::getpid(),
               static_cast<unsigned long long>(at), static_cast<unsigned long long>(head),
               static_cast<unsigned long long>(next), static_cast<unsigned long long>(tail));
-  for (std::uint64_t pos = at - std::min<std::uint64_t>(at, 320); pos < at + 160; pos += layout::kRecordAlign) {
+  for (std::uint64_t pos = at - std::min<std::uint64_t>(at, 320); pos < at + 160;
+       pos += layout::kRecordAlign) {
     const auto& h = detail::header_at(ring.data(), pos & mask);
     const std::uint64_t w = h.frame.load();
     if (w == 0) continue;
-    std::printf("  frame at %llu: type %u flags %#llx length %llu aux %llu\n", static_cast<unsigned long long>(pos),
-                static_cast<unsigned>(layout::frame_type(w)), static_cast<unsigned long long>(layout::frame_flags(w)),
-                static_cast<unsigned long long>(layout::frame_length(w)), static_cast<unsigned long long>(h.aux));
+    std::printf("  frame at %llu: type %u flags %#llx length %llu aux %llu\n",
+                static_cast<unsigned long long>(pos), static_cast<unsigned>(layout::frame_type(w)),
+                static_cast<unsigned long long>(layout::frame_flags(w)),
+                static_cast<unsigned long long>(layout::frame_length(w)),
+                static_cast<unsigned long long>(h.aux));
   }
   for (const auto& p : c.peers) {
     if (p.pid.load() == 0) continue;
@@ -402,8 +409,8 @@ Result<RecordView> poll_next(Reader<Mode::mpmc>& r, std::chrono::nanoseconds idl
 // Consumes until killed, or (drain) until nothing has arrived for a while. Odd generations block
 // in read(), even ones poll; one in three works on each record for 100 us before releasing it, so
 // that kills often find a record held.
-int mp_consumer_main(const Ring& ring, MpLedger& ledger, std::uint32_t generation, std::size_t index,
-                     bool drain) {
+int mp_consumer_main(const Ring& ring, MpLedger& ledger, std::uint32_t generation,
+                     std::size_t index, bool drain) {
   const WaitOptions wait{.spin = 20us, .liveness_interval = 20ms};
   Reader<Mode::mpmc> r(ring, wait);
   const bool polls = generation % 2 == 0;
@@ -419,7 +426,8 @@ int mp_consumer_main(const Ring& ring, MpLedger& ledger, std::uint32_t generatio
     if (got.status() == Status::peer_dead) continue;  // every producer killed: wait for new ones
     if (!got) {
       if (drain && got.status() == Status::timed_out) return 0;
-      std::fprintf(stderr, "mpmc chaos consumer: %s\n", std::string(to_string(got.status())).c_str());
+      std::fprintf(stderr, "mpmc chaos consumer: %s\n",
+                   std::string(to_string(got.status())).c_str());
       if (got.status() == Status::corrupt) print_state(ring, r.position());
       return kWrongStatus;
     }
@@ -442,7 +450,8 @@ int mp_consumer_main(const Ring& ring, MpLedger& ledger, std::uint32_t generatio
 
 }  // namespace
 
-TEST_CASE("mpmc chaos: producers and consumers SIGKILLed at random points: at-least-once and a consistent ring",
+TEST_CASE("mpmc chaos: producers and consumers SIGKILLed at random points: at-least-once and a "
+          "consistent ring",
           "[chaos][mpmc]") {
   const std::uint64_t capacity = GENERATE(std::uint64_t{4096}, std::uint64_t{1} << 16);
   const int rounds = static_cast<int>(fr_test::scaled(200));
@@ -507,7 +516,8 @@ TEST_CASE("mpmc chaos: producers and consumers SIGKILLed at random points: at-le
     }
     if (producer) producers[p] = start(-1);
     if (consumer) consumers[c] = start(static_cast<int>(c));
-    if (ledger->next_seq.load() >= kMpMaxSeq - 100'000 || generation + 8 >= kMpMaxGenerations) break;
+    if (ledger->next_seq.load() >= kMpMaxSeq - 100'000 || generation + 8 >= kMpMaxGenerations)
+      break;
   }
   for (std::size_t i = 0; i < producers.size(); ++i) kill_one(producers, i, producer_kills);
   for (std::size_t i = 0; i < consumers.size(); ++i) kill_one(consumers, i, consumer_kills);
@@ -518,7 +528,8 @@ TEST_CASE("mpmc chaos: producers and consumers SIGKILLed at random points: at-le
       [&] { return mp_consumer_main(ring, *ledger, drain_generation, kMpConsumers, true); });
   CHECK(join_within(drainer, 120s) == 0);
 
-  std::uint64_t committed = 0, lost = 0, uncertain = 0, again = 0, again_after_count = 0, fresh_twice = 0;
+  std::uint64_t committed = 0, lost = 0, uncertain = 0, again = 0, again_after_count = 0,
+                fresh_twice = 0;
   std::uint64_t unexplained = 0;  // counted fresh, delivered again, but no killed consumer held it
   const std::uint64_t reserved = std::min(ledger->next_seq.load(), kMpMaxSeq);
   for (std::uint64_t s = 0; s < reserved; ++s) {
@@ -533,17 +544,17 @@ TEST_CASE("mpmc chaos: producers and consumers SIGKILLed at random points: at-le
     if (f != 0) again_after_count += a;
     if (f != 0 && a != 0 && died_holding.count(s) == 0) ++unexplained;
   }
-  std::printf("mpmc chaos capacity=%llu seed=%u: %d rounds, %d producer kills, %d consumer kills, "
-              "%zu of them holding a counted record, %llu records committed, %llu deliveries checked, "
-              "%llu redelivered copies (%llu of records counted once before), %llu claims "
-              "abandoned, %llu numbers reserved by a producer killed mid-write, %llu lost\n",
-              static_cast<unsigned long long>(capacity), seed, rounds, producer_kills, consumer_kills,
-              died_holding.size(),
-              static_cast<unsigned long long>(committed),
-              static_cast<unsigned long long>(ledger->checked.load()),
-              static_cast<unsigned long long>(again), static_cast<unsigned long long>(again_after_count),
-              static_cast<unsigned long long>(ledger->abandoned.load()),
-              static_cast<unsigned long long>(uncertain), static_cast<unsigned long long>(lost));
+  std::printf(
+      "mpmc chaos capacity=%llu seed=%u: %d rounds, %d producer kills, %d consumer kills, "
+      "%zu of them holding a counted record, %llu records committed, %llu deliveries checked, "
+      "%llu redelivered copies (%llu of records counted once before), %llu claims "
+      "abandoned, %llu numbers reserved by a producer killed mid-write, %llu lost\n",
+      static_cast<unsigned long long>(capacity), seed, rounds, producer_kills, consumer_kills,
+      died_holding.size(), static_cast<unsigned long long>(committed),
+      static_cast<unsigned long long>(ledger->checked.load()),
+      static_cast<unsigned long long>(again), static_cast<unsigned long long>(again_after_count),
+      static_cast<unsigned long long>(ledger->abandoned.load()),
+      static_cast<unsigned long long>(uncertain), static_cast<unsigned long long>(lost));
   CHECK(self_exits == 0);
   CHECK(committed > 0);
   CHECK(lost == 0);
@@ -578,8 +589,9 @@ TEST_CASE("mpmc chaos: producers and consumers SIGKILLed at random points: at-le
 //    claimed again was taken for dead, and done|16 was stored over its committed record (lost,
 //    ring wedged). Now a producer's cursor store is a release after its commit and is loaded with
 //    acquire, and the frame word is read again after the cursors: a changed word means "alive".
-TEST_CASE("mpmc: consumers that poll and recover whenever the ring is empty lose and corrupt nothing",
-          "[chaos][mpmc]") {
+TEST_CASE(
+    "mpmc: consumers that poll and recover whenever the ring is empty lose and corrupt nothing",
+    "[chaos][mpmc]") {
   const auto name = unique_name("mpmc-pollrecover");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc});
@@ -620,7 +632,8 @@ TEST_CASE("mpmc: consumers that poll and recover whenever the ring is empty lose
       std::byte buf[64];
       for (std::uint64_t seq = 0; seq < per; ++seq) {
         // A wedged ring makes this time out: the test then ends instead of hanging.
-        if (w.write({buf, fr_test::make_tagged(buf, p, seq)}, 10s) != Status::ok) return kWrongStatus;
+        if (w.write({buf, fr_test::make_tagged(buf, p, seq)}, 10s) != Status::ok)
+          return kWrongStatus;
       }
       return 0;
     }));

@@ -65,7 +65,9 @@ void create_and_die(const std::string& name, bool attach_writer) {
 std::uint32_t observers(const Ring& ring) {
   std::uint32_t n = 0;
   for (const auto& s : ring.control().peers) {
-    n += s.pid.load() != 0 && s.role.load() == static_cast<std::uint32_t>(layout::Role::observer) ? 1 : 0;
+    n += s.pid.load() != 0 && s.role.load() == static_cast<std::uint32_t>(layout::Role::observer)
+             ? 1
+             : 0;
   }
   return n;
 }
@@ -86,14 +88,16 @@ void check_shown(const Output& out, std::uint64_t lo, std::uint64_t hi, std::siz
     std::vector<std::byte> expect(payload);
     fr_test::fill_pattern(expect, seq);
     REQUIRE(j["payload"].size() == payload);
-    for (std::size_t i = 0; i < payload; ++i) REQUIRE(j["payload"][i] == std::to_integer<int>(expect[i]));
+    for (std::size_t i = 0; i < payload; ++i)
+      REQUIRE(j["payload"][i] == std::to_integer<int>(expect[i]));
   }
 }
 
 // Sends Msgs lo..hi-1 with 64-byte payloads (waiting for space), waits for the consumer child to
 // finish, then stops the following tail with SIGTERM and returns what it printed.
 template <class P>
-Output send_then_stop(P& producer, pid_t consumer, Cli& follow, std::uint64_t lo, std::uint64_t hi) {
+Output send_then_stop(P& producer, pid_t consumer, Cli& follow, std::uint64_t lo,
+                      std::uint64_t hi) {
   flatbuffers::FlatBufferBuilder fbb;
   for (std::uint64_t seq = lo; seq < hi; ++seq) {
     fr_test::build_msg(fbb, seq, 64);
@@ -111,8 +115,8 @@ Output send_then_stop(P& producer, pid_t consumer, Cli& follow, std::uint64_t lo
 TEST_CASE("create then ls and stat show the ring and its schema and peers and counters", "[cli]") {
   const auto name = unique_name("cli-ls");
   RemoveGuard guard(name);
-  auto created = run({"create", name, "--capacity", "64KiB", "--max-record-size", "1KiB", "--schema",
-                      kMsgSchema, "--json"});
+  auto created = run({"create", name, "--capacity", "64KiB", "--max-record-size", "1KiB",
+                      "--schema", kMsgSchema, "--json"});
   REQUIRE(created.code == 0);
   const json c = json::parse(created.out);
   CHECK(c["capacity"] == 65536);
@@ -199,7 +203,8 @@ TEST_CASE("create then ls and stat show the ring and its schema and peers and co
     CHECK(text.out.find("producer " + std::to_string(::getpid())) != std::string::npos);
 
     // Bounded --watch: one JSON object per sample, totals as above, rates present.
-    const auto watch = run({"stat", name, "--watch", "--count", "3", "--interval", "0.05", "--json"});
+    const auto watch =
+        run({"stat", name, "--watch", "--count", "3", "--interval", "0.05", "--json"});
     REQUIRE(watch.code == 0);
     const auto samples = watch.lines();
     REQUIRE(samples.size() == 3);
@@ -308,7 +313,8 @@ TEST_CASE("send then tail round-trips JSON through the schema", "[cli]") {
   REQUIRE(tail.code == 0);
   const json last = json::parse(tail.out);
   CHECK(last["record"] == records[2]);
-  CHECK(last["position"] == ring.control().producer.tail.load() - layout::frame_size(last["size"].get<std::uint64_t>()));
+  CHECK(last["position"] == ring.control().producer.tail.load() -
+                                layout::frame_size(last["size"].get<std::uint64_t>()));
 
   // A typed consumer receives exactly what was sent: real FlatBuffers with Msg's identifier.
   {
@@ -333,7 +339,9 @@ TEST_CASE("send then tail round-trips JSON through the schema", "[cli]") {
     fr_test::build_msg(fbb, 77, 4);
     REQUIRE(producer.try_send(fbb) == Status::ok);
   }
-  REQUIRE(run({"send", name, "--schema", kMsgSchema, "--json", "-", "-q"}, R"([{"seq": 78}])").code == 0);
+  REQUIRE(
+      run({"send", name, "--schema", kMsgSchema, "--json", "-", "-q"}, R"([{"seq": 78}])").code ==
+      0);
   tail = run({"tail", name, "--schema", kMsgSchema});
   REQUIRE(tail.code == 0);
   lines = tail.lines();
@@ -352,7 +360,8 @@ TEST_CASE("tail observes without taking records from an attached consumer", "[cl
   RemoveGuard guard(name);
   auto ring = create_ring<Msg>(name, {.capacity = 1 << 16});
   Consumer<Msg> consumer(ring);
-  REQUIRE(run({"send", name, "--schema", kMsgSchema, "--json", "-"}, "{\"seq\":5}\n{\"seq\":6}\n").code == 0);
+  REQUIRE(run({"send", name, "--schema", kMsgSchema, "--json", "-"}, "{\"seq\":5}\n{\"seq\":6}\n")
+              .code == 0);
 
   const auto tail = run({"tail", name, "--schema", kMsgSchema});
   REQUIRE(tail.code == 0);
@@ -374,7 +383,8 @@ TEST_CASE("tail --consume takes the consumer role when no consumer is attached",
   const auto name = unique_name("cli-consume");
   RemoveGuard guard(name);
   auto ring = create_ring<Msg>(name, {.capacity = 1 << 16});
-  REQUIRE(run({"send", name, "--schema", kMsgSchema, "--json", "-"}, "{\"seq\":5}\n{\"seq\":6}\n").code == 0);
+  REQUIRE(run({"send", name, "--schema", kMsgSchema, "--json", "-"}, "{\"seq\":5}\n{\"seq\":6}\n")
+              .code == 0);
   const auto tail = run({"tail", name, "--schema", kMsgSchema, "--consume"});
   REQUIRE(tail.code == 0);
   CHECK(tail.lines().size() == 2);
@@ -382,7 +392,8 @@ TEST_CASE("tail --consume takes the consumer role when no consumer is attached",
   CHECK(ring.control().retired.value[layout::records_read].load() == 2);
 }
 
-TEST_CASE("tail --follow prints records as they are committed and stops on a signal", "[cli][process]") {
+TEST_CASE("tail --follow prints records as they are committed and stops on a signal",
+          "[cli][process]") {
   const auto name = unique_name("cli-follow");
   RemoveGuard guard(name);
   auto ring = create_ring<Msg>(name, {.capacity = 4096});
@@ -391,7 +402,8 @@ TEST_CASE("tail --follow prints records as they are committed and stops on a sig
 
   SECTION("--count ends it") {
     // The ring is empty when tail starts, so every record it prints was committed after.
-    Cli follow({"tail", name, "--schema", kMsgSchema, "--follow", "--count", "40", "--poll", "0.001"});
+    Cli follow(
+        {"tail", name, "--schema", kMsgSchema, "--follow", "--count", "40", "--poll", "0.001"});
     while (observers(ring) == 0) ::usleep(1000);  // attached: it sees whatever comes next
     // 40 records of ~100 bytes through a 4 KiB ring: it wraps, with no consumer to make room
     // the producer must wait, so a consumer runs in a child.
@@ -408,7 +420,8 @@ TEST_CASE("tail --follow prints records as they are committed and stops on a sig
   }
 
   SECTION("a consumer that waits for it: every record is seen, across the wrap") {
-    Cli follow({"tail", name, "--schema", kMsgSchema, "--follow", "--count", "40", "--poll", "0.001"});
+    Cli follow(
+        {"tail", name, "--schema", kMsgSchema, "--follow", "--count", "40", "--poll", "0.001"});
     while (observers(ring) == 0) ::usleep(1000);
     Consumer<Msg> consumer(ring);
     for (std::uint64_t seq = 0; seq < 40; ++seq) {
@@ -541,7 +554,8 @@ TEST_CASE("every subcommand has --help", "[cli]") {
   CHECK(top.out.find("Exit codes:") != std::string::npos);
 }
 
-TEST_CASE("the observer reports records the consumer released before it got to them", "[cli][observer]") {
+TEST_CASE("the observer reports records the consumer released before it got to them",
+          "[cli][observer]") {
   const auto name = unique_name("observer");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096});
@@ -637,7 +651,8 @@ TEST_CASE("ls measures a broadcast ring's fill from its slowest live consumer", 
   auto other = create_ring<Msg>(mpsc, {.capacity = 4096, .mode = Mode::mpsc});
   tail = run({"tail", mpsc, "--schema", kMsgSchema});
   CHECK(tail.code == 9);
-  CHECK(one_line_error(tail, "observing a mpsc ring is not supported by this build (tail --consume"));
+  CHECK(
+      one_line_error(tail, "observing a mpsc ring is not supported by this build (tail --consume"));
   {
     Producer<Msg, Mode::mpsc> producer(other);
     flatbuffers::FlatBufferBuilder fbb;
@@ -657,11 +672,14 @@ TEST_CASE("send and tail --consume work on an mpmc ring beside another consumer"
   const auto name = unique_name("cli-mpmc");
   RemoveGuard guard(name);
   auto ring = create_ring<Msg>(name, {.capacity = 4096, .mode = Mode::mpmc});
-  Consumer<Msg, Mode::mpmc> other(ring);  // attached, holds nothing: the tool shares the records with it
+  Consumer<Msg, Mode::mpmc> other(
+      ring);  // attached, holds nothing: the tool shares the records with it
   auto tail = run({"tail", name, "--schema", kMsgSchema});
   CHECK(tail.code == 9);
-  CHECK(one_line_error(tail, "observing a mpmc ring is not supported by this build (tail --consume"));
-  REQUIRE(run({"send", name, "--schema", kMsgSchema, "--json", "-"}, "{\"seq\": 5}\n{\"seq\": 6}").code == 0);
+  CHECK(
+      one_line_error(tail, "observing a mpmc ring is not supported by this build (tail --consume"));
+  REQUIRE(run({"send", name, "--schema", kMsgSchema, "--json", "-"}, "{\"seq\": 5}\n{\"seq\": 6}")
+              .code == 0);
   tail = run({"tail", name, "--schema", kMsgSchema, "--consume"});
   CHECK(tail.code == 0);
   REQUIRE(tail.lines().size() == 2);
@@ -671,7 +689,8 @@ TEST_CASE("send and tail --consume work on an mpmc ring beside another consumer"
   CHECK(ring.control().consumer.head.load() == ring.control().producer.tail.load());
 }
 
-TEST_CASE("tail observes a broadcast ring and follows it without holding the producer back", "[cli][process]") {
+TEST_CASE("tail observes a broadcast ring and follows it without holding the producer back",
+          "[cli][process]") {
   const auto name = unique_name("cli-bfollow");
   RemoveGuard guard(name);
   auto ring = create_ring<Msg>(name, {.capacity = 4096, .mode = Mode::broadcast});
@@ -703,7 +722,8 @@ TEST_CASE("tail observes a broadcast ring and follows it without holding the pro
 
   {
     // In step with a consumer that waits for tail: every record is seen, across the wrap.
-    Cli follow({"tail", name, "--schema", kMsgSchema, "--follow", "-n", "0", "--count", "40", "--poll", "0.001"});
+    Cli follow({"tail", name, "--schema", kMsgSchema, "--follow", "-n", "0", "--count", "40",
+                "--poll", "0.001"});
     while (observers(ring) == 0) ::usleep(1000);
     Consumer<Msg, Mode::broadcast> consumer(ring);
     for (std::uint64_t seq = 10; seq < 50; ++seq) {
@@ -723,7 +743,8 @@ TEST_CASE("tail observes a broadcast ring and follows it without holding the pro
   }
 
   // Free-running: the consumer may overtake tail; what tail shows is in order and intact.
-  Cli follow({"tail", name, "--schema", kMsgSchema, "--follow", "--count", "60", "--poll", "0.001"});
+  Cli follow(
+      {"tail", name, "--schema", kMsgSchema, "--follow", "--count", "60", "--poll", "0.001"});
   while (observers(ring) == 0) ::usleep(1000);
   pid_t consumer = fr_test::spawn([&] {
     Consumer<Msg, Mode::broadcast> c(open_ring<Msg>(name));
@@ -739,7 +760,8 @@ TEST_CASE("tail observes a broadcast ring and follows it without holding the pro
   check_shown(send_then_stop(producer, consumer, follow, 100, 160), 100, 160, 64);
 }
 
-TEST_CASE("a broadcast observer keeps only the records the producer cannot have reached", "[cli][observer]") {
+TEST_CASE("a broadcast observer keeps only the records the producer cannot have reached",
+          "[cli][observer]") {
   const auto name = unique_name("observer-bc");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::broadcast});

@@ -83,7 +83,8 @@ file_identifier "FRTM";
 
 }  // namespace
 
-TEST_CASE("schema: generated code stores its schema, and tail and send need no --schema", "[cli][schema]") {
+TEST_CASE("schema: generated code stores its schema, and tail and send need no --schema",
+          "[cli][schema]") {
   const auto name = unique_name("clis-rt");
   RemoveGuard guard(name);
   auto ring = create_ring<Msg>(name, {.capacity = 65536});
@@ -91,9 +92,11 @@ TEST_CASE("schema: generated code stores its schema, and tail and send need no -
   REQUIRE_FALSE(binary_schema_of<Msg>().empty());
   REQUIRE_FALSE(ring.info().stored_schema.empty());
   CHECK(ring.info().stored_schema.root_name() == "flatring.test.Msg");
-  CHECK(as_string(Ring::open(name).info().stored_schema.bfbs()) == as_string(binary_schema_of<Msg>().bfbs()));
+  CHECK(as_string(Ring::open(name).info().stored_schema.bfbs()) ==
+        as_string(binary_schema_of<Msg>().bfbs()));
 
-  const auto sent = run({"send", name, "--json", "-"}, "{\"seq\": 7, \"payload\": [1, 2, 3]}\n{\"seq\": 8}\n");
+  const auto sent =
+      run({"send", name, "--json", "-"}, "{\"seq\": 7, \"payload\": [1, 2, 3]}\n{\"seq\": 8}\n");
   REQUIRE(sent.code == 0);
   CHECK(sent.out == "sent 2 records to " + name + "\n");
   CHECK(sent.err.empty());
@@ -114,7 +117,8 @@ TEST_CASE("schema: generated code stores its schema, and tail and send need no -
   REQUIRE(lines.size() == 1);
   CHECK(json::parse(lines[0])["record"]["seq"] == 8);
 
-  // What send built is a real Msg, with its file identifier: the generated code's consumer takes it.
+  // What send built is a real Msg, with its file identifier: the generated code's consumer takes
+  // it.
   Consumer<Msg> consumer(ring);
   auto r = consumer.try_receive();
   REQUIRE(r);
@@ -133,7 +137,8 @@ TEST_CASE("schema: --schema is checked for compatibility with the stored schema"
   TempDir dir;
 
   SECTION("the same schema, as a .fbs or as the ring's own .bfbs") {
-    REQUIRE(run({"send", name, "--schema", kMsgSchema, "--json", "-", "-q"}, "{\"seq\": 1}").code == 0);
+    REQUIRE(run({"send", name, "--schema", kMsgSchema, "--json", "-", "-q"}, "{\"seq\": 1}").code ==
+            0);
     const std::string bfbs = dir.file("msg.bfbs");
     REQUIRE(run({"schema", name, "--bfbs", bfbs}).code == 0);
     REQUIRE(run({"send", name, "--schema", bfbs, "--json", "-", "-q"}, "{\"seq\": 2}").code == 0);
@@ -150,7 +155,8 @@ TEST_CASE("schema: --schema is checked for compatibility with the stored schema"
 
   SECTION("a compatible evolution: a field added at the end") {
     const std::string newer = dir.write("msg_newer.fbs", kMsgNewer);
-    const auto sent = run({"send", name, "--schema", newer, "--json", "-"}, R"({"seq": 5, "note": "hi"})");
+    const auto sent =
+        run({"send", name, "--schema", newer, "--json", "-"}, R"({"seq": 5, "note": "hi"})");
     REQUIRE(sent.code == 0);
     // The newer schema sees the new field; the ring's own schema (older) does not.
     auto tail = run({"tail", name, "--schema", newer});
@@ -186,7 +192,8 @@ TEST_CASE("schema: --schema is checked for compatibility with the stored schema"
     o = run({"tail", name, "--schema", kOtherSchema});
     CHECK(o.code == 5);
     CHECK(one_line_error(o, "holds FRTM/"));
-    CHECK(one_line_error(o, "(flatring.test.Msg), the schema's root type flatring.test.Other is FRTO/"));
+    CHECK(one_line_error(
+        o, "(flatring.test.Msg), the schema's root type flatring.test.Other is FRTO/"));
     // Nothing was sent by any of them.
     CHECK(ring.control().producer.tail.load() == 0);
   }
@@ -195,7 +202,8 @@ TEST_CASE("schema: --schema is checked for compatibility with the stored schema"
     auto o = run({"tail", name, "--schema", dir.write("broken.fbs", "table Msg { seq: ulong ")});
     CHECK(o.code == 5);
     CHECK(one_line_error(o, "schema '" + dir.file("broken.fbs") + "'"));
-    o = run({"tail", name, "--schema", dir.write("junk.bfbs", std::string("\x10\0\0\0BFBS", 8) + std::string(40, 'x'))});
+    o = run({"tail", name, "--schema",
+             dir.write("junk.bfbs", std::string("\x10\0\0\0BFBS", 8) + std::string(40, 'x'))});
     CHECK(o.code == 5);
     CHECK(one_line_error(o, "not a binary schema"));
     const std::string bfbs = dir.file("msg.bfbs");
@@ -299,7 +307,8 @@ TEST_CASE("schema: ls and stat show the root type", "[cli][schema]") {
   bool saw_root = false;
   bool saw_id = false;
   for (const auto& line : table.lines()) {
-    if (line.rfind(name + " ", 0) == 0) saw_root = line.find(" flatring.test.Msg ") != std::string::npos;
+    if (line.rfind(name + " ", 0) == 0)
+      saw_root = line.find(" flatring.test.Msg ") != std::string::npos;
     if (line.rfind(id_only + " ", 0) == 0) saw_id = line.find(" FRTM/") != std::string::npos;
   }
   CHECK(saw_root);
@@ -325,7 +334,8 @@ TEST_CASE("schema: ls and stat show the root type", "[cli][schema]") {
   CHECK(json::parse(tail.lines()[0])["seq"] == 42);
 }
 
-TEST_CASE("schema: a ring without a stored schema needs --schema, and schema fails", "[cli][schema]") {
+TEST_CASE("schema: a ring without a stored schema needs --schema, and schema fails",
+          "[cli][schema]") {
   SECTION("a raw ring") {
     const auto name = unique_name("clis-raw");
     RemoveGuard guard(name);
@@ -363,7 +373,8 @@ TEST_CASE("schema: a ring without a stored schema needs --schema, and schema fai
     CHECK(o.code == 5);
     CHECK(one_line_error(o, "stores no schema"));
 
-    REQUIRE(run({"send", name, "--schema", kMsgSchema, "--json", "-", "-q"}, "{\"seq\": 3}").code == 0);
+    REQUIRE(run({"send", name, "--schema", kMsgSchema, "--json", "-", "-q"}, "{\"seq\": 3}").code ==
+            0);
     const auto tail = run({"tail", name, "--schema", kMsgSchema});
     REQUIRE(tail.code == 0);
     REQUIRE(tail.lines().size() == 1);

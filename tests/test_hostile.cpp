@@ -73,8 +73,9 @@ struct LiveReader {
 
 }  // namespace
 
-TEST_CASE("a segment whose creator was SIGKILLed is stale: create refuses it and says how to reclaim",
-          "[hostile][stale]") {
+TEST_CASE(
+    "a segment whose creator was SIGKILLed is stale: create refuses it and says how to reclaim",
+    "[hostile][stale]") {
   const auto name = unique_name("stale");
   RemoveGuard guard(name);
   const bool attach = GENERATE(false, true);
@@ -93,7 +94,8 @@ TEST_CASE("a segment whose creator was SIGKILLed is stale: create refuses it and
   CHECK_FALSE(Ring::is_stale(name));
 }
 
-TEST_CASE("create with reclaim_stale replaces a stale segment with a fresh one", "[hostile][stale]") {
+TEST_CASE("create with reclaim_stale replaces a stale segment with a fresh one",
+          "[hostile][stale]") {
   const auto name = unique_name("reclaim");
   RemoveGuard guard(name);
   create_and_die(name, true);
@@ -104,16 +106,16 @@ TEST_CASE("create with reclaim_stale replaces a stale segment with a fresh one",
   CHECK(ring.control().owners.producer.load() == 0);
 }
 
-TEST_CASE("a segment with a live creator or a live attached peer is not stale", "[hostile][stale]") {
+TEST_CASE("a segment with a live creator or a live attached peer is not stale",
+          "[hostile][stale]") {
   const auto name = unique_name("notstale");
   RemoveGuard guard(name);
   SECTION("live creator") {
     auto ring = Ring::create(name, {.capacity = 4096});
     CHECK_FALSE(Ring::is_stale(name));
     CHECK_FALSE(Ring::reclaim_if_stale(name));
-    Error e = error_of([&] {
-      (void)Ring::create(name, {.capacity = 4096}, SchemaId{}, {.reclaim_stale = true});
-    });
+    Error e = error_of(
+        [&] { (void)Ring::create(name, {.capacity = 4096}, SchemaId{}, {.reclaim_stale = true}); });
     CHECK(e.code() == Errc::already_exists);
     CHECK_THAT(e.what(), !Catch::Contains("is stale"));
   }
@@ -150,7 +152,8 @@ TEST_CASE("something that is not a flatring segment is never called stale or rec
 
 // ---------------------------------------------------------------- SIGBUS guard
 
-TEST_CASE("a reader in the same process as the shrinking peer reads zeros, not a fault", "[hostile][sigbus]") {
+TEST_CASE("a reader in the same process as the shrinking peer reads zeros, not a fault",
+          "[hostile][sigbus]") {
   const auto name = unique_name("sigbuslocal");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096});
@@ -197,7 +200,8 @@ TEST_CASE("a SIGBUS outside flatring's mappings still ends the process", "[hosti
 
 // ---------------------------------------------------------------- TOCTOU and mapping rights
 
-TEST_CASE("copy-then-verify: a record rewritten in the ring after receive does not change what the consumer reads",
+TEST_CASE("copy-then-verify: a record rewritten in the ring after receive does not change what the "
+          "consumer reads",
           "[hostile]") {
   const auto name = unique_name("toctou");
   RemoveGuard guard(name);
@@ -277,7 +281,8 @@ TEST_CASE("a segment owned by another uid is refused unless allowed", "[hostile]
   }
 }
 
-// ---------------------------------------------------------------- mpmc: garbage in the shared words
+// ---------------------------------------------------------------- mpmc: garbage in the shared
+// words
 
 namespace {
 
@@ -318,7 +323,8 @@ bool inside(Ring& ring, std::span<const std::byte> b) {
   unsigned sum = 0;
   for (std::byte x : b) sum += std::to_integer<unsigned>(x);
   asm volatile("" : : "r"(sum));
-  return p >= lo && p + b.size() <= lo + ring.info().capacity && b.size() <= ring.info().max_record_size;
+  return p >= lo && p + b.size() <= lo + ring.info().capacity &&
+         b.size() <= ring.info().max_record_size;
 }
 
 struct PositionCase {
@@ -334,7 +340,8 @@ struct FrameCase {
 
 }  // namespace
 
-TEST_CASE("mpmc hostile: a consumer refuses impossible positions at attach with corrupt_state", "[hostile][mpmc]") {
+TEST_CASE("mpmc hostile: a consumer refuses impossible positions at attach with corrupt_state",
+          "[hostile][mpmc]") {
   const auto c = GENERATE(values<PositionCase>({
       {"misaligned head", kAt + 8, kAt + 16, kAt + 32},
       {"misaligned next", kAt, kAt + 8, kAt + 32},
@@ -356,7 +363,8 @@ TEST_CASE("mpmc hostile: a consumer refuses impossible positions at attach with 
   CHECK_NOTHROW(Reader<Mode::mpmc>(s.ring));
 }
 
-TEST_CASE("mpmc hostile: a garbage frame word at the read cursor is corrupt or empty, never a record outside the ring",
+TEST_CASE("mpmc hostile: a garbage frame word at the read cursor is corrupt or empty, never a "
+          "record outside the ring",
           "[hostile][mpmc]") {
   const std::uint64_t max = max_record_size_for(kMpCap);
   const auto c = GENERATE_COPY(values<FrameCase>({
@@ -365,20 +373,30 @@ TEST_CASE("mpmc hostile: a garbage frame word at the read cursor is corrupt or e
       {"done leftover", make_frame(RecordType::done, 128), 0, Status::empty},
       {"valid data", make_frame(RecordType::data, 100), 128, Status::ok},
       {"data filling the rest of the ring", make_frame(RecordType::data, 496), 512, Status::ok},
-      {"data with flags", make_frame(RecordType::data, 100) | (std::uint64_t{1} << 48), 128, Status::corrupt},
-      {"data longer than max_record_size", make_frame(RecordType::data, max + 1), 512, Status::corrupt},
-      {"data length 2^48-1", make_frame(RecordType::data, layout::kLengthMask), 512, Status::corrupt},
-      {"data extent smaller than its length", make_frame(RecordType::data, 100), 112, Status::corrupt},
+      {"data with flags", make_frame(RecordType::data, 100) | (std::uint64_t{1} << 48), 128,
+       Status::corrupt},
+      {"data longer than max_record_size", make_frame(RecordType::data, max + 1), 512,
+       Status::corrupt},
+      {"data length 2^48-1", make_frame(RecordType::data, layout::kLengthMask), 512,
+       Status::corrupt},
+      {"data extent smaller than its length", make_frame(RecordType::data, 100), 112,
+       Status::corrupt},
       {"data extent misaligned", make_frame(RecordType::data, 100), 136, Status::corrupt},
-      {"data extent past the end of the ring", make_frame(RecordType::data, 100), 528, Status::corrupt},
-      {"data extent 2^63", make_frame(RecordType::data, 100), std::uint64_t{1} << 63, Status::corrupt},
-      {"data extent all ones", make_frame(RecordType::data, 100), ~std::uint64_t{0}, Status::corrupt},
+      {"data extent past the end of the ring", make_frame(RecordType::data, 100), 528,
+       Status::corrupt},
+      {"data extent 2^63", make_frame(RecordType::data, 100), std::uint64_t{1} << 63,
+       Status::corrupt},
+      {"data extent all ones", make_frame(RecordType::data, 100), ~std::uint64_t{0},
+       Status::corrupt},
       {"padding not reaching the end", make_frame(RecordType::padding, 100), 0, Status::corrupt},
       {"padding past the end", make_frame(RecordType::padding, 512), 0, Status::corrupt},
-      {"padding with flags", make_frame(RecordType::padding, 496) | (std::uint64_t{7} << 48), 0, Status::corrupt},
-      {"abandoned with a misaligned extent", make_frame(RecordType::abandoned, 100), 0, Status::corrupt},
+      {"padding with flags", make_frame(RecordType::padding, 496) | (std::uint64_t{7} << 48), 0,
+       Status::corrupt},
+      {"abandoned with a misaligned extent", make_frame(RecordType::abandoned, 100), 0,
+       Status::corrupt},
       {"abandoned past the end", make_frame(RecordType::abandoned, 1008), 0, Status::corrupt},
-      {"releasing: only a consumer's own record", make_frame(RecordType::releasing, 128), 0, Status::corrupt},
+      {"releasing: only a consumer's own record", make_frame(RecordType::releasing, 128), 0,
+       Status::corrupt},
       {"type 7", make_frame(static_cast<RecordType>(7), 16), 0, Status::corrupt},
       {"type 0xFF", ~std::uint64_t{0}, ~std::uint64_t{0}, Status::corrupt},
   }));
@@ -408,7 +426,9 @@ TEST_CASE("mpmc hostile: a garbage frame word at the read cursor is corrupt or e
         (c.expect == Status::corrupt ? 1u : 0u));
 }
 
-TEST_CASE("mpmc hostile: padding and abandoned records are skipped and freed, then the reader waits", "[hostile][mpmc]") {
+TEST_CASE(
+    "mpmc hostile: padding and abandoned records are skipped and freed, then the reader waits",
+    "[hostile][mpmc]") {
   HostileMpmc s;
   SECTION("padding to the end of the ring") {
     s.positions(kAt, kAt, kAt + 512);
@@ -428,7 +448,8 @@ TEST_CASE("mpmc hostile: padding and abandoned records are skipped and freed, th
   }
 }
 
-TEST_CASE("mpmc hostile: positions rewritten after attach are corrupt or empty, never a record outside the ring",
+TEST_CASE("mpmc hostile: positions rewritten after attach are corrupt or empty, never a record "
+          "outside the ring",
           "[hostile][mpmc]") {
   HostileMpmc s;
   s.positions(kAt, kAt, kAt + 256);
@@ -488,7 +509,8 @@ TEST_CASE("mpmc hostile: positions rewritten after attach are corrupt or empty, 
   CHECK(s.next() >= at);  // never moved back
 }
 
-TEST_CASE("mpmc hostile: a tail moved behind a caught-up consumer's cursor reads as empty", "[hostile][mpmc]") {
+TEST_CASE("mpmc hostile: a tail moved behind a caught-up consumer's cursor reads as empty",
+          "[hostile][mpmc]") {
   // The consumer caches the last tail it checked; at its own cursor, that cache already says
   // "nothing more", so it does not look again. Nothing is read either way.
   HostileMpmc s;
@@ -499,7 +521,8 @@ TEST_CASE("mpmc hostile: a tail moved behind a caught-up consumer's cursor reads
   CHECK(r.recover() == Status::corrupt);  // recovery loads the tail itself
 }
 
-TEST_CASE("mpmc hostile: recover() on garbage takes over only well-formed records of the dead", "[hostile][mpmc]") {
+TEST_CASE("mpmc hostile: recover() on garbage takes over only well-formed records of the dead",
+          "[hostile][mpmc]") {
   HostileMpmc s;
   SECTION("a dead consumer's well-formed record at the head is delivered again") {
     s.positions(kAt, kAt + 128, kAt + 128);
@@ -516,7 +539,8 @@ TEST_CASE("mpmc hostile: recover() on garbage takes over only well-formed record
     CHECK(s.head() == kAt + 128);
   }
   SECTION("a held record with an impossible extent is corrupt") {
-    const std::uint64_t aux = GENERATE(std::uint64_t{16}, std::uint64_t{136}, std::uint64_t{256}, ~std::uint64_t{0});
+    const std::uint64_t aux =
+        GENERATE(std::uint64_t{16}, std::uint64_t{136}, std::uint64_t{256}, ~std::uint64_t{0});
     CAPTURE(aux);
     s.positions(kAt, kAt + 128, kAt + 128);  // 256 would reach past the read cursor
     s.record(kAt, make_frame(RecordType::data, 100), aux);
@@ -545,8 +569,9 @@ TEST_CASE("mpmc hostile: recover() on garbage takes over only well-formed record
     }
   }
   SECTION("a word that is no record at the head is corrupt") {
-    const std::uint64_t w = GENERATE(make_frame(static_cast<RecordType>(9), 112), ~std::uint64_t{0},
-                                     make_frame(RecordType::claimed, 100) | (std::uint64_t{1} << 48));
+    const std::uint64_t w =
+        GENERATE(make_frame(static_cast<RecordType>(9), 112), ~std::uint64_t{0},
+                 make_frame(RecordType::claimed, 100) | (std::uint64_t{1} << 48));
     CAPTURE(w);
     s.positions(kAt, kAt + 128, kAt + 128);
     s.record(kAt, w, 128);
@@ -554,7 +579,8 @@ TEST_CASE("mpmc hostile: recover() on garbage takes over only well-formed record
     CHECK(r.recover() == Status::corrupt);
     CHECK(s.head() == kAt);
   }
-  SECTION("an unwritten header below the read cursor with no live owner is abandoned up to the next claim") {
+  SECTION("an unwritten header below the read cursor with no live owner is abandoned up to the "
+          "next claim") {
     // What a consumer leaves when it dies between claiming a dead producer's claim and marking it
     // abandoned: 0, the producer's `claimed`, or a done header of an earlier lap (free space).
     const std::uint64_t w = GENERATE(std::uint64_t{0}, make_frame(RecordType::claimed, 100),
@@ -575,7 +601,8 @@ TEST_CASE("mpmc hostile: recover() on garbage takes over only well-formed record
     CHECK(s.head() == kAt + 128);
   }
   SECTION("a done word with an impossible extent is left alone and reported") {
-    const std::uint64_t extent = GENERATE(std::uint64_t{0}, std::uint64_t{24}, std::uint64_t{256}, std::uint64_t{1024});
+    const std::uint64_t extent =
+        GENERATE(std::uint64_t{0}, std::uint64_t{24}, std::uint64_t{256}, std::uint64_t{1024});
     CAPTURE(extent);
     s.positions(kAt, kAt + 128, kAt + 128);
     s.record(kAt, make_frame(RecordType::done, extent), kAt);  // names its position: this lap's
@@ -600,7 +627,8 @@ TEST_CASE("mpmc hostile: recover() on garbage takes over only well-formed record
     CHECK(r.try_read().status() == Status::empty);  // the rest is an unwritten claim
   }
   SECTION("a dead producer's claim longer than what was claimed is corrupt") {
-    const std::uint64_t len = GENERATE(std::uint64_t{300}, std::uint64_t{1000}, layout::kLengthMask);
+    const std::uint64_t len =
+        GENERATE(std::uint64_t{300}, std::uint64_t{1000}, layout::kLengthMask);
     CAPTURE(len);
     s.positions(kAt, kAt, kAt + 256);
     s.record(kAt, make_frame(RecordType::claimed, len), 0);
@@ -629,13 +657,15 @@ TEST_CASE("mpmc hostile: recover() on garbage takes over only well-formed record
   }
 }
 
-TEST_CASE("mpmc hostile: a peer process scribbling over the positions and records never crashes or hangs a consumer",
+TEST_CASE("mpmc hostile: a peer process scribbling over the positions and records never crashes or "
+          "hangs a consumer",
           "[hostile][mpmc][process]") {
   HostileMpmc s;
   {
     Writer<Mode::mpmc> w(s.ring);
     std::byte buf[64];
-    for (std::uint64_t seq = 0; seq < 20; ++seq) REQUIRE(w.try_write({buf, fr_test::make_tagged(buf, 0, seq)}) == Status::ok);
+    for (std::uint64_t seq = 0; seq < 20; ++seq)
+      REQUIRE(w.try_write({buf, fr_test::make_tagged(buf, 0, seq)}) == Status::ok);
   }
   Reader<Mode::mpmc> r(s.ring, {.spin = 0ns, .liveness_interval = 1ms});
   fr_test::SharedWords shared(1);  // [0]: 1 once the scribbler is done
@@ -661,10 +691,14 @@ TEST_CASE("mpmc hostile: a peer process scribbling over the positions and record
         case 4: {  // a frame word of any type, with a length that is often almost right
           const auto type = static_cast<RecordType>((v >> 8) % 8);
           const std::uint64_t len = (v & 2) ? ((v >> 16) & 0x3F0) : rnd();
-          detail::header_at(data, (v >> 40) & (kMpCap - 16)).frame.store(make_frame(type, len) | (v & 4 ? 0 : v & (0xFFull << 48)));
+          detail::header_at(data, (v >> 40) & (kMpCap - 16))
+              .frame.store(make_frame(type, len) | (v & 4 ? 0 : v & (0xFFull << 48)));
           break;
         }
-        case 5: detail::header_at(data, (v >> 40) & (kMpCap - 16)).aux = (v & 1) ? ((v >> 16) & 0x7F0) : rnd(); break;
+        case 5:
+          detail::header_at(data, (v >> 40) & (kMpCap - 16)).aux =
+              (v & 1) ? ((v >> 16) & 0x7F0) : rnd();
+          break;
         default: break;  // let the consumer run on what is there
       }
     }
@@ -694,19 +728,21 @@ TEST_CASE("mpmc hostile: a peer process scribbling over the positions and record
           views_ok = views_ok && inside(s.ring, got->bytes);
           ++delivered;
         } else {
-          statuses_ok = statuses_ok && (got.status() == Status::empty || got.status() == Status::corrupt);
+          statuses_ok =
+              statuses_ok && (got.status() == Status::empty || got.status() == Status::corrupt);
         }
         break;
       }
       case 1: r.release(); break;
       case 2: {
         const Status u = r.recover();
-        statuses_ok = statuses_ok && (u == Status::ok || u == Status::empty || u == Status::corrupt ||
-                                      u == Status::abandoned);
+        statuses_ok = statuses_ok && (u == Status::ok || u == Status::empty ||
+                                      u == Status::corrupt || u == Status::abandoned);
         break;
       }
       default:
-        delivered += r.poll([&](std::span<const std::byte> b) { views_ok = views_ok && inside(s.ring, b); }, 4);
+        delivered += r.poll(
+            [&](std::span<const std::byte> b) { views_ok = views_ok && inside(s.ring, b); }, 4);
         break;
     }
   }
@@ -716,13 +752,14 @@ TEST_CASE("mpmc hostile: a peer process scribbling over the positions and record
   CHECK(views_ok);
 }
 
-TEST_CASE("mpmc hostile: read() keeps its deadline when the tail is more than a lap past a caught-up consumer",
+TEST_CASE("mpmc hostile: read() keeps its deadline when the tail is more than a lap past a "
+          "caught-up consumer",
           "[hostile][mpmc]") {
-  // Found by fuzz_mpmc. Reader<Mode::mpmc>::read's ready() sees a data frame at the read cursor below the
-  // tail ("a record is there"); try_read() says empty (its cached tail is the cursor, and the tail
-  // it loads is more than a lap ahead, impossible); mp_detail::blocking_read then neither sleeps
-  // nor reaches its deadline check, and spins for good. Fixed: ready() refuses an impossible tail,
-  // and blocking_read checks its deadline after every futile wake.
+  // Found by fuzz_mpmc. Reader<Mode::mpmc>::read's ready() sees a data frame at the read cursor
+  // below the tail ("a record is there"); try_read() says empty (its cached tail is the cursor, and
+  // the tail it loads is more than a lap ahead, impossible); mp_detail::blocking_read then neither
+  // sleeps nor reaches its deadline check, and spins for good. Fixed: ready() refuses an impossible
+  // tail, and blocking_read checks its deadline after every futile wake.
   HostileMpmc s;
   s.positions(kAt, kAt, kAt);
   fr_test::SharedWords result(1);  // 1 + the Status read() returned
@@ -749,10 +786,10 @@ TEST_CASE("mpmc hostile: read() keeps its deadline when the tail is more than a 
 TEST_CASE("mpmc hostile: a producer never writes a header at a misaligned tail",
           "[hostile][mpmc][process]") {
   // Found by fuzz_mpmc (UBSan: RecordHeader bound at a misaligned address in
-  // Writer<Mode::mpmc>::try_reserve). The producer takes the tail's offset as a record boundary without
-  // checking its alignment: at 1016 it claims [1016, 1048) and writes a misaligned header (ok); at
-  // capacity - 1 its padding header's 8-byte frame store reaches 7 bytes past the record area
-  // (SIGSEGV). Fixed: try_reserve reports a misaligned tail as corrupt.
+  // Writer<Mode::mpmc>::try_reserve). The producer takes the tail's offset as a record boundary
+  // without checking its alignment: at 1016 it claims [1016, 1048) and writes a misaligned header
+  // (ok); at capacity - 1 its padding header's 8-byte frame store reaches 7 bytes past the record
+  // area (SIGSEGV). Fixed: try_reserve reports a misaligned tail as corrupt.
   const std::uint64_t tail = GENERATE(kMpCap - 1, std::uint64_t{1016});
   CAPTURE(tail);
   HostileMpmc s;

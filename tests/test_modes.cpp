@@ -42,7 +42,8 @@ constexpr WaitOptions kFast{.spin = 0ns, .liveness_interval = 10ms};
 template <Mode M>
 struct Fixture {
   explicit Fixture(std::uint64_t max_record_size = 0)
-      : ring(create_ring<Msg>(name, {.capacity = kCap, .max_record_size = max_record_size, .mode = M})) {}
+      : ring(create_ring<Msg>(name,
+                              {.capacity = kCap, .max_record_size = max_record_size, .mode = M})) {}
   std::string name = unique_name("modes-" + std::string(to_string(M)));
   RemoveGuard guard{name};
   Ring ring;
@@ -101,7 +102,9 @@ struct Endpoint {
     if (role == layout::Role::producer) w.emplace(ring);
     else r.emplace(ring);
   }
-  [[nodiscard]] const Attachment& attachment() const { return w ? w->attachment() : r->attachment(); }
+  [[nodiscard]] const Attachment& attachment() const {
+    return w ? w->attachment() : r->attachment();
+  }
   std::optional<Writer<M>> w;
   std::optional<Reader<M>> r;
 };
@@ -122,8 +125,9 @@ const char* name_of(Status s) { return to_string(s).data(); }  // to_string's vi
 
 // ---------------------------------------------------------------- refusal
 
-TEMPLATE_TEST_CASE("every endpoint of another mode refuses the ring: wrong_mode, and no slot is taken",
-                   "[modes]", Spsc, Mpsc, Mpmc, Broadcast) {
+TEMPLATE_TEST_CASE(
+    "every endpoint of another mode refuses the ring: wrong_mode, and no slot is taken", "[modes]",
+    Spsc, Mpsc, Mpmc, Broadcast) {
   constexpr Mode M = TestType::value;
   Fixture<M> f;
   for (const Mode other : kModes) {
@@ -137,7 +141,8 @@ TEMPLATE_TEST_CASE("every endpoint of another mode refuses the ring: wrong_mode,
       CHECK(error_code([&] { Producer<Msg, N> p(f.ring); }) == Errc::wrong_mode);
       CHECK(error_code([&] { Consumer<Msg, N> c(f.ring); }) == Errc::wrong_mode);
       CHECK(error_code([&] { (void)Ring::open(f.name, {.expect_mode = N}); }) == Errc::wrong_mode);
-      CHECK(error_code([&] { (void)open_ring<Msg>(f.name, {.expect_mode = N}); }) == Errc::wrong_mode);
+      CHECK(error_code([&] { (void)open_ring<Msg>(f.name, {.expect_mode = N}); }) ==
+            Errc::wrong_mode);
     });
   }
   // Refused before attaching: no peer slot is held, no role owned.
@@ -153,9 +158,10 @@ TEMPLATE_TEST_CASE("every endpoint of another mode refuses the ring: wrong_mode,
   CHECK(error_code([&] { (void)open_ring<Msg>(f.name, {.expect_mode = M}); }) == std::nullopt);
 }
 
-TEMPLATE_TEST_CASE("an exclusive role held by a live process is refused to another process (role_taken), "
-                   "and shared roles attach many times",
-                   "[modes][process]", Spsc, Mpsc, Mpmc, Broadcast) {
+TEMPLATE_TEST_CASE(
+    "an exclusive role held by a live process is refused to another process (role_taken), "
+    "and shared roles attach many times",
+    "[modes][process]", Spsc, Mpsc, Mpmc, Broadcast) {
   constexpr Mode M = TestType::value;
   Fixture<M> f;
   const layout::Role role = GENERATE(layout::Role::producer, layout::Role::consumer);
@@ -208,9 +214,10 @@ TEMPLATE_TEST_CASE("an exclusive role held by a live process is refused to anoth
 
 // ---------------------------------------------------------------- record sizes and the wrap
 
-TEMPLATE_TEST_CASE("a record one byte over max_record_size is too_large and leaves no trace, and one of "
-                   "exactly the maximum round-trips",
-                   "[modes]", Spsc, Mpsc, Mpmc, Broadcast) {
+TEMPLATE_TEST_CASE(
+    "a record one byte over max_record_size is too_large and leaves no trace, and one of "
+    "exactly the maximum round-trips",
+    "[modes]", Spsc, Mpsc, Mpmc, Broadcast) {
   constexpr Mode M = TestType::value;
   const std::uint64_t max = GENERATE(std::uint64_t{777}, max_record_size_for(kCap));
   CAPTURE(max);
@@ -283,7 +290,8 @@ TEMPLATE_TEST_CASE("records of every size wrap correctly at every 16-byte offset
       CHECK(reinterpret_cast<std::uintptr_t>(got->bytes.data()) % 16 == 0);
       r.release();
       CHECK(r.try_read().status() == Status::empty);
-      CHECK(published<M>(f.ring, r) == w.position());  // every byte, padding included, is free again
+      CHECK(published<M>(f.ring, r) ==
+            w.position());  // every byte, padding included, is free again
     }
   }
 }
@@ -316,7 +324,8 @@ TEMPLATE_TEST_CASE("poll delivers up to max records and releases them as one bat
     CHECK(a->bytes.data() == b->bytes.data());
     CHECK(a->position == b->position);
 
-    const std::size_t max = std::array<std::size_t, 3>{1, 7, 64}[static_cast<std::size_t>(round) % 3];
+    const std::size_t max =
+        std::array<std::size_t, 3>{1, 7, 64}[static_cast<std::size_t>(round) % 3];
     const std::uint64_t at = published<M>(f.ring, r);
     const std::uint64_t first = delivered;
     bool in_order = true, held_back = true, kept_full = true;
@@ -340,9 +349,11 @@ TEMPLATE_TEST_CASE("poll delivers up to max records and releases them as one bat
     }
   }
   while (delivered < written) {
-    const std::size_t n = r.poll([&](std::span<const std::byte> bytes) {
-      CHECK(fr_test::check_pattern(bytes, delivered++));
-    }, 64);
+    const std::size_t n = r.poll(
+        [&](std::span<const std::byte> bytes) {
+          CHECK(fr_test::check_pattern(bytes, delivered++));
+        },
+        64);
     REQUIRE(n > 0);
   }
   CHECK(written > 4 * kCap / layout::frame_size(kSize));
@@ -351,8 +362,8 @@ TEMPLATE_TEST_CASE("poll delivers up to max records and releases them as one bat
   CHECK(published<M>(f.ring, r) == w.position());
 }
 
-TEMPLATE_TEST_CASE("poll keeps up with producer processes streaming through many laps", "[modes][process]",
-                   Spsc, Mpsc, Mpmc, Broadcast) {
+TEMPLATE_TEST_CASE("poll keeps up with producer processes streaming through many laps",
+                   "[modes][process]", Spsc, Mpsc, Mpmc, Broadcast) {
   constexpr Mode M = TestType::value;
   Fixture<M> f;
   const std::uint32_t producers = exclusive_producer(M) ? 1 : 2;
@@ -366,7 +377,8 @@ TEMPLATE_TEST_CASE("poll keeps up with producer processes streaming through many
       for (std::uint64_t seq = 0; seq < per_producer; ++seq) {
         const Status s = w.write({buf, fr_test::make_tagged(buf, p, seq)}, 30s);
         if (s != Status::ok) {
-          std::fprintf(stderr, "producer %u, record %llu: %s\n", p, static_cast<unsigned long long>(seq), name_of(s));
+          std::fprintf(stderr, "producer %u, record %llu: %s\n", p,
+                       static_cast<unsigned long long>(seq), name_of(s));
           return 2;
         }
       }
@@ -391,7 +403,8 @@ TEMPLATE_TEST_CASE("poll keeps up with producer processes streaming through many
       const Status why = r.last_status();
       const Status waited = r.read(30s).status();
       if (why != Status::empty || waited != Status::ok) {
-        FAIL_CHECK("after " << total << " records: poll " << name_of(why) << ", read " << name_of(waited));
+        FAIL_CHECK("after " << total << " records: poll " << name_of(why) << ", read "
+                            << name_of(waited));
         break;
       }
     }
@@ -425,9 +438,10 @@ constexpr bool produces(Blocked b) {
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("a peer that shrinks the segment under a blocked reader or writer: segment_lost, "
-                   "and the process exits normally",
-                   "[modes][process][sigbus]", Spsc, Mpsc, Mpmc, Broadcast) {
+TEMPLATE_TEST_CASE(
+    "a peer that shrinks the segment under a blocked reader or writer: segment_lost, "
+    "and the process exits normally",
+    "[modes][process][sigbus]", Spsc, Mpsc, Mpmc, Broadcast) {
   constexpr Mode M = TestType::value;
   const Blocked victim = GENERATE(Blocked::reader, Blocked::typed_consumer, Blocked::writer,
                                   Blocked::reserver, Blocked::typed_producer);
@@ -480,8 +494,8 @@ TEMPLATE_TEST_CASE("a peer that shrinks the segment under a blocked reader or wr
       last = consumer.receive(30s).status();
     }
     if (last != Status::segment_lost) {
-      std::fprintf(stderr, "%s %s: expected segment_lost, got %s\n", to_string(M).data(), name_of(victim),
-                   name_of(last));
+      std::fprintf(stderr, "%s %s: expected segment_lost, got %s\n", to_string(M).data(),
+                   name_of(victim), name_of(last));
       return 10 + static_cast<int>(last);
     }
     return opened.lost() ? 0 : 4;
@@ -550,7 +564,8 @@ TEMPLATE_TEST_CASE("a peer that shrinks the segment under a polling reader or wr
       }
     }
     if (!observed) {
-      std::fprintf(stderr, "%s: expected segment_lost, last saw %s\n", to_string(M).data(), name_of(last));
+      std::fprintf(stderr, "%s: expected segment_lost, last saw %s\n", to_string(M).data(),
+                   name_of(last));
       return 10 + static_cast<int>(last);
     }
     return opened.lost() ? 0 : 4;
@@ -661,9 +676,10 @@ TEMPLATE_TEST_CASE("writers blocked on a full ring whose consumer process is SIG
   }
 }
 
-TEMPLATE_TEST_CASE("a reader blocked on an empty ring whose only producer process was SIGKILLed: every "
-                   "record, then peer_dead",
-                   "[modes][process][wait]", Spsc, Mpsc, Mpmc, Broadcast) {
+TEMPLATE_TEST_CASE(
+    "a reader blocked on an empty ring whose only producer process was SIGKILLed: every "
+    "record, then peer_dead",
+    "[modes][process][wait]", Spsc, Mpsc, Mpmc, Broadcast) {
   constexpr Mode M = TestType::value;
   Fixture<M> f;
   Reader<M> r(f.ring, kFast);  // before anything is written (broadcast: joined)
@@ -691,7 +707,8 @@ TEMPLATE_TEST_CASE("a reader blocked on an empty ring whose only producer proces
     fr_test::ParkedChild producer(fr_test::spawn([&] {
       Writer<M> w(Ring::open(f.name));
       if (!write_all(w)) return 2;
-      fr_test::wait_for([&] { return shared[0].load() == 1 && f.ring.control().data.waiters.load() != 0; });
+      fr_test::wait_for(
+          [&] { return shared[0].load() == 1 && f.ring.control().data.waiters.load() != 0; });
       ::raise(SIGKILL);
       return 3;
     }));

@@ -6,9 +6,9 @@
 
 #include <chrono>
 #include <csignal>
+#include <cstring>
 #include <optional>
 #include <span>
-#include <cstring>
 #include <unistd.h>
 #include <vector>
 
@@ -52,12 +52,8 @@ int stuck_producer(Ring ring, Stop where) {
     std::byte buf[64];
     const std::size_t size = fr_test::make_tagged(buf, 9, 0);
     switch (where) {
-      case Stop::after_claim:
-        test_hooks::after_claim = park;
-        break;
-      case Stop::mid_copy:
-        test_hooks::mid_copy = park;
-        break;
+      case Stop::after_claim: test_hooks::after_claim = park; break;
+      case Stop::mid_copy: test_hooks::mid_copy = park; break;
       case Stop::before_commit: {
         auto claim = w.try_reserve(size);
         if (!claim) return 2;
@@ -78,7 +74,9 @@ struct IdleProducer {
     if (ring.info().mode == Mode::mpsc) mpsc.emplace(ring);
     else mpmc.emplace(ring);
   }
-  Status try_write(std::span<const std::byte> p) { return mpsc ? mpsc->try_write(p) : mpmc->try_write(p); }
+  Status try_write(std::span<const std::byte> p) {
+    return mpsc ? mpsc->try_write(p) : mpmc->try_write(p);
+  }
   std::optional<Writer<Mode::mpsc>> mpsc;
   std::optional<Writer<Mode::mpmc>> mpmc;
 };
@@ -101,7 +99,8 @@ struct StuckClaim {
   fr_test::ParkedChild stuck;
 
  private:
-  static pid_t start(IdleProducer& before, fr_test::SharedWords& parked, const std::string& name, Stop where) {
+  static pid_t start(IdleProducer& before, fr_test::SharedWords& parked, const std::string& name,
+                     Stop where) {
     g_parked = &parked;
     std::byte buf[64];
     REQUIRE(before.try_write({buf, fr_test::make_tagged(buf, 1, 0)}) == Status::ok);
@@ -110,7 +109,13 @@ struct StuckClaim {
 };
 
 // Exit codes of the mpmc consumer children below.
-enum Exit : int { kBadRecord = 3, kRedelivered = 4, kOutOfOrder = 5, kStuck = 6, kWrongStatus = 10 };
+enum Exit : int {
+  kBadRecord = 3,
+  kRedelivered = 4,
+  kOutOfOrder = 5,
+  kStuck = 6,
+  kWrongStatus = 10
+};
 
 // Where an mpmc consumer child counts what it saw.
 struct Deliveries {
@@ -123,7 +128,8 @@ struct Deliveries {
 // every byte and the per-producer order of first deliveries, counts each record, then releases it.
 // A redelivered copy is counted in `shared` ([2], [3], [4]); `allow_redelivery` says if that is
 // expected. Gives up (kStuck) when no consumer delivered anything for a minute.
-int consume_mpmc(const std::string& name, const Deliveries& d, std::uint64_t total, bool allow_redelivery) {
+int consume_mpmc(const std::string& name, const Deliveries& d, std::uint64_t total,
+                 bool allow_redelivery) {
   WaitOptions fast;
   fast.liveness_interval = 10ms;
   Reader<Mode::mpmc> r(Ring::open(name), fast);
@@ -191,7 +197,9 @@ void check_drained(const Ring& ring) {
 
 }  // namespace
 
-TEST_CASE("mpsc crash: a producer SIGKILLed inside a claim is skipped as abandoned and later records arrive", "[mpsc][crash][process]") {
+TEST_CASE("mpsc crash: a producer SIGKILLed inside a claim is skipped as abandoned and later "
+          "records arrive",
+          "[mpsc][crash][process]") {
   const auto where = GENERATE(Stop::after_claim, Stop::mid_copy, Stop::before_commit);
   CAPTURE(static_cast<int>(where));
   StuckClaim sc(Mode::mpsc, where, "mpsc-crash");
@@ -237,7 +245,9 @@ TEST_CASE("mpsc crash: a producer SIGKILLed inside a claim is skipped as abandon
   CHECK(r.attachment().slot().counter[layout::abandoned_records].load() == 1);
 }
 
-TEST_CASE("mpsc crash: a consumer SIGKILLed while producers are blocked on a full ring releases them", "[mpsc][crash][process]") {
+TEST_CASE(
+    "mpsc crash: a consumer SIGKILLed while producers are blocked on a full ring releases them",
+    "[mpsc][crash][process]") {
   const auto name = unique_name("mpsc-deadc");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpsc});
@@ -290,7 +300,9 @@ TEST_CASE("mpsc crash: a consumer SIGKILLed while producers are blocked on a ful
   CHECK(total * 32 >= 4096 / 2);  // a ring's worth: records take 32 to 64 bytes
 }
 
-TEST_CASE("mpmc crash: a producer SIGKILLed inside a claim is abandoned by exactly one of two consumers and later records arrive once", "[mpmc][crash][process]") {
+TEST_CASE("mpmc crash: a producer SIGKILLed inside a claim is abandoned by exactly one of two "
+          "consumers and later records arrive once",
+          "[mpmc][crash][process]") {
   const auto where = GENERATE(Stop::after_claim, Stop::mid_copy, Stop::before_commit);
   CAPTURE(static_cast<int>(where));
   StuckClaim sc(Mode::mpmc, where, "mpmc-crash");
@@ -307,10 +319,12 @@ TEST_CASE("mpmc crash: a producer SIGKILLed inside a claim is abandoned by exact
 
   // The ring fills behind the claim and the producer sleeps; the consumers, checking liveness every
   // 10 ms meanwhile, wait for the claim's live owner instead of abandoning it.
-  fr_test::wait_for([&] { return shared[0].load() == 1 && sc.ring.control().space.waiters.load() != 0; });
+  fr_test::wait_for(
+      [&] { return shared[0].load() == 1 && sc.ring.control().space.waiters.load() != 0; });
   CHECK(shared[1].load() == 0);
-  CHECK(layout::frame_type(detail::header_at(sc.ring.data(), sc.ring.control().consumer.next.load() & 4095)
-                               .frame.load()) ==
+  CHECK(layout::frame_type(
+            detail::header_at(sc.ring.data(), sc.ring.control().consumer.next.load() & 4095)
+                .frame.load()) ==
         (where == Stop::after_claim ? layout::RecordType{} : layout::RecordType::claimed));
 
   CHECK(sc.stuck.kill_and_join() == 128 + SIGKILL);
@@ -330,8 +344,11 @@ TEST_CASE("mpmc crash: a producer SIGKILLed inside a claim is abandoned by exact
 // A 4 KiB mpmc ring with a producer attached, for consumers parked by the mid_release hook.
 struct ParkingRing {
   explicit ParkingRing(const char* tag)
-      : name(unique_name(tag)), guard(name), ring(Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc})),
-        parked(1), writer(ring) {
+      : name(unique_name(tag)),
+        guard(name),
+        ring(Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc})),
+        parked(1),
+        writer(ring) {
     g_parked = &parked;
   }
   // Writes producer 0's record `seq`; returns its payload size.
@@ -366,7 +383,9 @@ struct ParkingRing {
   Writer<Mode::mpmc> writer;
 };
 
-TEST_CASE("mpmc crash: a consumer SIGKILLed in the middle of a release: the record is not delivered again and the head catches up", "[mpmc][crash][process]") {
+TEST_CASE("mpmc crash: a consumer SIGKILLed in the middle of a release: the record is not "
+          "delivered again and the head catches up",
+          "[mpmc][crash][process]") {
   ParkingRing pr("mpmc-midrel");
   const auto& name = pr.name;
   auto& ring = pr.ring;
@@ -419,7 +438,9 @@ TEST_CASE("mpmc crash: a consumer SIGKILLed in the middle of a release: the reco
 // no takeover count): a slower recoverer's CAS would then win as well, and it would go on zeroing
 // after the first one freed the space (ABA; found in review). Killed there in turn, the next
 // recoverer finishes the record and nothing is delivered again.
-TEST_CASE("mpmc crash: a recoverer SIGKILLed while finishing a dead consumer's half-released record keeps it its own", "[mpmc][crash][process]") {
+TEST_CASE("mpmc crash: a recoverer SIGKILLed while finishing a dead consumer's half-released "
+          "record keeps it its own",
+          "[mpmc][crash][process]") {
   ParkingRing pr("mpmc-recrel");
   auto& ring = pr.ring;
   auto& parked = pr.parked;
@@ -454,7 +475,9 @@ TEST_CASE("mpmc crash: a recoverer SIGKILLed while finishing a dead consumer's h
   check_drained(ring);
 }
 
-TEST_CASE("mpmc crash: a consumer SIGKILLed holding a record while others go on: it is delivered again once with its bytes intact", "[mpmc][crash][process]") {
+TEST_CASE("mpmc crash: a consumer SIGKILLed holding a record while others go on: it is delivered "
+          "again once with its bytes intact",
+          "[mpmc][crash][process]") {
   const auto name = unique_name("mpmc-holdkill");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc});
@@ -486,7 +509,8 @@ TEST_CASE("mpmc crash: a consumer SIGKILLed holding a record while others go on:
     }
   }));
   std::vector<pid_t> kids;
-  for (std::uint32_t p = 0; p < kProducers; ++p) kids.push_back(spawn_mpmc_producer(name, p, 0, kPer));
+  for (std::uint32_t p = 0; p < kProducers; ++p)
+    kids.push_back(spawn_mpmc_producer(name, p, 0, kPer));
   fr_test::wait_for([&] { return held[0].load() == 1; });
   for (int c = 0; c < 2; ++c) {
     // Together the survivors count one delivery more than there are records: the redelivery.
@@ -494,27 +518,32 @@ TEST_CASE("mpmc crash: a consumer SIGKILLed holding a record while others go on:
   }
   // The others go on while the victim holds its record, until the ring is full behind it and the
   // producers sleep; then it is killed.
-  fr_test::wait_for([&] { return shared[0].load() > 11 && ring.control().space.waiters.load() != 0; });
+  fr_test::wait_for(
+      [&] { return shared[0].load() > 11 && ring.control().space.waiters.load() != 0; });
   CHECK(victim.kill_and_join() == 128 + SIGKILL);
   for (pid_t k : kids) CHECK(fr_test::join(k) == 0);
 
   const auto p = static_cast<std::uint32_t>(held[1].load());
   const std::uint64_t s = held[2].load();
-  CHECK(shared[2].load() == 1);  // one redelivered copy: the held record (tagged_of checked its bytes)
+  CHECK(shared[2].load() ==
+        1);  // one redelivered copy: the held record (tagged_of checked its bytes)
   CHECK(shared[3].load() == p + 1);
   CHECK(shared[4].load() == s);
   for (std::uint32_t q = 0; q < kProducers; ++q) {
-    for (std::uint64_t i = 0; i < kPer; ++i) REQUIRE(seen.count(q, i) == (q == p && i == s ? 2u : 1u));
+    for (std::uint64_t i = 0; i < kPer; ++i)
+      REQUIRE(seen.count(q, i) == (q == p && i == s ? 2u : 1u));
   }
   CHECK(shared[1].load() == 0);  // no producer died: nothing abandoned
   check_drained(ring);
 }
 
-// A consumer that recovers a dead producer's claim (Reader<Mode::mpmc>::unblock_claim) first claims it on
-// the read cursor (`next` CAS), then turns its frame into `abandoned`. SIGKILLed between the two
-// (hook mid_unblock), it leaves the claim's header (`claimed`, or nothing if the producer died
+// A consumer that recovers a dead producer's claim (Reader<Mode::mpmc>::unblock_claim) first claims
+// it on the read cursor (`next` CAS), then turns its frame into `abandoned`. SIGKILLed between the
+// two (hook mid_unblock), it leaves the claim's header (`claimed`, or nothing if the producer died
 // before writing it) below `next`, held by a dead consumer. Recovery takes that over too.
-TEST_CASE("mpmc crash: a consumer SIGKILLed while recovering a dead producer's claim does not wedge the ring", "[mpmc][crash][process]") {
+TEST_CASE("mpmc crash: a consumer SIGKILLed while recovering a dead producer's claim does not "
+          "wedge the ring",
+          "[mpmc][crash][process]") {
   const Stop where = GENERATE(Stop::after_claim, Stop::mid_copy);
   CAPTURE(static_cast<int>(where));
   StuckClaim sc(Mode::mpmc, where, "mpmc-deadrecov");

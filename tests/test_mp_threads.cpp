@@ -1,6 +1,6 @@
-// Thread-based stress variants of the mpsc, mpmc and broadcast tests: the same checks as the process
-// tests, with every endpoint on its own thread of one process, so that ThreadSanitizer can watch
-// every access (configure with -DCMAKE_CXX_FLAGS=-fsanitize=thread and run "[threads]").
+// Thread-based stress variants of the mpsc, mpmc and broadcast tests: the same checks as the
+// process tests, with every endpoint on its own thread of one process, so that ThreadSanitizer can
+// watch every access (configure with -DCMAKE_CXX_FLAGS=-fsanitize=thread and run "[threads]").
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -18,7 +18,9 @@ using namespace flatring;
 using namespace std::chrono_literals;
 using fr_test::unique_name;
 
-TEST_CASE("threads: mpsc with 4 producer threads keeps per-producer order without loss or duplicate", "[mpsc][threads]") {
+TEST_CASE(
+    "threads: mpsc with 4 producer threads keeps per-producer order without loss or duplicate",
+    "[mpsc][threads]") {
   const auto name = unique_name("mpsc-thr");
   RemoveGuard guard(name);
   const std::size_t capacity = GENERATE(std::size_t{4096}, std::size_t{1} << 16);
@@ -57,7 +59,8 @@ TEST_CASE("threads: mpsc with 4 producer threads keeps per-producer order withou
   for (std::uint32_t p = 0; p < kProducers; ++p) CHECK(next[p] == per_producer);
 }
 
-TEST_CASE("threads: broadcast to 3 consumer threads delivers every record to each in order", "[broadcast][threads]") {
+TEST_CASE("threads: broadcast to 3 consumer threads delivers every record to each in order",
+          "[broadcast][threads]") {
   const auto name = unique_name("bc-thr");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::broadcast});
@@ -128,7 +131,8 @@ class ConsumerLedger {
       : seen_(seen), producers_(producers), per_producer_(per_producer), next_(producers, 0) {}
   bool take(std::span<const std::byte> bytes) {
     const auto tag = fr_test::tagged_of(bytes);
-    if (!tag || tag->producer >= producers_ || tag->seq >= per_producer_ || tag->seq < next_[tag->producer]) {
+    if (!tag || tag->producer >= producers_ || tag->seq >= per_producer_ ||
+        tag->seq < next_[tag->producer]) {
       return false;
     }
     next_[tag->producer] = tag->seq + 1;
@@ -196,7 +200,9 @@ struct MpmcRun {
 
 }  // namespace
 
-TEST_CASE("threads: mpmc with 3 producer threads and 3 consumer threads delivers each record exactly once", "[mpmc][threads]") {
+TEST_CASE("threads: mpmc with 3 producer threads and 3 consumer threads delivers each record "
+          "exactly once",
+          "[mpmc][threads]") {
   const auto name = unique_name("mpmc-thr");
   RemoveGuard guard(name);
   const std::size_t capacity = GENERATE(std::size_t{4096}, std::size_t{1} << 16);
@@ -210,7 +216,8 @@ TEST_CASE("threads: mpmc with 3 producer threads and 3 consumer threads delivers
       while (run.more()) {
         if (c == 0) {  // one consumer polls in batches, the others read one at a time
           bool ok = true;
-          const std::size_t n = r.poll([&](std::span<const std::byte> b) { ok = ledger.take(b) && ok; }, 8);
+          const std::size_t n =
+              r.poll([&](std::span<const std::byte> b) { ok = ledger.take(b) && ok; }, 8);
           run.delivered.fetch_add(n);
           if (!ok || (n == 0 && r.last_status() != Status::empty)) return run.fail();
           if (n == 0) std::this_thread::yield();
@@ -228,7 +235,8 @@ TEST_CASE("threads: mpmc with 3 producer threads and 3 consumer threads delivers
   run.finish(consumers);
 }
 
-TEST_CASE("threads: mpmc consumer threads holding several records each release them out of order", "[mpmc][threads]") {
+TEST_CASE("threads: mpmc consumer threads holding several records each release them out of order",
+          "[mpmc][threads]") {
   const auto name = unique_name("mpmc-thr-ooo");
   RemoveGuard guard(name);
   const std::size_t capacity = GENERATE(std::size_t{4096}, std::size_t{1} << 14);
@@ -239,7 +247,8 @@ TEST_CASE("threads: mpmc consumer threads holding several records each release t
   for (std::uint64_t c = 0; c < 3; ++c) {
     consumers.emplace_back([&run, c] {
       std::vector<std::unique_ptr<Reader<Mode::mpmc>>> readers;
-      for (std::size_t i = 0; i < kHeld; ++i) readers.push_back(std::make_unique<Reader<Mode::mpmc>>(run.ring));
+      for (std::size_t i = 0; i < kHeld; ++i)
+        readers.push_back(std::make_unique<Reader<Mode::mpmc>>(run.ring));
       // One ledger per thread: its readers claim one after another, so positions still increase.
       ConsumerLedger ledger = run.ledger();
       std::vector<bool> holding(kHeld, false);

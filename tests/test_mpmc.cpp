@@ -25,7 +25,9 @@ namespace {
 // finds its bit already set.
 struct Delivered {
   Delivered(std::uint32_t producers, std::uint64_t per_producer)
-      : per(per_producer), bits(producers * ((per_producer + 63) / 64)), words_per((per_producer + 63) / 64) {}
+      : per(per_producer),
+        bits(producers * ((per_producer + 63) / 64)),
+        words_per((per_producer + 63) / 64) {}
   // False if this record was delivered before.
   bool mark(const fr_test::Tag& t) const {
     const std::uint64_t bit = std::uint64_t{1} << (t.seq % 64);
@@ -33,7 +35,8 @@ struct Delivered {
   }
   std::uint64_t count() const {
     std::uint64_t n = 0;
-    for (std::size_t i = 0; i < bits.size(); ++i) n += static_cast<std::uint64_t>(__builtin_popcountll(bits[i].load()));
+    for (std::size_t i = 0; i < bits.size(); ++i)
+      n += static_cast<std::uint64_t>(__builtin_popcountll(bits[i].load()));
     return n;
   }
   std::uint64_t per;
@@ -69,7 +72,8 @@ int consume_all(const std::string& name, const Delivered& seen, fr_test::SharedW
 
 }  // namespace
 
-TEST_CASE("mpmc: 4 producers and 4 consumers (processes): every record consumed exactly once", "[mpmc][process]") {
+TEST_CASE("mpmc: 4 producers and 4 consumers (processes): every record consumed exactly once",
+          "[mpmc][process]") {
   const auto name = unique_name("mpmc-4x4");
   RemoveGuard guard(name);
   const std::size_t capacity = GENERATE(std::size_t{4096}, std::size_t{1} << 16);
@@ -83,7 +87,8 @@ TEST_CASE("mpmc: 4 producers and 4 consumers (processes): every record consumed 
 
   std::vector<pid_t> consumers, producers;
   for (std::uint32_t c = 0; c < kConsumers; ++c) {
-    consumers.push_back(fr_test::spawn([&] { return consume_all(name, seen, shared, kProducers, total); }));
+    consumers.push_back(
+        fr_test::spawn([&] { return consume_all(name, seen, shared, kProducers, total); }));
   }
   for (std::uint32_t p = 0; p < kProducers; ++p) {
     producers.push_back(fr_test::spawn([&, p] {
@@ -184,7 +189,9 @@ TEST_CASE("mpmc: batched polling by two consumers delivers every record once", "
     ++got;
   };
   while (got < seen.size()) {
-    while (written < seen.size() && w.try_write({buf, fr_test::make_tagged(buf, 0, written)}) == Status::ok) ++written;
+    while (written < seen.size() &&
+           w.try_write({buf, fr_test::make_tagged(buf, 0, written)}) == Status::ok)
+      ++written;
     a.poll(on, 7);
     b.poll(on, 5);
   }
@@ -208,7 +215,11 @@ TEST_CASE("mpmc: typed producers and consumers in separate processes", "[mpmc][t
         if (!m) return 2;
         const std::uint64_t seq = (*m)->seq();
         if (!seen.mark({static_cast<std::uint32_t>(seq >> 32), seq & 0xFFFFFFFF})) return 3;
-        if ((*m)->payload() == nullptr || !fr_test::check_pattern({reinterpret_cast<const std::byte*>((*m)->payload()->data()), (*m)->payload()->size()}, seq)) return 4;
+        if ((*m)->payload() == nullptr ||
+            !fr_test::check_pattern({reinterpret_cast<const std::byte*>((*m)->payload()->data()),
+                                     (*m)->payload()->size()},
+                                    seq))
+          return 4;
         shared[0].fetch_add(1);
       }
       return 0;
@@ -230,7 +241,8 @@ TEST_CASE("mpmc: typed producers and consumers in separate processes", "[mpmc][t
   CHECK(seen.count() == 2 * kPer);
 }
 
-TEST_CASE("mpmc: a consumer killed holding a record: it is delivered again to another consumer", "[mpmc][process]") {
+TEST_CASE("mpmc: a consumer killed holding a record: it is delivered again to another consumer",
+          "[mpmc][process]") {
   const auto name = unique_name("mpmc-redeliver");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc});
@@ -261,7 +273,9 @@ TEST_CASE("mpmc: a consumer killed holding a record: it is delivered again to an
   std::vector<int> seen(kCount, 0);
   std::uint64_t got_count = 0;
   while (got_count < kCount) {
-    while (written < kCount && w.try_write({buf, fr_test::make_tagged(buf, 0, written)}) == Status::ok) ++written;
+    while (written < kCount &&
+           w.try_write({buf, fr_test::make_tagged(buf, 0, written)}) == Status::ok)
+      ++written;
     auto got = r.read(2s);
     REQUIRE(got.has_value());
     const auto tag = fr_test::tagged_of(got->bytes);
@@ -281,7 +295,9 @@ TEST_CASE("mpmc: a consumer killed holding a record: it is delivered again to an
   CHECK(ring.control().consumer.head.load() == ring.control().producer.tail.load());
 }
 
-TEST_CASE("mpmc: producers blocked behind a dead consumer's record go on once a live consumer recovers it", "[mpmc][process]") {
+TEST_CASE("mpmc: producers blocked behind a dead consumer's record go on once a live consumer "
+          "recovers it",
+          "[mpmc][process]") {
   const auto name = unique_name("mpmc-stuckhead");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc});
@@ -330,7 +346,9 @@ TEST_CASE("mpmc: producers blocked behind a dead consumer's record go on once a 
   for (std::uint64_t i = 0; i < kCount; ++i) REQUIRE(seen[i] == 1);
 }
 
-TEST_CASE("mpmc: a live producer's claim stalled past the claim timeout is skipped, and that producer frees it", "[mpmc]") {
+TEST_CASE("mpmc: a live producer's claim stalled past the claim timeout is skipped, and that "
+          "producer frees it",
+          "[mpmc]") {
   const bool aborts = GENERATE(false, true);
   CAPTURE(aborts);
   const auto name = unique_name("mpmc-stall");
@@ -376,7 +394,8 @@ TEST_CASE("mpmc: a live producer's claim stalled past the claim timeout is skipp
   CHECK(r.attachment().slot().counter[layout::abandoned_records].load() == 1);
 }
 
-TEST_CASE("mpmc: a stalled producer that dies after its claim was skipped is freed by recovery", "[mpmc][process]") {
+TEST_CASE("mpmc: a stalled producer that dies after its claim was skipped is freed by recovery",
+          "[mpmc][process]") {
   const auto name = unique_name("mpmc-stall-dead");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpmc});
@@ -393,7 +412,7 @@ TEST_CASE("mpmc: a stalled producer that dies after its claim was skipped is fre
   opts.claim_timeout = 5ms;
   Reader<Mode::mpmc> r(ring, opts);
   CHECK(r.read(10s).status() == Status::abandoned);  // skipped while the producer lives
-  CHECK(r.recover() == Status::empty);                 // alive: its claim stays its own
+  CHECK(r.recover() == Status::empty);               // alive: its claim stays its own
   CHECK(ring.control().consumer.head.load() != ring.control().producer.tail.load());
   ::kill(stuck, SIGKILL);
   CHECK(fr_test::join(stuck) == 128 + SIGKILL);
@@ -410,7 +429,9 @@ TEST_CASE("mpmc: a stalled producer that dies after its claim was skipped is fre
   }
 }
 
-TEST_CASE("mpmc: a typed in-place consumer killed holding a record: another typed consumer gets it with redelivered()", "[mpmc][typed][process]") {
+TEST_CASE("mpmc: a typed in-place consumer killed holding a record: another typed consumer gets it "
+          "with redelivered()",
+          "[mpmc][typed][process]") {
   const auto name = unique_name("mpmc-typed-redeliver");
   RemoveGuard guard(name);
   auto ring = create_ring<Msg>(name, {.capacity = 4096, .mode = Mode::mpmc});
@@ -445,7 +466,9 @@ TEST_CASE("mpmc: a typed in-place consumer killed holding a record: another type
   CHECK((*again)->seq() == 0);
   CHECK(in.redelivered());
   REQUIRE((*again)->payload() != nullptr);
-  CHECK(fr_test::check_pattern({reinterpret_cast<const std::byte*>((*again)->payload()->data()), (*again)->payload()->size()}, 0));
+  CHECK(fr_test::check_pattern({reinterpret_cast<const std::byte*>((*again)->payload()->data()),
+                                (*again)->payload()->size()},
+                               0));
   CHECK(in.receive(20ms).status() == Status::timed_out);
   CHECK_FALSE(in.redelivered());  // reset when no record is returned
   CHECK(ring.control().consumer.head.load() == ring.control().producer.tail.load());

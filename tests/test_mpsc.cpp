@@ -16,7 +16,9 @@ using namespace std::chrono_literals;
 using flatring::test::Msg;
 using fr_test::unique_name;
 
-TEST_CASE("mpsc: 4 producer processes x 10^6 tagged records: per-producer order and no loss or duplicate", "[mpsc][process]") {
+TEST_CASE(
+    "mpsc: 4 producer processes x 10^6 tagged records: per-producer order and no loss or duplicate",
+    "[mpsc][process]") {
   const auto name = unique_name("mpsc-4");
   RemoveGuard guard(name);
   const std::size_t capacity = GENERATE(std::size_t{4096}, std::size_t{1} << 16);
@@ -37,8 +39,8 @@ TEST_CASE("mpsc: 4 producer processes x 10^6 tagged records: per-producer order 
         const std::size_t size = fr_test::make_tagged(buf, p, seq);
         const Status s = w.write({buf, size}, 30s);
         if (s != Status::ok) {
-          std::fprintf(stderr, "producer %u write %llu: %s\n", p, static_cast<unsigned long long>(seq),
-                       std::string(to_string(s)).c_str());
+          std::fprintf(stderr, "producer %u write %llu: %s\n", p,
+                       static_cast<unsigned long long>(seq), std::string(to_string(s)).c_str());
           return 2;
         }
       }
@@ -55,7 +57,8 @@ TEST_CASE("mpsc: 4 producer processes x 10^6 tagged records: per-producer order 
     const auto tag = fr_test::tagged_of(got->bytes);
     if (!tag || tag->producer >= kProducers) FAIL("malformed record after " << total);
     if (tag->seq != next[tag->producer]) {
-      FAIL("producer " << tag->producer << ": expected " << next[tag->producer] << " got " << tag->seq);
+      FAIL("producer " << tag->producer << ": expected " << next[tag->producer] << " got "
+                       << tag->seq);
     }
     ++next[tag->producer];
     ++total;
@@ -96,13 +99,15 @@ TEST_CASE("mpsc: typed producers in two processes and a typed consumer", "[mpsc]
     REQUIRE((seq & 0xFFFFFFFF) == next[p]);
     const auto* v = (*msg)->payload();
     REQUIRE(v != nullptr);
-    REQUIRE(fr_test::check_pattern({reinterpret_cast<const std::byte*>(v->data()), v->size()}, seq));
+    REQUIRE(
+        fr_test::check_pattern({reinterpret_cast<const std::byte*>(v->data()), v->size()}, seq));
     ++next[p];
   }
   for (pid_t p : producers) CHECK(fr_test::join(p) == 0);
 }
 
-TEST_CASE("mpsc: an aborted claim is skipped and a short commit keeps the claimed extent", "[mpsc]") {
+TEST_CASE("mpsc: an aborted claim is skipped and a short commit keeps the claimed extent",
+          "[mpsc]") {
   const auto name = unique_name("mpsc-abort");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpsc});
@@ -123,7 +128,8 @@ TEST_CASE("mpsc: an aborted claim is skipped and a short commit keeps the claime
     REQUIRE(b.try_write({buf, fr_test::make_tagged(buf, 1, 2 * lap + 1)}) == Status::ok);
 
     const std::uint64_t l = static_cast<std::uint64_t>(lap);
-    for (auto [producer, seq] : {fr_test::Tag{1, 2 * l}, fr_test::Tag{0, l}, fr_test::Tag{1, 2 * l + 1}}) {
+    for (auto [producer, seq] :
+         {fr_test::Tag{1, 2 * l}, fr_test::Tag{0, l}, fr_test::Tag{1, 2 * l + 1}}) {
       auto got = r.try_read();
       REQUIRE(got.has_value());
       const auto tag = fr_test::tagged_of(got->bytes);
@@ -137,7 +143,8 @@ TEST_CASE("mpsc: an aborted claim is skipped and a short commit keeps the claime
   CHECK(a.commit(1) == Status::invalid_state);
 }
 
-TEST_CASE("mpsc: a live producer holding a claim is waited for and never abandoned", "[mpsc][process]") {
+TEST_CASE("mpsc: a live producer holding a claim is waited for and never abandoned",
+          "[mpsc][process]") {
   const auto name = unique_name("mpsc-live");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpsc});

@@ -65,7 +65,8 @@ TEST_CASE("two processes stream 10^6 records: no loss, no duplicate, order kept"
 }
 
 TEST_CASE("records far above the 64 KiB pipe capacity go through intact", "[process]") {
-  const std::size_t size = GENERATE(std::size_t{65537}, std::size_t{1} << 20, std::size_t{64} << 20);
+  const std::size_t size =
+      GENERATE(std::size_t{65537}, std::size_t{1} << 20, std::size_t{64} << 20);
   CAPTURE(size);
   const auto name = unique_name("big");
   RemoveGuard guard(name);

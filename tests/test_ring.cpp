@@ -1,6 +1,7 @@
 // The spsc ring algorithm, white-box: full and empty edges, reserve/commit/abort, corrupt slots,
 // impossible positions, blocking and wake-ups, resuming after a dead producer. What every mode
-// shares (sizes, the wrap at every offset, batching, dead peers, segment_lost) is in test_modes.cpp.
+// shares (sizes, the wrap at every offset, batching, dead peers, segment_lost) is in
+// test_modes.cpp.
 #include <catch2/catch.hpp>
 
 #include <chrono>
@@ -131,8 +132,8 @@ TEST_CASE("corrupt length slots are reported, never followed", "[ring]") {
     REQUIRE(kCap - (at & (kCap - 1)) < layout::frame_size(w.max_record_size()));
     REQUIRE(w.try_write(pattern(100, 4)) == Status::ok);
     // Within max_record_size, but it would run past the end of the mapping.
-    detail::header_at(data, at & (kCap - 1)).frame.store(
-        layout::make_frame(layout::RecordType::data, w.max_record_size()));
+    detail::header_at(data, at & (kCap - 1))
+        .frame.store(layout::make_frame(layout::RecordType::data, w.max_record_size()));
     CHECK(r.try_read().status() == Status::corrupt);
     CHECK(r.try_read().status() == Status::corrupt);
     CHECK(r.position() == at);
@@ -145,7 +146,8 @@ TEST_CASE("corrupt length slots are reported, never followed", "[ring]") {
     corrupt_with(layout::make_frame(layout::RecordType::data, 32) | (1ull << 50));
   }
   // Corruption is counted once per position, and recover() resumes the stream at the tail.
-  const auto& counters = f.ring.control().peers[f.ring.control().owners.consumer.load() - 1].counter;
+  const auto& counters =
+      f.ring.control().peers[f.ring.control().owners.consumer.load() - 1].counter;
   CHECK(counters[layout::corrupt_records].load() == 1);
   CHECK(r.recover() == Status::abandoned);
   CHECK(r.position() == w.position());
@@ -243,8 +245,8 @@ TEST_CASE("impossible positions are refused at attach, without walking forever",
     for (std::uint64_t off = 0; off < kCap; off += 16) {
       detail::header_at(data, off).frame.store(layout::make_frame(layout::RecordType::data, 0));
     }
-    ctrl.consumer.head.store(~std::uint64_t{0} - 31);   // 2^64 - 32
-    ctrl.producer.tail.store(~std::uint64_t{0} - 15);   // 2^64 - 16
+    ctrl.consumer.head.store(~std::uint64_t{0} - 31);  // 2^64 - 32
+    ctrl.producer.tail.store(~std::uint64_t{0} - 15);  // 2^64 - 16
     Writer<> w(f.ring);  // the recovery walk stops at the published tail instead of wrapping to 0
     CHECK(w.position() == ~std::uint64_t{0} - 15);
   }

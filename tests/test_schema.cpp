@@ -87,8 +87,12 @@ class Peer {
 
 std::vector<std::string> peer(int version, const char* what, const std::string& name, Mode mode,
                               std::uint64_t count, int producer_version) {
-  return {version == 1 ? FLATRING_EVO_V1 : FLATRING_EVO_V2, what, name,
-          std::string(to_string(mode)), std::to_string(count), std::to_string(producer_version)};
+  return {version == 1 ? FLATRING_EVO_V1 : FLATRING_EVO_V2,
+          what,
+          name,
+          std::string(to_string(mode)),
+          std::to_string(count),
+          std::to_string(producer_version)};
 }
 
 }  // namespace
@@ -197,7 +201,8 @@ TEST_CASE("a root type from generated code without name strings can be named (re
 
 // ---------------------------------------------------------------- across processes
 
-TEST_CASE("schema evolution across separately built processes, in every mode", "[schema][process]") {
+TEST_CASE("schema evolution across separately built processes, in every mode",
+          "[schema][process]") {
   const Mode mode = GENERATE(Mode::spsc, Mode::mpsc, Mode::mpmc, Mode::broadcast);
   // (ring created with, producer, consumer, the consumer's expected match)
   struct Case {
@@ -231,7 +236,8 @@ TEST_CASE("a peer built from another schema version is refused when the schemas 
 
 // ---------------------------------------------------------------- DynamicConsumer
 
-TEST_CASE("DynamicConsumer verifies records against the ring's schema or the caller's", "[schema]") {
+TEST_CASE("DynamicConsumer verifies records against the ring's schema or the caller's",
+          "[schema]") {
   const auto name = unique_name("dyn");
   RemoveGuard guard(name);
   const Schema v2 = load("evo_v2.fbs");
@@ -298,14 +304,13 @@ std::uint64_t hash_of(std::span<const std::uint8_t> b) {
 
 }  // namespace
 
-TEST_CASE("a hostile schema area gives a distinct error for each kind of damage", "[schema][hostile]") {
+TEST_CASE("a hostile schema area gives a distinct error for each kind of damage",
+          "[schema][hostile]") {
   const auto name = unique_name("schema-hostile");
   RemoveGuard guard(name);
   const Schema v1 = load("evo_v1.fbs");
   const std::size_t n = v1.bfbs().size();
-  {
-    Ring ring = Ring::create(name, {.capacity = 1 << 14}, v1);
-  }
+  { Ring ring = Ring::create(name, {.capacity = 1 << 14}, v1); }
   const auto open_code = [&] { return fr_test::error_code([&] { (void)Ring::open(name); }); };
   REQUIRE_FALSE(open_code().has_value());
   constexpr auto kSize = offsetof(layout::SegmentHeader, schema_size);
@@ -349,7 +354,8 @@ TEST_CASE("a hostile schema area gives a distinct error for each kind of damage"
   }
 }
 
-TEST_CASE("Schema::from_bfbs: every check on untrusted bytes has its own error", "[schema][hostile]") {
+TEST_CASE("Schema::from_bfbs: every check on untrusted bytes has its own error",
+          "[schema][hostile]") {
   const Schema v1 = load("evo_v1.fbs");
   const auto bfbs = v1.bfbs();
   CHECK(fr_test::error_code([&] { (void)Schema::from_bfbs(bfbs, {.max_depth = 2}); }) ==
@@ -365,7 +371,8 @@ TEST_CASE("Schema::from_bfbs: every check on untrusted bytes has its own error",
   const auto tmp = "/tmp/" + unique_name("evo") + ".bfbs";
   {
     std::ofstream out(tmp, std::ios::binary);
-    out.write(reinterpret_cast<const char*>(bfbs.data()), static_cast<std::streamsize>(bfbs.size()));
+    out.write(reinterpret_cast<const char*>(bfbs.data()),
+              static_cast<std::streamsize>(bfbs.size()));
   }
   const Schema again = Schema::from_file(tmp);
   ::unlink(tmp.c_str());

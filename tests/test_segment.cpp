@@ -172,7 +172,8 @@ TEST_CASE("a symbolic link in place of a segment is refused", "[segment]") {
   REQUIRE(::symlink(Ring::path_of(target).c_str(), Ring::path_of(name).c_str()) == 0);
   const auto e = error_code([&] { (void)Ring::open(name); });
   REQUIRE(e.has_value());
-  CHECK((*e == Errc::unsafe_permissions || *e == Errc::permission_denied || *e == Errc::system_error));
+  CHECK((*e == Errc::unsafe_permissions || *e == Errc::permission_denied ||
+         *e == Errc::system_error));
   ::unlink(Ring::path_of(name).c_str());
 }
 

@@ -137,7 +137,8 @@ TEST_CASE("a typed consumer counts verification failures among the records it re
     CHECK(consumer.try_receive().status() == Status::verify_failed);
   }
   CHECK(consumer.try_receive().status() == Status::empty);
-  CHECK(producer_counts(ring) == counts({{layout::records_written, 6}, {layout::bytes_written, bytes}}));
+  CHECK(producer_counts(ring) ==
+        counts({{layout::records_written, 6}, {layout::bytes_written, bytes}}));
   CHECK(consumer_counts(ring) == counts({{layout::records_read, 6},
                                          {layout::bytes_read, bytes},
                                          {layout::verify_failures, 3}}));
@@ -160,9 +161,9 @@ TEST_CASE("a wake-up across processes is counted once by each side", "[stats][pr
   std::byte record[24]{};
   REQUIRE(w.try_write(record) == Status::ok);
   REQUIRE(fr_test::join(child) == 0);
-  CHECK(producer_counts(ring) == counts({{layout::records_written, 1},
-                                         {layout::bytes_written, 24},
-                                         {layout::futex_wakes, 1}}));
+  CHECK(producer_counts(ring) ==
+        counts(
+            {{layout::records_written, 1}, {layout::bytes_written, 24}, {layout::futex_wakes, 1}}));
   // The child detached cleanly, so its counts are retired.
   CHECK(retired_counts(ring) == counts({{layout::records_read, 1},
                                         {layout::bytes_read, 24},
@@ -170,7 +171,8 @@ TEST_CASE("a wake-up across processes is counted once by each side", "[stats][pr
                                         {layout::futex_sleeps, 1}}));
 }
 
-TEST_CASE("the counts of a SIGKILLed peer are folded into the retired totals by a reap", "[stats][process]") {
+TEST_CASE("the counts of a SIGKILLed peer are folded into the retired totals by a reap",
+          "[stats][process]") {
   const auto name = unique_name("stats-kill");
   RemoveGuard guard(name);
   auto ring = Ring::create(name, {.capacity = 4096});
@@ -186,7 +188,8 @@ TEST_CASE("the counts of a SIGKILLed peer are folded into the retired totals by 
     return 0;
   });
   REQUIRE(fr_test::join(child) == 128 + SIGKILL);
-  const Counts dead = counts({{layout::records_written, 5}, {layout::bytes_written, 500}, {layout::too_large, 1}});
+  const Counts dead =
+      counts({{layout::records_written, 5}, {layout::bytes_written, 500}, {layout::too_large, 1}});
   CHECK(census(ring, layout::Role::producer).dead == 1);
   CHECK(producer_counts(ring) == dead);  // still in the dead process's slot
   CHECK(retired_counts(ring) == Counts{});

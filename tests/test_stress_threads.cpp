@@ -1,5 +1,5 @@
-// Threaded stress: one Writer<> thread and one Reader<> thread in one process, started together by a
-// barrier, over several capacities and both the polling and the blocking (futex) paths. Written
+// Threaded stress: one Writer<> thread and one Reader<> thread in one process, started together by
+// a barrier, over several capacities and both the polling and the blocking (futex) paths. Written
 // for ThreadSanitizer (scripts/sanitize.sh runs exactly the [threads] tag under TSan); the
 // cross-process versions of these checks are in test_process.cpp.
 //
@@ -56,7 +56,8 @@ std::string check(std::span<const std::byte> bytes, std::uint64_t expect, std::s
   }
   if (bytes.size() != size_of(seq, max)) return "wrong size at " + std::to_string(seq);
   for (std::size_t i = 8; i < bytes.size(); ++i) {
-    if (bytes[i] != static_cast<std::byte>(seq * 31 + i)) return "bad byte at " + std::to_string(seq);
+    if (bytes[i] != static_cast<std::byte>(seq * 31 + i))
+      return "bad byte at " + std::to_string(seq);
   }
   return {};
 }
@@ -68,8 +69,7 @@ struct Outcome {
 };
 
 Outcome run(Ring& ring, Path path, std::uint64_t count) {
-  const WaitOptions wait{.spin = path == Path::blocking ? 0ns : 20us,
-                         .liveness_interval = 100ms};
+  const WaitOptions wait{.spin = path == Path::blocking ? 0ns : 20us, .liveness_interval = 100ms};
   Writer<> w(ring, wait);
   Reader<> r(ring, wait);
   const std::size_t max = static_cast<std::size_t>(w.max_record_size());
@@ -135,7 +135,8 @@ Outcome run(Ring& ring, Path path, std::uint64_t count) {
           std::this_thread::yield();
           continue;
         }
-        out.consumer_error = "read " + std::to_string(expect) + ": " + std::string(to_string(rec.status()));
+        out.consumer_error =
+            "read " + std::to_string(expect) + ": " + std::string(to_string(rec.status()));
         return;
       }
       std::string err = check(rec->bytes, expect, max);

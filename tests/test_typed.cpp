@@ -46,7 +46,8 @@ TEST_CASE("typed records round-trip, verified, in both consumer modes", "[typed]
   CHECK(consumer.try_receive().status() == Status::empty);
 }
 
-TEST_CASE("a record that fails verification is reported and skipped, and the next one arrives", "[typed]") {
+TEST_CASE("a record that fails verification is reported and skipped, and the next one arrives",
+          "[typed]") {
   Fixture f;
   Producer<Msg> producer(f.ring);
   Consumer<Msg> consumer(f.ring);
@@ -59,7 +60,8 @@ TEST_CASE("a record that fails verification is reported and skipped, and the nex
   std::vector<std::byte> garbage(300);
   fr_test::fill_pattern(garbage, 99);
   REQUIRE(producer.raw().try_write(garbage) == Status::ok);
-  REQUIRE(producer.raw().try_write(fr_test::detail_bytes(fbb).first(fbb.GetSize() / 2)) == Status::ok);
+  REQUIRE(producer.raw().try_write(fr_test::detail_bytes(fbb).first(fbb.GetSize() / 2)) ==
+          Status::ok);
   std::vector<std::byte> wild(fr_test::detail_bytes(fbb).begin(), fr_test::detail_bytes(fbb).end());
   std::uint32_t huge = 0x7ffffff0;
   std::memcpy(wild.data(), &huge, 4);

@@ -65,8 +65,8 @@ struct SendOptions {
   std::string name;
   std::string schema;  // .fbs or .bfbs; empty: the ring's stored schema
   std::string root_type;
-  std::string input;       // file, or "-" for stdin
-  double timeout = 5.0;    // seconds to wait for space, per record
+  std::string input;     // file, or "-" for stdin
+  double timeout = 5.0;  // seconds to wait for space, per record
   bool quiet = false;
 };
 

@@ -112,7 +112,8 @@ std::string message_of(const std::exception& e) {
 Snapshot snapshot_of(const std::string& name) {
   if (!Ring::exists(name)) {
     Ring::validate_name(name);
-    throw ToolError(Exit::not_found, fmt::format("no ring named '{}' ({})", name, Ring::path_of(name)));
+    throw ToolError(Exit::not_found,
+                    fmt::format("no ring named '{}' ({})", name, Ring::path_of(name)));
   }
   return snapshot(open_for_inspection(name));
 }
@@ -126,7 +127,9 @@ void run_create(const CreateOptions& o) {
   ro.capacity = o.capacity;
   ro.max_record_size = o.max_record_size;
   const auto mode = parse_mode(o.mode);
-  if (!mode) throw ToolError(Exit::usage, fmt::format("unknown mode '{}' (spsc, mpsc, mpmc, broadcast)", o.mode));
+  if (!mode)
+    throw ToolError(Exit::usage,
+                    fmt::format("unknown mode '{}' (spsc, mpsc, mpmc, broadcast)", o.mode));
   ro.mode = *mode;
   std::size_t used = 0;
   unsigned long perm = 0;
@@ -136,7 +139,8 @@ void run_create(const CreateOptions& o) {
     used = 0;
   }
   if (used == 0 || used != o.permissions.size() || perm > 0777) {
-    throw ToolError(Exit::usage, fmt::format("permissions '{}' are not an octal mode like 0600", o.permissions));
+    throw ToolError(Exit::usage,
+                    fmt::format("permissions '{}' are not an octal mode like 0600", o.permissions));
   }
   ro.permissions = static_cast<unsigned>(perm);
   // With a schema, the ring stores its binary schema: tail and send need no --schema for it.
@@ -175,7 +179,8 @@ void run_ls(const LsOptions& o) {
              fill_text(s), s.stale() ? "yes" : "no", peers_text(s)});
     } catch (const Error& e) {
       // Listed, not fatal: a foreign, unready or damaged segment is worth seeing.
-      all.push_back({{"name", name}, {"error", message_of(e)}, {"error_code", to_string(e.code())}});
+      all.push_back(
+          {{"name", name}, {"error", message_of(e)}, {"error_code", to_string(e.code())}});
       t.add({name, "?", "?", "?", "?", "?", "?", "?", "error: " + message_of(e)});
     }
   }
@@ -225,9 +230,9 @@ void print_stat(const Snapshot& s, bool json_out) {
     for (const auto& p : s.peers) row.push_back(std::to_string(p.counts[i]));
     t.add(std::move(row));
   }
-  std::string out = fmt::format("{} ({}, schema {}, capacity {}, fill {})\n", s.info.name,
-                                to_string(s.info.mode), schema_text(s.info),
-                                human_size(s.info.capacity), fill_text(s));
+  std::string out =
+      fmt::format("{} ({}, schema {}, capacity {}, fill {})\n", s.info.name, to_string(s.info.mode),
+                  schema_text(s.info), human_size(s.info.capacity), fill_text(s));
   out += t.str();
   std::fputs(out.c_str(), stdout);
   std::fflush(stdout);
@@ -236,16 +241,18 @@ void print_stat(const Snapshot& s, bool json_out) {
 // --watch: totals and their rates per second between two samples. Counters are untrusted and
 // move from a slot to the retired totals when a peer detaches, so a total that went down shows a
 // rate of 0 rather than a negative one.
-bool print_rates(const Snapshot& s, const Counts& prev, double dt, std::uint64_t sample, bool json_out,
-                 bool in_place) {
+bool print_rates(const Snapshot& s, const Counts& prev, double dt, std::uint64_t sample,
+                 bool json_out, bool in_place) {
   const Counts now = s.totals();
   std::vector<double> rates(layout::kCounterCount, 0.0);
   for (std::uint32_t i = 0; i < layout::kCounterCount; ++i) {
-    if (sample > 0 && dt > 0 && now[i] >= prev[i]) rates[i] = static_cast<double>(now[i] - prev[i]) / dt;
+    if (sample > 0 && dt > 0 && now[i] >= prev[i])
+      rates[i] = static_cast<double>(now[i] - prev[i]) / dt;
   }
   if (json_out) {
     json r = json::object();
-    for (std::uint32_t i = 0; i < layout::kCounterCount; ++i) r[std::string(counter_name(i))] = rates[i];
+    for (std::uint32_t i = 0; i < layout::kCounterCount; ++i)
+      r[std::string(counter_name(i))] = rates[i];
     return print_json({{"name", s.info.name},
                        {"sample", sample},
                        {"interval_s", sample > 0 ? dt : 0.0},
@@ -263,8 +270,8 @@ bool print_rates(const Snapshot& s, const Counts& prev, double dt, std::uint64_t
            sample > 0 ? fmt::format("{:.1f}", rates[i]) : "-"});
   }
   std::string out = in_place ? "\033[H\033[2J" : (sample > 0 ? "\n" : "");
-  out += fmt::format("{} ({}, fill {}, {} live peers) sample {}\n", s.info.name, to_string(s.info.mode),
-                     fill_text(s), s.live_peers(), sample);
+  out += fmt::format("{} ({}, fill {}, {} live peers) sample {}\n", s.info.name,
+                     to_string(s.info.mode), fill_text(s), s.live_peers(), sample);
   out += t.str();
   std::fputs(out.c_str(), stdout);
   return std::fflush(stdout) == 0 && std::ferror(stdout) == 0;
@@ -289,7 +296,8 @@ void run_stat(const StatOptions& o) {
     }
     const auto now = std::chrono::steady_clock::now();
     const Snapshot s = snapshot(ring);
-    if (!print_rates(s, prev, std::chrono::duration<double>(now - last).count(), sample, o.json, in_place)) {
+    if (!print_rates(s, prev, std::chrono::duration<double>(now - last).count(), sample, o.json,
+                     in_place)) {
       break;
     }
     prev = s.totals();
@@ -302,7 +310,8 @@ void run_stat(const StatOptions& o) {
 void run_rm(const RmOptions& o) {
   Ring::validate_name(o.name);
   if (!Ring::exists(o.name)) {
-    throw ToolError(Exit::not_found, fmt::format("no ring named '{}' ({})", o.name, Ring::path_of(o.name)));
+    throw ToolError(Exit::not_found,
+                    fmt::format("no ring named '{}' ({})", o.name, Ring::path_of(o.name)));
   }
   std::uint32_t live = 0;
   try {
@@ -314,24 +323,28 @@ void run_rm(const RmOptions& o) {
         if (!p.alive) continue;
         who += fmt::format("{}{} pid {}", who.empty() ? "" : ", ", role_name(p.role), p.pid);
       }
-      throw ToolError(Exit::busy, fmt::format("ring '{}' has {} live peer{} ({}); not removed (--force removes it anyway)",
-                                              o.name, live, live == 1 ? "" : "s", who));
+      throw ToolError(
+          Exit::busy,
+          fmt::format("ring '{}' has {} live peer{} ({}); not removed (--force removes it anyway)",
+                      o.name, live, live == 1 ? "" : "s", who));
     }
   } catch (const Error& e) {
     if (!o.force) {
-      throw ToolError(exit_for(e.code()),
-                      fmt::format("cannot inspect ring '{}': {}; not removed (--force removes it anyway)",
-                                  o.name, message_of(e)));
+      throw ToolError(
+          exit_for(e.code()),
+          fmt::format("cannot inspect ring '{}': {}; not removed (--force removes it anyway)",
+                      o.name, message_of(e)));
     }
   }
   if (!Ring::remove(o.name)) {
-    throw ToolError(Exit::failure, fmt::format("could not remove ring '{}' ({})", o.name, Ring::path_of(o.name)));
+    throw ToolError(Exit::failure,
+                    fmt::format("could not remove ring '{}' ({})", o.name, Ring::path_of(o.name)));
   }
   if (o.json) {
     print_json({{"removed", o.name}, {"live_peers", live}});
   } else {
-    print_line(live != 0 ? fmt::format("removed {} ({} live peer{} keep{} the mapping)", o.name, live,
-                                       live == 1 ? "" : "s", live == 1 ? "s" : "")
+    print_line(live != 0 ? fmt::format("removed {} ({} live peer{} keep{} the mapping)", o.name,
+                                       live, live == 1 ? "" : "s", live == 1 ? "s" : "")
                          : fmt::format("removed {}", o.name));
   }
 }
@@ -358,8 +371,8 @@ void run_gc(const GcOptions& o) {
       }
       removed.push_back({{"name", name}, {"creator_pid", s.info.creator.pid}});
       if (!o.json) {
-        print_line(fmt::format("{} {} (creator {} dead, no live peers)", o.dry_run ? "would remove" : "removed",
-                               name, s.info.creator.pid));
+        print_line(fmt::format("{} {} (creator {} dead, no live peers)",
+                               o.dry_run ? "would remove" : "removed", name, s.info.creator.pid));
       }
     } catch (const Error& e) {
       // Not flatring's, not yet initialized, or damaged: never removed by gc.
@@ -371,10 +384,12 @@ void run_gc(const GcOptions& o) {
     return;
   }
   for (const auto& e : errors) {
-    warn(fmt::format("gc: left {}: {}", e["name"].get<std::string>(), e["error"].get<std::string>()));
+    warn(fmt::format("gc: left {}: {}", e["name"].get<std::string>(),
+                     e["error"].get<std::string>()));
   }
-  print_line(fmt::format("{} stale ring{} {}, {} kept", removed.size(), removed.size() == 1 ? "" : "s",
-                         o.dry_run ? "found" : "removed", kept.size()));
+  print_line(fmt::format("{} stale ring{} {}, {} kept", removed.size(),
+                         removed.size() == 1 ? "" : "s", o.dry_run ? "found" : "removed",
+                         kept.size()));
 }
 
 }  // namespace flatring::tool
@@ -385,11 +400,13 @@ namespace flatring::tool {
 
 void run_schema(const SchemaOptions& o) {
   if (o.bfbs == "-" && o.text) {
-    throw ToolError(Exit::usage, "--bfbs - and --text would both write to stdout; give --bfbs a file");
+    throw ToolError(Exit::usage,
+                    "--bfbs - and --text would both write to stdout; give --bfbs a file");
   }
   Ring::validate_name(o.name);
   if (!Ring::exists(o.name)) {
-    throw ToolError(Exit::not_found, fmt::format("no ring named '{}' ({})", o.name, Ring::path_of(o.name)));
+    throw ToolError(Exit::not_found,
+                    fmt::format("no ring named '{}' ({})", o.name, Ring::path_of(o.name)));
   }
   // Only reads: the stored schema was length-capped, hash-checked and verified at open.
   const Ring ring = open_for_inspection(o.name);
@@ -405,12 +422,14 @@ void run_schema(const SchemaOptions& o) {
   }
   const auto bytes = stored.bfbs();
   if (o.bfbs == "-") {
-    if (std::fwrite(bytes.data(), 1, bytes.size(), stdout) != bytes.size() || std::fflush(stdout) != 0) {
+    if (std::fwrite(bytes.data(), 1, bytes.size(), stdout) != bytes.size() ||
+        std::fflush(stdout) != 0) {
       throw ToolError(Exit::failure, "could not write the binary schema to stdout");
     }
   } else if (!o.bfbs.empty()) {
     std::ofstream out(o.bfbs, std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    out.write(reinterpret_cast<const char*>(bytes.data()),
+              static_cast<std::streamsize>(bytes.size()));
     out.close();
     if (!out) throw ToolError(Exit::failure, fmt::format("could not write '{}'", o.bfbs));
     if (!o.text) {

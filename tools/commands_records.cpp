@@ -28,7 +28,8 @@ namespace {
 Ring open_existing(const std::string& name) {
   Ring::validate_name(name);
   if (!Ring::exists(name)) {
-    throw ToolError(Exit::not_found, fmt::format("no ring named '{}' ({})", name, Ring::path_of(name)));
+    throw ToolError(Exit::not_found,
+                    fmt::format("no ring named '{}' ({})", name, Ring::path_of(name)));
   }
   return Ring::open(name);
 }
@@ -38,17 +39,19 @@ std::chrono::nanoseconds seconds(double s) {
 }
 
 // Prints one verified record. False when stdout is gone.
-bool print_record(const SchemaFile& schema, std::uint64_t position, std::span<const std::byte> bytes,
-                  const TailOptions& o, std::uint64_t& failures) {
+bool print_record(const SchemaFile& schema, std::uint64_t position,
+                  std::span<const std::byte> bytes, const TailOptions& o, std::uint64_t& failures) {
   std::string text;
   std::string why;
   if (!schema.to_json(bytes, text, why)) {
     ++failures;
-    warn(fmt::format("tail: record at position {} ({} bytes) skipped: {}", position, bytes.size(), why));
+    warn(fmt::format("tail: record at position {} ({} bytes) skipped: {}", position, bytes.size(),
+                     why));
     return true;
   }
   if (!o.json) return print_line(text);
-  return print_json({{"position", position}, {"size", bytes.size()}, {"record", json::parse(text)}}, o.pretty);
+  return print_json({{"position", position}, {"size", bytes.size()}, {"record", json::parse(text)}},
+                    o.pretty);
 }
 
 struct TailCounts {
@@ -57,7 +60,9 @@ struct TailCounts {
   std::uint64_t skipped_bytes = 0;
 };
 
-bool done(const TailOptions& o, const TailCounts& n) { return o.count != 0 && n.printed >= o.count; }
+bool done(const TailOptions& o, const TailCounts& n) {
+  return o.count != 0 && n.printed >= o.count;
+}
 
 // Watches without consuming (see observer.hpp).
 void tail_observe(Ring ring, const SchemaFile& schema, const TailOptions& o, TailCounts& n) {
@@ -72,9 +77,10 @@ void tail_observe(Ring ring, const SchemaFile& schema, const TailOptions& o, Tai
         break;
       case Observed::Kind::skipped:
         n.skipped_bytes += r.end - r.position;
-        warn(fmt::format("tail: the consumer released positions {} to {} before they could be copied; "
-                         "those records are not shown",
-                         r.position, r.end));
+        warn(fmt::format(
+            "tail: the consumer released positions {} to {} before they could be copied; "
+            "those records are not shown",
+            r.position, r.end));
         break;
       case Observed::Kind::corrupt:
         throw ToolError(Exit::bad_ring,
@@ -102,8 +108,9 @@ void tail_consume(Ring ring, const SchemaFile& schema, const TailOptions& o, Tai
         continue;
       }
       if (r.status() == Status::peer_dead) continue;  // the producer died; a new one may come
-      if (r.status() == Status::abandoned) {  // mpsc: a dead producer's claim was skipped
-        warn(fmt::format("tail: a claim of a producer that died was skipped at position {}", reader.position()));
+      if (r.status() == Status::abandoned) {          // mpsc: a dead producer's claim was skipped
+        warn(fmt::format("tail: a claim of a producer that died was skipped at position {}",
+                         reader.position()));
         continue;
       }
       throw ToolError(Exit::bad_ring, fmt::format("ring '{}': {} at position {}; stopped", o.name,
@@ -184,7 +191,8 @@ std::vector<InputRecord> split_records(const std::string& text) {
     }
     for (std::size_t i = 0; i < all.size(); ++i) {
       if (!all[i].is_object()) {
-        throw ToolError(Exit::bad_input, fmt::format("element {}: a record must be a JSON object", i + 1));
+        throw ToolError(Exit::bad_input,
+                        fmt::format("element {}: a record must be a JSON object", i + 1));
       }
       out.push_back({all[i].dump(-1, ' ', false), fmt::format("element {}", i + 1)});
     }
@@ -198,7 +206,8 @@ std::vector<InputRecord> split_records(const std::string& text) {
     try {
       j = json::parse(line);
     } catch (const json::exception& e) {
-      throw ToolError(Exit::bad_input, fmt::format("malformed JSON on line {}: {}", no, json_message(e)));
+      throw ToolError(Exit::bad_input,
+                      fmt::format("malformed JSON on line {}: {}", no, json_message(e)));
     }
     if (!j.is_object()) {
       throw ToolError(Exit::bad_input, fmt::format("line {}: a record must be a JSON object", no));
@@ -220,14 +229,16 @@ std::string_view why_not_sent(Status s) {
 // Takes the producer role (spsc, broadcast) or a producer slot (mpsc, mpmc) and sends every
 // record.
 template <Mode M>
-void send_all(const Ring& ring, const std::vector<std::vector<std::uint8_t>>& records, const SendOptions& o) {
+void send_all(const Ring& ring, const std::vector<std::vector<std::uint8_t>>& records,
+              const SendOptions& o) {
   Writer<M> writer(ring);
   for (std::size_t i = 0; i < records.size(); ++i) {
     const auto& r = records[i];
-    const Status s = writer.write({reinterpret_cast<const std::byte*>(r.data()), r.size()}, seconds(o.timeout));
+    const Status s =
+        writer.write({reinterpret_cast<const std::byte*>(r.data()), r.size()}, seconds(o.timeout));
     if (s != Status::ok) {
-      throw ToolError(Exit::not_delivered, fmt::format("record {} of {} not sent: {} ({} sent)", i + 1,
-                                                       records.size(), why_not_sent(s), i));
+      throw ToolError(Exit::not_delivered, fmt::format("record {} of {} not sent: {} ({} sent)",
+                                                       i + 1, records.size(), why_not_sent(s), i));
     }
   }
 }
@@ -245,18 +256,21 @@ void run_send(const SendOptions& o) {
     try {
       fb = schema.from_json(in.json);
     } catch (const ToolError& e) {
-      throw ToolError(Exit::bad_input, fmt::format("{}: does not fit {}: {}", in.where, schema.root_name(), e.what()));
+      throw ToolError(Exit::bad_input, fmt::format("{}: does not fit {}: {}", in.where,
+                                                   schema.root_name(), e.what()));
     }
     if (fb.size() > ring.info().max_record_size) {
-      throw ToolError(Exit::bad_input, fmt::format("{}: the record is {} bytes; ring '{}' takes at most {}", in.where,
-                                                   fb.size(), o.name, ring.info().max_record_size));
+      throw ToolError(Exit::bad_input,
+                      fmt::format("{}: the record is {} bytes; ring '{}' takes at most {}",
+                                  in.where, fb.size(), o.name, ring.info().max_record_size));
     }
     records.push_back(std::move(fb));
   }
 
   visit_mode(ring.info().mode, [&](auto mode) { send_all<mode()>(ring, records, o); });
   if (!o.quiet) {
-    print_line(fmt::format("sent {} record{} to {}", records.size(), records.size() == 1 ? "" : "s", o.name));
+    print_line(fmt::format("sent {} record{} to {}", records.size(), records.size() == 1 ? "" : "s",
+                           o.name));
   }
 }
 

@@ -59,7 +59,8 @@ std::string user_name(std::uint32_t uid) {
   passwd pw{};
   passwd* found = nullptr;
   char buf[1024];
-  if (::getpwuid_r(uid, &pw, buf, sizeof buf, &found) == 0 && found != nullptr) return found->pw_name;
+  if (::getpwuid_r(uid, &pw, buf, sizeof buf, &found) == 0 && found != nullptr)
+    return found->pw_name;
   return std::to_string(uid);
 }
 
@@ -69,7 +70,9 @@ bool print_line(const std::string& s) {
   return std::fflush(stdout) == 0 && std::ferror(stdout) == 0;
 }
 
-bool print_json(const nlohmann::json& j, bool pretty) { return print_line(j.dump(pretty ? 2 : -1)); }
+bool print_json(const nlohmann::json& j, bool pretty) {
+  return print_line(j.dump(pretty ? 2 : -1));
+}
 
 void warn(const std::string& message) { std::fprintf(stderr, "flatring: %s\n", message.c_str()); }
 

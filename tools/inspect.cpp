@@ -7,9 +7,9 @@ namespace flatring::tool {
 namespace {
 
 constexpr std::array<std::string_view, layout::kCounterCount> kCounterNames{
-    "records_written", "bytes_written",     "records_read", "bytes_read",
-    "verify_failures", "corrupt_records",   "abandoned_records", "too_large",
-    "full_waits",      "empty_waits",       "futex_sleeps", "futex_wakes",
+    "records_written", "bytes_written",   "records_read",      "bytes_read",
+    "verify_failures", "corrupt_records", "abandoned_records", "too_large",
+    "full_waits",      "empty_waits",     "futex_sleeps",      "futex_wakes",
 };
 
 template <class Atomics>
@@ -21,8 +21,9 @@ Counts load_counts(const Atomics& values) noexcept {
 }
 
 std::uint64_t saturating_add(std::uint64_t a, std::uint64_t b) noexcept {
-  return b > std::numeric_limits<std::uint64_t>::max() - a ? std::numeric_limits<std::uint64_t>::max()
-                                                           : a + b;
+  return b > std::numeric_limits<std::uint64_t>::max() - a
+             ? std::numeric_limits<std::uint64_t>::max()
+             : a + b;
 }
 
 }  // namespace

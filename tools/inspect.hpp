@@ -27,7 +27,7 @@ struct PeerRow {
   std::uint32_t pid = 0;
   std::uint32_t role = 0;  // layout::Role, as read (may be out of range: untrusted)
   bool alive = false;
-  bool reaping = false;  // another process is folding this dead peer's counters away
+  bool reaping = false;      // another process is folding this dead peer's counters away
   std::uint64_t cursor = 0;  // broadcast consumers: the position this consumer has read up to
   Counts counts{};
 };

@@ -86,13 +86,15 @@ int run(int argc, char** argv) {
                "flatring"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "flatring 0.1.0");
-  app.footer("Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 bad ring, 5 schema, 6 bad input, "
-             "7 busy, 8 not delivered, 9 unsupported. See docs/cli.md.");
+  app.footer(
+      "Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 bad ring, 5 schema, 6 bad input, "
+      "7 busy, 8 not delivered, 9 unsupported. See docs/cli.md.");
 
   CreateOptions create;
   auto* c = app.add_subcommand("create", "Create a ring (exclusively; fails if the name exists)");
   c->add_option("name", create.name, "Ring name: 1-200 of [A-Za-z0-9._-]")->required();
-  c->add_option("--capacity", create.capacity, "Record area size, a power of two >= 4096 (e.g. 1MiB)")
+  c->add_option("--capacity", create.capacity,
+                "Record area size, a power of two >= 4096 (e.g. 1MiB)")
       ->transform(CLI::AsSizeValue(false))
       ->capture_default_str();
   c->add_option("--max-record-size", create.max_record_size,
@@ -101,38 +103,45 @@ int run(int argc, char** argv) {
   c->add_option("--schema", create.schema,
                 "Store this schema (.fbs or .bfbs) and its root type as the ring's schema")
       ->check(CLI::ExistingFile);
-  c->add_option("--root-type", create.root_type, "Root table, when the .fbs declares none or another");
+  c->add_option("--root-type", create.root_type,
+                "Root table, when the .fbs declares none or another");
   c->add_option("--mode", create.mode, "spsc, mpsc, mpmc or broadcast")->capture_default_str();
-  c->add_option("--permissions", create.permissions, "Octal file mode; must include 0600")->capture_default_str();
+  c->add_option("--permissions", create.permissions, "Octal file mode; must include 0600")
+      ->capture_default_str();
   c->add_flag("--json", create.json, "Print the result as JSON");
 
   LsOptions ls;
-  auto* l = app.add_subcommand("ls", "List rings: mode, permissions, owner, schema, fill, peers, stale");
+  auto* l =
+      app.add_subcommand("ls", "List rings: mode, permissions, owner, schema, fill, peers, stale");
   l->add_flag("--json", ls.json, "Print a JSON array");
 
   SchemaOptions schema;
   auto* m = app.add_subcommand(
       "schema", "Print the schema a ring stores (readable), or write its binary schema (.bfbs)");
   m->add_option("name", schema.name, "Ring name")->required();
-  m->add_option("--bfbs", schema.bfbs,
-                "Write the stored binary schema to this file (- for stdout), e.g. for flatc --cpp FILE.bfbs");
+  m->add_option(
+      "--bfbs", schema.bfbs,
+      "Write the stored binary schema to this file (- for stdout), e.g. for flatc --cpp FILE.bfbs");
   m->add_flag("--text", schema.text,
               "Print the schema as a readable .fbs-like listing (the default without --bfbs)");
 
   StatOptions stat;
   auto* s = app.add_subcommand("stat", "Show a ring's counters: totals, retired, and per peer");
   s->add_option("name", stat.name, "Ring name")->required();
-  s->add_flag("--watch,-w", stat.watch, "Sample repeatedly and show rates per second, refreshed in place");
+  s->add_flag("--watch,-w", stat.watch,
+              "Sample repeatedly and show rates per second, refreshed in place");
   s->add_option("--interval,-i", stat.interval, "Seconds between samples with --watch")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  s->add_option("--count,-c", stat.count, "Samples to take with --watch (0: until Ctrl-C)")->capture_default_str();
+  s->add_option("--count,-c", stat.count, "Samples to take with --watch (0: until Ctrl-C)")
+      ->capture_default_str();
   s->add_flag("--json", stat.json, "JSON; with --watch one object per sample, one per line");
 
   RmOptions rm;
   auto* r = app.add_subcommand("rm", "Remove a ring; refuses while live peers are attached");
   r->add_option("name", rm.name, "Ring name")->required();
-  r->add_flag("--force,-f", rm.force, "Remove even with live peers, or when the ring cannot be inspected");
+  r->add_flag("--force,-f", rm.force,
+              "Remove even with live peers, or when the ring cannot be inspected");
   r->add_flag("--json", rm.json, "Print the result as JSON");
 
   GcOptions gc;
@@ -143,21 +152,25 @@ int run(int argc, char** argv) {
 
   TailOptions tail;
   auto* t = app.add_subcommand(
-      "tail", "Print the records in a ring as JSON, verified against its schema, without consuming them");
+      "tail",
+      "Print the records in a ring as JSON, verified against its schema, without consuming them");
   t->add_option("name", tail.name, "Ring name")->required();
   t->add_option("--schema", tail.schema,
                 "Verify and print with this .fbs or .bfbs (checked for compatibility with the "
                 "ring's); default: the schema the ring stores")
       ->check(CLI::ExistingFile);
-  t->add_option("--root-type", tail.root_type, "Root table, when the .fbs declares none or another");
-  t->add_option("-n,--lines", tail.last, "Start with the last N records still in the ring")->capture_default_str();
+  t->add_option("--root-type", tail.root_type,
+                "Root table, when the .fbs declares none or another");
+  t->add_option("-n,--lines", tail.last, "Start with the last N records still in the ring")
+      ->capture_default_str();
   t->add_flag("--follow,-f", tail.follow, "Keep printing records as they are committed");
   t->add_option("--count,-c", tail.count, "Stop after printing this many records (0: no limit)");
   t->add_option("--poll", tail.poll, "Seconds between polls while following")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  t->add_flag("--consume", tail.consume,
-              "Take the consumer role instead of observing (records are consumed; needs no live consumer)");
+  t->add_flag(
+      "--consume", tail.consume,
+      "Take the consumer role instead of observing (records are consumed; needs no live consumer)");
   t->add_flag("--pretty", tail.pretty, "Indent the JSON");
   t->add_flag("--json", tail.json, "Wrap each record as {\"position\", \"size\", \"record\"}");
 
@@ -168,7 +181,8 @@ int run(int argc, char** argv) {
                 "Build records with this .fbs or .bfbs (checked for compatibility with the "
                 "ring's); default: the schema the ring stores")
       ->check(CLI::ExistingFile);
-  d->add_option("--root-type", send.root_type, "Root table, when the .fbs declares none or another");
+  d->add_option("--root-type", send.root_type,
+                "Root table, when the .fbs declares none or another");
   d->add_option("--json", send.input,
                 "JSON input file, or - for stdin: a JSON array of objects, or one object per line")
       ->required();

@@ -59,7 +59,9 @@ std::uint64_t Observer::slowest_cursor(std::uint64_t tail) const noexcept {
   std::uint64_t slowest = tail;
   for (const layout::PeerSlot& s : ctrl_->peers) {
     // Acquire: pairs with the claimer's release of the role and the consumer's cursor stores.
-    if (s.role.load(std::memory_order_acquire) != static_cast<std::uint32_t>(layout::Role::consumer)) continue;
+    if (s.role.load(std::memory_order_acquire) !=
+        static_cast<std::uint32_t>(layout::Role::consumer))
+      continue;
     const std::uint64_t c = s.cursor.load(std::memory_order_acquire);
     // As the producer does: cursors outside [tail - capacity, tail] (joining, free, impossible)
     // do not hold it back, so they tell nothing either.

@@ -58,7 +58,7 @@ class Observer {
     std::uint64_t size = 0;    ///< bytes the record occupies; 0: nothing committed yet (or bad)
     std::uint64_t length = 0;  ///< payload bytes
     bool padding = false;
-    bool bad = false;          ///< the frame word is impossible here
+    bool bad = false;  ///< the frame word is impossible here
   };
   /// The committed frame at `pos`, read once and checked. `tail` bounds it (broadcast: loaded
   /// before, since frame words at or past the tail may be last lap's); 0 means load it after.

@@ -40,7 +40,8 @@ SchemaFile::SchemaFile(Schema schema, bool pretty) : verifier_(std::move(schema)
                                 verifier_.schema().root_name()));
   }
   if (parser_->root_struct_def_ == nullptr) {
-    throw ToolError(Exit::schema, "the binary schema names no root type FlatBuffers can use for JSON");
+    throw ToolError(Exit::schema,
+                    "the binary schema names no root type FlatBuffers can use for JSON");
   }
   // The parser finishes ParseJson's buffers with its file identifier; it must be the schema's.
   parser_->file_identifier_ = verifier_.schema().file_identifier();
@@ -60,16 +61,17 @@ std::vector<std::uint8_t> SchemaFile::from_json(const std::string& json) {
   return {b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize()};
 }
 
-bool SchemaFile::to_json(std::span<const std::byte> bytes, std::string& out, std::string& why) const {
+bool SchemaFile::to_json(std::span<const std::byte> bytes, std::string& out,
+                         std::string& why) const {
   if (!verifier_.verify(bytes)) {
     // Why, for the message only: the verdict is RecordVerifier's.
     const auto* buf = reinterpret_cast<const std::uint8_t*>(bytes.data());
     const std::string& ident = file_identifier();
     if (bytes.size() >= FLATBUFFERS_MAX_BUFFER_SIZE) {
       why = "larger than a FlatBuffer can be";
-    } else if (!ident.empty() &&
-               (bytes.size() < sizeof(flatbuffers::uoffset_t) + flatbuffers::kFileIdentifierLength ||
-                !flatbuffers::BufferHasIdentifier(buf, ident.c_str()))) {
+    } else if (!ident.empty() && (bytes.size() < sizeof(flatbuffers::uoffset_t) +
+                                                     flatbuffers::kFileIdentifierLength ||
+                                  !flatbuffers::BufferHasIdentifier(buf, ident.c_str()))) {
       why = fmt::format("file identifier is not '{}'", ident);
     } else {
       why = fmt::format("not a valid {} (FlatBuffers verification failed)", root_name());
@@ -112,8 +114,8 @@ Schema load_schema_file(const std::string& path, const std::string& root_type) {
   return schema;
 }
 
-Schema schema_for_ring(const SegmentInfo& ring, const std::string& path, const std::string& root_type,
-                       const char* command) {
+Schema schema_for_ring(const SegmentInfo& ring, const std::string& path,
+                       const std::string& root_type, const char* command) {
   const Schema& stored = ring.stored_schema;
   if (path.empty()) {
     if (!stored.empty()) return stored;
@@ -131,19 +133,21 @@ Schema schema_for_ring(const SegmentInfo& ring, const std::string& path, const s
   Schema mine = load_schema_file(path, root_type);
   const SchemaId id = SchemaId::of(mine.root_name(), mine.file_identifier());
   if (!(ring.schema == id)) {
-    throw ToolError(Exit::schema,
-                    fmt::format("schema mismatch: ring '{}' holds {}{}, the schema's root type {} is {}",
-                                ring.name, describe(ring.schema),
-                                stored.empty() ? "" : " (" + stored.root_name() + ")",
-                                mine.root_name(), describe(id)));
+    throw ToolError(
+        Exit::schema,
+        fmt::format("schema mismatch: ring '{}' holds {}{}, the schema's root type {} is {}",
+                    ring.name, describe(ring.schema),
+                    stored.empty() ? "" : " (" + stored.root_name() + ")", mine.root_name(),
+                    describe(id)));
   }
   if (!stored.empty()) {
     const SchemaCheck check = check_compatible(stored, mine);
     if (!check.compatible) {
-      throw ToolError(Exit::schema,
-                      fmt::format("schema mismatch: '{}' is not compatible with the schema stored in "
-                                  "ring '{}': {}",
-                                  path, ring.name, check.why));
+      throw ToolError(
+          Exit::schema,
+          fmt::format("schema mismatch: '{}' is not compatible with the schema stored in "
+                      "ring '{}': {}",
+                      path, ring.name, check.why));
     }
   }
   return mine;

@@ -49,7 +49,8 @@ class SchemaFile {
 
   /// Writes the record as JSON to `out`; false, with `why` set, when it fails verification or
   /// cannot be printed. `bytes` must be 16-byte aligned private memory.
-  [[nodiscard]] bool to_json(std::span<const std::byte> bytes, std::string& out, std::string& why) const;
+  [[nodiscard]] bool to_json(std::span<const std::byte> bytes, std::string& out,
+                             std::string& why) const;
 
  private:
   RecordVerifier verifier_;

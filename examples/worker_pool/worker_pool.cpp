@@ -72,7 +72,8 @@ struct Names {
 // not released before the next receive) and listens only for the end: the dispatcher's SIGKILL,
 // a shutdown, or the dispatcher's death.
 int stall(flatring::Consumer<pool::Control, flatring::Mode::broadcast>& control,
-          flatring::Producer<pool::Result, flatring::Mode::mpsc>& results, std::uint64_t id, unsigned index) {
+          flatring::Producer<pool::Result, flatring::Mode::mpsc>& results, std::uint64_t id,
+          unsigned index) {
   flatbuffers::FlatBufferBuilder fbb;
   pool::FinishResultBuffer(fbb, pool::CreateResult(fbb, id, index, 0, false, /*stalling=*/true));
   if (results.send(fbb, 10s) != flatring::Status::ok) return 1;
@@ -87,13 +88,15 @@ int run_worker(const Names& names, unsigned index) {
   using namespace flatring;
   // Join the control ring first: the dispatcher relies on a broadcast only once every worker
   // listens to it (a broadcast consumer sees what is sent after it joined).
-  Consumer<pool::Control, flatring::Mode::broadcast> control(open_ring<pool::Control>(names.control()));
+  Consumer<pool::Control, flatring::Mode::broadcast> control(
+      open_ring<pool::Control>(names.control()));
   // In place: a received task stays held in the ring until the next receive, i.e. until its
   // result is sent. If this worker dies before that, the ring delivers the task again to another
   // worker. (A copying consumer releases the record before it even verifies it.) In place reads
   // trust the task producer not to rewrite a record after it was verified: here that is the
   // pool's own dispatcher.
-  Consumer<pool::Task, flatring::Mode::mpmc> tasks(open_ring<pool::Task>(names.tasks()), {.in_place = true});
+  Consumer<pool::Task, flatring::Mode::mpmc> tasks(open_ring<pool::Task>(names.tasks()),
+                                                   {.in_place = true});
   Producer<pool::Result, flatring::Mode::mpsc> results(open_ring<pool::Result>(names.results()));
   flatbuffers::FlatBufferBuilder fbb;
   for (;;) {
@@ -119,7 +122,8 @@ int run_worker(const Names& names, unsigned index) {
     const pool::Stall victim = redelivered ? pool::Stall::None : t.stall();
     if (victim == pool::Stall::BeforeResult) return stall(control, results, t.id(), index);
     fbb.Clear();
-    pool::FinishResultBuffer(fbb, pool::CreateResult(fbb, t.id(), index, work(t.input()), redelivered));
+    pool::FinishResultBuffer(fbb,
+                             pool::CreateResult(fbb, t.id(), index, work(t.input()), redelivered));
     const Status s = results.send(fbb, 10s);
     if (s != Status::ok) {
       std::fprintf(stderr, "worker %u: results: %s\n", index, str(s).c_str());
@@ -165,11 +169,14 @@ class Dispatcher {
         held_by_dead_(n_tasks, false),
         // Sizes: a task or result record is under 64 bytes, so each 64 KiB ring holds about a
         // thousand; one shutdown record is all the control ring ever carries.
-        tasks_ring_(flatring::create_ring<pool::Task>(names_.tasks(), {.capacity = 1 << 16, .mode = flatring::Mode::mpmc})),
+        tasks_ring_(flatring::create_ring<pool::Task>(
+            names_.tasks(), {.capacity = 1 << 16, .mode = flatring::Mode::mpmc})),
         tasks_guard_(names_.tasks()),
-        results_ring_(flatring::create_ring<pool::Result>(names_.results(), {.capacity = 1 << 16, .mode = flatring::Mode::mpsc})),
+        results_ring_(flatring::create_ring<pool::Result>(
+            names_.results(), {.capacity = 1 << 16, .mode = flatring::Mode::mpsc})),
         results_guard_(names_.results()),
-        control_ring_(flatring::create_ring<pool::Control>(names_.control(), {.capacity = 1 << 12, .mode = flatring::Mode::broadcast})),
+        control_ring_(flatring::create_ring<pool::Control>(
+            names_.control(), {.capacity = 1 << 12, .mode = flatring::Mode::broadcast})),
         control_guard_(names_.control()),
         tasks_(tasks_ring_),
         results_(results_ring_),
@@ -190,7 +197,8 @@ class Dispatcher {
   }
 
   int run() {
-    std::printf("dispatcher: %zu workers, %llu tasks over one mpmc ring\n", workers_.size(), ull(n_tasks_));
+    std::printf("dispatcher: %zu workers, %llu tasks over one mpmc ring\n", workers_.size(),
+                ull(n_tasks_));
     // Also wait for the tasks killed workers held: the ring delivers each again, and the books
     // account for it (a result, or a duplicate ignored).
     while ((accepted_ < n_tasks_ || awaiting_ != 0) && failures_ == 0) {
@@ -249,7 +257,8 @@ class Dispatcher {
       ++abandoned_;
       return true;
     }
-    if (r.status() == flatring::Status::empty || r.status() == flatring::Status::timed_out) return false;
+    if (r.status() == flatring::Status::empty || r.status() == flatring::Status::timed_out)
+      return false;
     if (!r) throw std::runtime_error("results: " + str(r.status()));
     const pool::Result& res = **r;
     const std::uint64_t id = res.id();
@@ -261,7 +270,8 @@ class Dispatcher {
       return true;
     }
     ++results_seen_;
-    if (res.value() != work(input_of(id))) throw std::runtime_error("a wrong value for task " + std::to_string(id));
+    if (res.value() != work(input_of(id)))
+      throw std::runtime_error("a wrong value for task " + std::to_string(id));
     if (res.redelivered()) {
       ++redelivered_;
       if (held_by_dead_[id]) {
@@ -296,7 +306,8 @@ class Dispatcher {
                 static_cast<int>(w.pid), ull(id));
     const auto fresh = static_cast<unsigned>(workers_.size());
     workers_.push_back({start_worker(names_, fresh)});
-    std::printf("dispatcher: started worker %u (pid %d) in its place\n", fresh, static_cast<int>(workers_.back().pid));
+    std::printf("dispatcher: started worker %u (pid %d) in its place\n", fresh,
+                static_cast<int>(workers_.back().pid));
   }
 
   // The pool's own supervision: a worker that exits on its own is a failure (workers only stop
@@ -323,7 +334,8 @@ class Dispatcher {
   // Every live worker must be listening before the shutdown is broadcast (a replacement may
   // still be starting).
   void shut_down() {
-    while (failures_ == 0 && flatring::census(control_ring_, flatring::layout::Role::consumer).alive < live()) {
+    while (failures_ == 0 &&
+           flatring::census(control_ring_, flatring::layout::Role::consumer).alive < live()) {
       supervise();
       std::this_thread::sleep_for(1ms);
     }
@@ -346,13 +358,15 @@ class Dispatcher {
 
   void report() const {
     std::printf("dispatcher: results per worker:");
-    for (std::size_t i = 0; i < workers_.size(); ++i) std::printf(" %zu:%llu", i, ull(workers_[i].accepted));
+    for (std::size_t i = 0; i < workers_.size(); ++i)
+      std::printf(" %zu:%llu", i, ull(workers_[i].accepted));
     std::printf("\n");
-    std::printf("dispatcher: tasks %llu, results %llu (%llu accepted and verified), tasks redelivered %llu, "
+    std::printf("dispatcher: tasks %llu, results %llu (%llu accepted and verified), tasks "
+                "redelivered %llu, "
                 "duplicate results ignored %llu, abandoned result claims %llu, workers killed %u, "
                 "worker failures %u\n",
-                ull(n_tasks_), ull(results_seen_), ull(accepted_), ull(redelivered_), ull(duplicates_),
-                ull(abandoned_), kills_, failures_);
+                ull(n_tasks_), ull(results_seen_), ull(accepted_), ull(redelivered_),
+                ull(duplicates_), ull(abandoned_), kills_, failures_);
   }
 
   Names names_;
@@ -372,7 +386,8 @@ class Dispatcher {
   flatring::Producer<pool::Control, flatring::Mode::broadcast> control_;
   std::vector<Worker> workers_;
   flatbuffers::FlatBufferBuilder fbb_;
-  std::uint64_t next_ = 0, accepted_ = 0, results_seen_ = 0, redelivered_ = 0, duplicates_ = 0, abandoned_ = 0;
+  std::uint64_t next_ = 0, accepted_ = 0, results_seen_ = 0, redelivered_ = 0, duplicates_ = 0,
+                abandoned_ = 0;
   unsigned kills_ = 0, failures_ = 0;
 };
 
@@ -385,7 +400,8 @@ int main(int argc, char** argv) {
   bool kill_one = true;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--workers" && i + 1 < argc) n_workers = static_cast<unsigned>(std::strtoul(argv[++i], nullptr, 10));
+    if (a == "--workers" && i + 1 < argc)
+      n_workers = static_cast<unsigned>(std::strtoul(argv[++i], nullptr, 10));
     else if (a == "--tasks" && i + 1 < argc) n_tasks = std::strtoull(argv[++i], nullptr, 10);
     else if (a == "--no-kill") kill_one = false;
     else {

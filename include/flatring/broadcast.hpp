@@ -185,6 +185,7 @@ class BroadcastReader final : public ConsumerCore<BroadcastReader, false> {
 }  // namespace detail
 
 template <>
-struct ModeEndpoints<Mode::broadcast> : EndpointPair<detail::BroadcastWriter, detail::BroadcastReader> {};
+struct ModeEndpoints<Mode::broadcast>
+    : EndpointPair<detail::BroadcastWriter, detail::BroadcastReader> {};
 
 }  // namespace flatring

@@ -379,7 +379,8 @@ class ProducerCore {
     const Status s = policy().publish(reserved, used);
     if (s != Status::ok) return s;
     // A lost segment takes writes into private zero pages that no consumer sees: say so.
-    if (ring_.lost_fast()) [[unlikely]] return Status::segment_lost;
+    if (ring_.lost_fast()) [[unlikely]]
+      return Status::segment_lost;
     tally_.add(used);
     tally_.store(self_, layout::records_written, layout::bytes_written);
     wake<Policy::kHandshake>(ctrl_->data, self_, fast_fence_, Policy::kWakeCount);

@@ -10,9 +10,10 @@
 //   offset 512      WaitLine (data)    futex word + sleeper count for "not empty"
 //   offset 640      WaitLine (space)   futex word + sleeper count for "not full"
 //   offset 768      Counters (retired) totals folded in from peers that detached or died
-//   offset 896      OwnerLine          exclusive-role owners (spsc/broadcast producer, spsc/mpsc consumer)
-//   offset 1024     PeerSlot[kMaxPeers] one 128-byte line per attached process (liveness, stats)
-//   offset 8192     schema area (version 2): the root type's binary schema, `schema_size` bytes,
+//   offset 896      OwnerLine          exclusive-role owners (spsc/broadcast producer, spsc/mpsc
+//   consumer) offset 1024     PeerSlot[kMaxPeers] one 128-byte line per attached process (liveness,
+//   stats) offset 8192     schema area (version 2): the root type's binary schema, `schema_size`
+//   bytes,
 //                   written once by the creator before the magic; never mapped (read with pread)
 //   ring_offset     record area, `capacity` bytes, at the first page boundary after the schema
 //                   area (8192 when there is none), so it can be mapped read-only
@@ -110,8 +111,8 @@ struct SegmentHeader {
   std::uint32_t reserved1;
   std::uint64_t creator_start_time;  // /proc/<pid>/stat starttime, against pid reuse
   std::uint64_t created_unix_ns;
-  std::uint64_t schema_offset;    // kRingOffset when a schema is stored, else 0
-  std::uint64_t schema_size;      // bytes of the stored binary schema, 0 for none
+  std::uint64_t schema_offset;     // kRingOffset when a schema is stored, else 0
+  std::uint64_t schema_size;       // bytes of the stored binary schema, 0 for none
   std::uint64_t schema_bfbs_hash;  // FNV-1a 64 of those bytes
   std::uint8_t reserved[256 - 120];
 };
@@ -232,7 +233,8 @@ static_assert(offsetof(Control, producer) == 256 && offsetof(Control, consumer) 
                   offsetof(Control, retired) == 768 && offsetof(Control, owners) == 896 &&
                   offsetof(Control, peers) == 1024,
               "control offsets are part of layout version 1");
-static_assert(offsetof(ConsumerLine, next) == 64, "mpmc read cursor offset is part of layout version 1");
+static_assert(offsetof(ConsumerLine, next) == 64,
+              "mpmc read cursor offset is part of layout version 1");
 static_assert(offsetof(SegmentHeader, schema_hash) == 64 && offsetof(SegmentHeader, capacity) == 24,
               "header offsets are part of layout version 1");
 static_assert(kRingOffset == 8192, "record area offset is part of layout version 1");

@@ -88,6 +88,7 @@ class MpmcReader final : public ConsumerCore<MpmcReader, true> {
 }  // namespace detail
 
 template <>
-struct ModeEndpoints<Mode::mpmc> : EndpointPair<detail::MpWriter<Mode::mpmc>, detail::MpmcReader> {};
+struct ModeEndpoints<Mode::mpmc> : EndpointPair<detail::MpWriter<Mode::mpmc>, detail::MpmcReader> {
+};
 
 }  // namespace flatring

@@ -89,11 +89,10 @@ class MpWriterCore : public ProducerCore<MpWriterCore> {
     // Fails only if the consumers already abandoned it: then there is nothing left to do, unless
     // they skipped it as stalled (mpmc), which leaves the finishing to us.
     if (header_at(data_, claim_ & mask_)
-            .frame.compare_exchange_strong(
-                expected,
-                layout::make_frame(layout::RecordType::abandoned,
-                                   extent - layout::kRecordHeaderSize),
-                std::memory_order_seq_cst, std::memory_order_relaxed)) {
+            .frame.compare_exchange_strong(expected,
+                                           layout::make_frame(layout::RecordType::abandoned,
+                                                              extent - layout::kRecordHeaderSize),
+                                           std::memory_order_seq_cst, std::memory_order_relaxed)) {
       wake<kHandshake>(ctrl_->data, self_, false, kWakeCount);
     } else {
       finish_if_stalled(expected, extent);
@@ -213,6 +212,7 @@ class MpscReader final : public ConsumerCore<MpscReader, true> {
 }  // namespace detail
 
 template <>
-struct ModeEndpoints<Mode::mpsc> : EndpointPair<detail::MpWriter<Mode::mpsc>, detail::MpscReader> {};
+struct ModeEndpoints<Mode::mpsc> : EndpointPair<detail::MpWriter<Mode::mpsc>, detail::MpscReader> {
+};
 
 }  // namespace flatring

@@ -117,7 +117,8 @@ class RecordVerifier {
   };
   RecordVerifier() = default;
   /// \pre !schema.empty()
-  explicit RecordVerifier(Schema schema, Limits limits) : schema_(std::move(schema)), limits_(limits) {}
+  explicit RecordVerifier(Schema schema, Limits limits)
+      : schema_(std::move(schema)), limits_(limits) {}
   explicit RecordVerifier(Schema schema) : RecordVerifier(std::move(schema), Limits{}) {}
 
   /// True when `bytes` is a valid buffer of the schema's root type, carrying its file identifier

@@ -1,8 +1,9 @@
-// The segment: naming, creating, opening and validating a ring's shared memory, and attaching to it.
+// The segment: naming, creating, opening and validating a ring's shared memory, and attaching to
+// it.
 //
-// Named segments are POSIX shared memory objects (Boost.Interprocess shared_memory_object), which on
-// Linux live in /dev/shm/flatring.<name>. Everything read from the segment is validated once at open
-// and kept in a private SegmentInfo; the hot path never re-reads the header.
+// Named segments are POSIX shared memory objects (Boost.Interprocess shared_memory_object), which
+// on Linux live in /dev/shm/flatring.<name>. Everything read from the segment is validated once at
+// open and kept in a private SegmentInfo; the hot path never re-reads the header.
 #pragma once
 
 #include <atomic>

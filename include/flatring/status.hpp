@@ -1,4 +1,5 @@
-// Outcomes. The hot path returns a Status (or a Result carrying one); set-up throws flatring::Error.
+// Outcomes. The hot path returns a Status (or a Result carrying one); set-up throws
+// flatring::Error.
 #pragma once
 
 #include <cassert>
@@ -38,7 +39,7 @@ enum class Status : std::uint8_t {
 template <class T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) noexcept : value_(std::move(value)), status_(Status::ok) {}  // NOLINT
+  Result(T value) noexcept : value_(std::move(value)), status_(Status::ok) {}    // NOLINT
   Result(Status s) noexcept : value_{}, status_(s) { assert(s != Status::ok); }  // NOLINT
 
   [[nodiscard]] bool has_value() const noexcept { return status_ == Status::ok; }
@@ -46,13 +47,26 @@ class [[nodiscard]] Result {
   [[nodiscard]] Status status() const noexcept { return status_; }
 
   /// \pre has_value()
-  T& operator*() noexcept { assert(has_value()); return value_; }
-  const T& operator*() const noexcept { assert(has_value()); return value_; }
-  T* operator->() noexcept { assert(has_value()); return &value_; }
-  const T* operator->() const noexcept { assert(has_value()); return &value_; }
+  T& operator*() noexcept {
+    assert(has_value());
+    return value_;
+  }
+  const T& operator*() const noexcept {
+    assert(has_value());
+    return value_;
+  }
+  T* operator->() noexcept {
+    assert(has_value());
+    return &value_;
+  }
+  const T* operator->() const noexcept {
+    assert(has_value());
+    return &value_;
+  }
   /// \throws std::logic_error when there is no value.
   T& value() {
-    if (!has_value()) throw std::logic_error("flatring::Result has no value: " + std::string(to_string(status_)));
+    if (!has_value())
+      throw std::logic_error("flatring::Result has no value: " + std::string(to_string(status_)));
     return value_;
   }
 
@@ -63,22 +77,22 @@ class [[nodiscard]] Result {
 
 /// Why a set-up call (create, open, attach) failed.
 enum class Errc : std::uint8_t {
-  invalid_name,        ///< name empty, too long, or with characters outside [A-Za-z0-9._-]
-  invalid_options,     ///< capacity/max_record_size/permissions out of range
-  already_exists,      ///< create: the name is taken (create is exclusive)
-  not_found,           ///< open: no segment with that name
-  permission_denied,   ///< the OS refused access
-  not_flatring,        ///< the segment does not start with flatring's magic (foreign or unready)
-  wrong_version,       ///< built for another layout version
-  wrong_schema,        ///< the ring's schema identity differs from the caller's root type
-  wrong_mode,          ///< the ring's mode is not the endpoint's (e.g. a Reader<mpmc> on spsc)
-  size_mismatch,       ///< the segment's real size does not match its header (truncated/grown)
-  corrupt_header,      ///< a header field is out of range or inconsistent
-  corrupt_state,       ///< positions in the control area are impossible
-  role_taken,          ///< an exclusive role (the producer in spsc and broadcast, the consumer
-                       ///< in spsc and mpsc) is held by a live process
-  no_free_slot,        ///< all peer slots are held by live processes
-  unsafe_owner,        ///< the segment belongs to another uid (see OpenOptions::allow_foreign_owner)
+  invalid_name,       ///< name empty, too long, or with characters outside [A-Za-z0-9._-]
+  invalid_options,    ///< capacity/max_record_size/permissions out of range
+  already_exists,     ///< create: the name is taken (create is exclusive)
+  not_found,          ///< open: no segment with that name
+  permission_denied,  ///< the OS refused access
+  not_flatring,       ///< the segment does not start with flatring's magic (foreign or unready)
+  wrong_version,      ///< built for another layout version
+  wrong_schema,       ///< the ring's schema identity differs from the caller's root type
+  wrong_mode,         ///< the ring's mode is not the endpoint's (e.g. a Reader<mpmc> on spsc)
+  size_mismatch,      ///< the segment's real size does not match its header (truncated/grown)
+  corrupt_header,     ///< a header field is out of range or inconsistent
+  corrupt_state,      ///< positions in the control area are impossible
+  role_taken,         ///< an exclusive role (the producer in spsc and broadcast, the consumer
+                      ///< in spsc and mpsc) is held by a live process
+  no_free_slot,       ///< all peer slots are held by live processes
+  unsafe_owner,       ///< the segment belongs to another uid (see OpenOptions::allow_foreign_owner)
   unsafe_permissions,  ///< group/world-writable, or not a regular file
   system_error,        ///< an unexpected OS error; the message carries errno's text
   invalid_schema,      ///< a .fbs schema given to flatring did not parse (the parser's message)

@@ -21,8 +21,8 @@
 #include "flatring/mpmc.hpp"
 #include "flatring/mpsc.hpp"
 #include "flatring/schema.hpp"
-#include "flatring/spsc.hpp"
 #include "flatring/segment.hpp"
+#include "flatring/spsc.hpp"
 #include "flatring/status.hpp"
 
 namespace flatring {
@@ -65,14 +65,14 @@ std::span<const std::uint8_t> embedded_binary_schema() {
 }  // namespace detail
 
 /// FLATRING_SCHEMA(app::Order, app::OrderIdentifier())
-#define FLATRING_SCHEMA(ROOT, IDENTIFIER)                                                        \
-  template <>                                                                                  \
-  struct flatring::schema_traits<ROOT> {                                                       \
-    static const char* file_identifier() { return IDENTIFIER; }                                \
-    static std::string_view name() { return ::flatring::detail::root_name<ROOT>(#ROOT); }      \
-    static std::span<const std::uint8_t> binary_schema() {                                     \
-      return ::flatring::detail::embedded_binary_schema<ROOT>();                               \
-    }                                                                                          \
+#define FLATRING_SCHEMA(ROOT, IDENTIFIER)                                                 \
+  template <>                                                                             \
+  struct flatring::schema_traits<ROOT> {                                                  \
+    static const char* file_identifier() { return IDENTIFIER; }                           \
+    static std::string_view name() { return ::flatring::detail::root_name<ROOT>(#ROOT); } \
+    static std::span<const std::uint8_t> binary_schema() {                                \
+      return ::flatring::detail::embedded_binary_schema<ROOT>();                          \
+    }                                                                                     \
   }
 
 /// The SchemaId recorded in a ring created for `Root`: its file identifier and root type name.
@@ -166,7 +166,8 @@ class Producer {
   }
 
   /// try_send, waiting up to `timeout` for space (see Writer::write for the extra outcomes).
-  [[nodiscard]] Status send(const flatbuffers::FlatBufferBuilder& fbb, std::chrono::nanoseconds timeout) {
+  [[nodiscard]] Status send(const flatbuffers::FlatBufferBuilder& fbb,
+                            std::chrono::nanoseconds timeout) {
     if (!has_identifier(fbb)) return Status::invalid_state;
     return writer_.write(detail::bytes_of(fbb), timeout);
   }
@@ -178,7 +179,8 @@ class Producer {
   static bool has_identifier(const flatbuffers::FlatBufferBuilder& fbb) noexcept {
     const char* id = schema_traits<Root>::file_identifier();
     if (id == nullptr || id[0] == '\0') return true;
-    if (fbb.GetSize() < sizeof(flatbuffers::uoffset_t) + flatbuffers::kFileIdentifierLength) return false;
+    if (fbb.GetSize() < sizeof(flatbuffers::uoffset_t) + flatbuffers::kFileIdentifierLength)
+      return false;
     return flatbuffers::BufferHasIdentifier(fbb.GetBufferPointer(), id);
   }
   SchemaMatch match_;

@@ -30,7 +30,8 @@ int consume(const std::string& name) {
       return 2;
     }
     if ((*msg)->id() != id || (*msg)->text() == nullptr || (*msg)->text()->str() != text_of(id)) {
-      std::fprintf(stderr, "record %llu has the wrong content\n", static_cast<unsigned long long>(id));
+      std::fprintf(stderr, "record %llu has the wrong content\n",
+                   static_cast<unsigned long long>(id));
       return 3;
     }
   }
@@ -51,7 +52,8 @@ int main() {
   flatbuffers::FlatBufferBuilder fbb;
   for (std::uint64_t id = 0; id < kRecords; ++id) {
     fbb.Clear();
-    fbb.Finish(pkg::CreateGreeting(fbb, id, fbb.CreateString(text_of(id))), pkg::GreetingIdentifier());
+    fbb.Finish(pkg::CreateGreeting(fbb, id, fbb.CreateString(text_of(id))),
+               pkg::GreetingIdentifier());
     if (const auto s = producer.send(fbb, 30s); s != flatring::Status::ok) {
       std::fprintf(stderr, "send %llu: %s\n", static_cast<unsigned long long>(id),
                    std::string(flatring::to_string(s)).c_str());

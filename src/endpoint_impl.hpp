@@ -18,6 +18,8 @@ ProducerCore<Policy>::ProducerCore(Ring ring, Mode mode, const char* who, WaitOp
       mask_(capacity_ - 1),
       max_record_(ring_.info().max_record_size) {
   if constexpr (Policy::kHandshake == Handshake::asymmetric) fast_fence_ = wait::register_waker();
+  // The first lap must not fault page by page on the hot path (OpenOptions::prefault).
+  ring_.prefault(true);
 }
 
 template <class Policy>
@@ -56,6 +58,7 @@ ConsumerCore<Policy, Writes>::ConsumerCore(Ring ring, Mode mode, const char* who
   if constexpr (Writes) data_ = ring_.writable_data();
   else data_ = ring_.data();
   if constexpr (Policy::kHandshake == Handshake::asymmetric) fast_fence_ = wait::register_waker();
+  ring_.prefault(Writes);  // OpenOptions::prefault
 }
 
 template <class Policy, bool Writes>

@@ -196,6 +196,9 @@ class Mapping {
   std::once_flag rw_once;
   bip::mapped_region data_rw;
   bip::shared_memory_object shm;  // kept open for the read-write remap
+  bool prefault = true;
+  std::atomic<bool> populated_ro{false};
+  std::atomic<bool> populated_rw{false};
   std::array<std::uint32_t, 3> guarded{guard::kNoEntry, guard::kNoEntry, guard::kNoEntry};
 
   Mapping() = default;
@@ -363,6 +366,9 @@ bip::mapped_region map(const bip::shared_memory_object& shm, bip::mode_t mode, s
 }
 
 bool slot_alive(const layout::PeerSlot& s) noexcept {
+  // SYNC POINT READ: pairs with the claimer's pid CAS; the start time it stores next is read
+  // with acquire below and may lag (then the liveness test fails safe: it looks dead only if the
+  // pid is gone too, see is_alive).
   std::uint32_t pid = s.pid.load(std::memory_order_acquire);
   if (pid == 0) return false;
   if (pid == layout::kReaping) return true;  // someone else is reclaiming it
@@ -513,6 +519,7 @@ Ring Ring::create_with(std::string_view name, const RingOptions& options, const 
   const std::uint64_t ring_offset = layout::ring_offset_for(bfbs.size());
 
   auto m = std::make_shared<detail::Mapping>();
+  m->prefault = create.prefault;
   const std::string full = shm_name(name);
   for (int attempt = 0;; ++attempt) {
     try {
@@ -591,6 +598,7 @@ Ring Ring::create_with(std::string_view name, const RingOptions& options, const 
 Ring Ring::open(std::string_view name, const OpenOptions& options) {
   validate_name(name);
   auto m = std::make_shared<detail::Mapping>();
+  m->prefault = options.prefault;
   const std::string full = shm_name(name);
   try {
     m->shm = bip::shared_memory_object(bip::open_only, full.c_str(), bip::read_write);
@@ -703,16 +711,49 @@ std::byte* Ring::writable_data() const {
   return static_cast<std::byte*>(map_->data_rw.get_address());
 }
 
+bool Ring::prefault(bool writable) const noexcept {
+  if (!map_->prefault) return false;
+  auto& done = writable ? map_->populated_rw : map_->populated_ro;
+  if (done.exchange(true, std::memory_order_relaxed)) return true;  // process-local flag
+  const bip::mapped_region& region = writable ? map_->data_rw : map_->data_ro;
+  auto* base = static_cast<std::byte*>(region.get_address());
+  const std::size_t size = region.get_size();
+  if (base == nullptr || size == 0) return false;
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22  // Linux 5.14
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+  // A shrunk segment makes madvise fail with EFAULT instead of raising SIGBUS.
+  if (::madvise(base, size, writable ? MADV_POPULATE_WRITE : MADV_POPULATE_READ) == 0) return true;
+  if (errno != EINVAL) return false;  // the kernel knows the advice; the pages are not there
+  // Older kernels: touch every page (the SIGBUS guard covers a segment shrunk meanwhile). A
+  // write is an atomic add of 0, so a peer's concurrent bytes are never changed.
+  for (std::size_t off = 0; off < size; off += layout::kPageSize) {
+    if (writable) {
+      __atomic_fetch_add(reinterpret_cast<std::uint8_t*>(base + off), std::uint8_t{0},
+                         __ATOMIC_RELAXED);
+    } else {
+      (void)__atomic_load_n(reinterpret_cast<const std::uint8_t*>(base + off), __ATOMIC_RELAXED);
+    }
+  }
+  return true;
+}
+
 std::uint32_t Ring::reap_dead_peers() const noexcept {
   layout::Control& c = control();
   std::uint32_t reaped = 0;
   for (std::uint32_t i = 0; i < layout::kMaxPeers; ++i) {
     auto& s = c.peers[i];
+    // Acquire: pairs with the claimer's pid CAS (acq_rel) and start-time store.
     std::uint32_t pid = s.pid.load(std::memory_order_acquire);
     if (pid == 0 || pid == layout::kReaping) continue;
     if (is_alive(ProcessToken{pid, s.start_time.load(std::memory_order_acquire)})) continue;
     for (auto role : {layout::Role::producer, layout::Role::consumer}) {
       std::uint32_t mine = i + 1;
+      // SYNC POINT: frees a dead owner's role; pairs with a taker's acquire load / CAS of the
+      // owner word. Fails harmlessly when the word names another slot.
       owner_word(c, role).compare_exchange_strong(mine, 0, std::memory_order_acq_rel);
     }
     if (reclaim_slot(c, i, pid)) ++reaped;
@@ -723,6 +764,7 @@ std::uint32_t Ring::reap_dead_peers() const noexcept {
 PeerCensus census(const Ring& ring, layout::Role role) noexcept {
   PeerCensus out;
   for (const auto& s : ring.control().peers) {
+    // Acquire, both: pair with the claimer's pid CAS and its role store (release).
     if (s.pid.load(std::memory_order_acquire) == 0) continue;
     if (s.role.load(std::memory_order_acquire) != static_cast<std::uint32_t>(role)) continue;
     if (slot_alive(s)) ++out.alive;
@@ -753,17 +795,22 @@ Attachment::Attachment(Ring ring, layout::Role role, bool exclusive)
     fail(Errc::no_free_slot, ring_.info().name,
          "all " + std::to_string(layout::kMaxPeers) + " peer slots are held by live processes");
   }
+  // Relaxed: published by the role store below.
   slot_->start_time.store(self.start_time, std::memory_order_relaxed);
   slot_->cursor.store(0, std::memory_order_relaxed);
   for (auto& v : slot_->counter) v.store(0, std::memory_order_relaxed);
+  // SYNC POINT WRITE: the slot is filled; pairs with the role loads (acquire) of census,
+  // broadcast's refresh_min and the recovery scans.
   slot_->role.store(static_cast<std::uint32_t>(role), std::memory_order_release);
 
   if (!exclusive_) return;
   auto& owner = owner_word(c, role);
   const std::uint32_t mine = index_ + 1;
   for (;;) {
+    // Acquire: pairs with the previous owner's release (CAS to 0) or a takeover CAS.
     std::uint32_t cur = owner.load(std::memory_order_acquire);
     if (cur == 0) {
+      // SYNC POINT: takes the free role; acq_rel pairs with every other owner-word CAS.
       if (owner.compare_exchange_strong(cur, mine, std::memory_order_acq_rel)) return;
       continue;
     }
@@ -773,6 +820,7 @@ Attachment::Attachment(Ring ring, layout::Role role, bool exclusive)
     std::uint32_t dead_pid = 0;
     if (cur <= layout::kMaxPeers) {
       const auto& s = c.peers[cur - 1];
+      // Acquire: pairs with the owner's role store (release) and pid CAS.
       if (s.role.load(std::memory_order_acquire) == static_cast<std::uint32_t>(role) &&
           slot_alive(s)) {
         held = true;
@@ -781,6 +829,7 @@ Attachment::Attachment(Ring ring, layout::Role role, bool exclusive)
       }
     }
     if (held) {
+      // Relaxed: only for the message.
       const std::string who = std::to_string(c.peers[cur - 1].pid.load(std::memory_order_relaxed));
       exclusive_ = false;  // we never held the role
       release();
@@ -788,6 +837,8 @@ Attachment::Attachment(Ring ring, layout::Role role, bool exclusive)
            std::string(role == layout::Role::producer ? "producer" : "consumer") +
                " role is held by live process " + who + " (the mode allows one)");
     }
+    // SYNC POINT: takes the role over from a dead (or impossible) owner; fails if another taker
+    // or the owner's own release changed the word first.
     if (owner.compare_exchange_strong(cur, mine, std::memory_order_acq_rel)) {
       took_over_ = true;
       if (cur <= layout::kMaxPeers && dead_pid != 0 && dead_pid != layout::kReaping) {
@@ -815,8 +866,11 @@ void Attachment::release() noexcept {
   layout::Control& c = ring_.control();
   if (exclusive_) {
     std::uint32_t mine = index_ + 1;
+    // SYNC POINT WRITE: gives the role back; pairs with the next taker's acquire load / CAS.
+    // Fails harmlessly if a taker already took it from us (we looked dead to it).
     owner_word(c, role_).compare_exchange_strong(mine, 0, std::memory_order_acq_rel);
   }
+  // Relaxed: our own slot's word, which only a reaper (CAS) changes.
   std::uint32_t pid = slot_->pid.load(std::memory_order_relaxed);
   if (pid == self_process().pid) reclaim_slot(c, index_, pid);
   slot_ = nullptr;

@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <vector>
+
 #include "helpers.hpp"
 
 using namespace flatring;
@@ -218,4 +220,36 @@ TEST_CASE("process liveness uses pid and start time", "[segment]") {
   pid_t child = fr_test::spawn([] { return 0; });
   fr_test::join(child);
   CHECK_FALSE(is_alive(ProcessToken{static_cast<std::uint32_t>(child), 0}));
+}
+
+namespace {
+// How many pages of [p, p + n) are resident (mincore).
+std::size_t resident_pages(const void* p, std::size_t n) {
+  std::vector<unsigned char> v((n + layout::kPageSize - 1) / layout::kPageSize);
+  REQUIRE(::mincore(const_cast<void*>(p), n, v.data()) == 0);
+  std::size_t k = 0;
+  for (unsigned char c : v) k += c & 1;
+  return k;
+}
+}  // namespace
+
+TEST_CASE("an endpoint prefaults the record area when it attaches, unless told not to",
+          "[segment]") {
+  const auto name = fr_test::unique_name("prefault");
+  RemoveGuard guard(name);
+  constexpr std::uint64_t kCap = 1u << 24;  // 16 MiB: 4096 pages, none touched yet
+  constexpr std::size_t kPages = kCap / layout::kPageSize;
+  Ring created = Ring::create(name, {.capacity = kCap}, SchemaId{}, {.prefault = false});
+  {
+    Ring opened = Ring::open(name, {.prefault = false});
+    Reader<> r(opened);
+    CHECK(resident_pages(opened.data(), kCap) < kPages / 2);  // faulted in only as used
+  }
+  {
+    Ring opened = Ring::open(name);  // prefault by default
+    Reader<> r(opened);
+    CHECK(resident_pages(opened.data(), kCap) == kPages);
+    Writer<> w(opened);
+    CHECK(resident_pages(opened.writable_data(), kCap) == kPages);
+  }
 }

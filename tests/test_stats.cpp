@@ -156,8 +156,19 @@ TEST_CASE("a wake-up across processes is counted once by each side", "[stats][pr
     r.release();
     return 0;
   });
-  // The consumer has announced itself as a sleeper: the next commit must wake it.
-  while (ring.control().data.waiters.load() == 0) ::usleep(1000);
+  // The consumer has counted a sleep (it checked the ring after announcing itself as a sleeper,
+  // found nothing, and is about to sleep or asleep): the next commit must wake it. Waiting only
+  // for `waiters` raced: a commit between the announcement and the re-check needs no sleep.
+  auto consumer_sleeps = [&] {
+    std::uint64_t n = 0;
+    for (const auto& s : ring.control().peers) {
+      if (s.role.load() == static_cast<std::uint32_t>(layout::Role::consumer)) {
+        n += s.counter[layout::futex_sleeps].load();
+      }
+    }
+    return n;
+  };
+  while (consumer_sleeps() == 0) ::usleep(1000);
   std::byte record[24]{};
   REQUIRE(w.try_write(record) == Status::ok);
   REQUIRE(fr_test::join(child) == 0);

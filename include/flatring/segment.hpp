@@ -65,6 +65,9 @@ struct CreateOptions {
   /// a peer slot in it; see Ring::is_stale), remove it and create afresh. Off by default: create
   /// never reuses or replaces a segment silently, it fails with Errc::already_exists.
   bool reclaim_stale = false;
+  /// Fault the record area in when an endpoint of this process attaches (see
+  /// OpenOptions::prefault).
+  bool prefault = true;
 };
 
 /// Options for Ring::open.
@@ -77,6 +80,12 @@ struct OpenOptions {
   bool allow_foreign_owner = false;
   /// Accept a group- or world-writable segment. Off by default.
   bool allow_shared_write = false;
+  /// Fault the record area in when an endpoint of this process attaches
+  /// (madvise MADV_POPULATE_READ/WRITE, or touching each page where the kernel lacks them), so the
+  /// first lap costs no page fault on the hot path. It makes the whole record area resident:
+  /// `capacity` bytes of shared memory (shared by every process that maps it) plus this
+  /// process's page tables for it. Turn it off for rings too large to keep resident.
+  bool prefault = true;
 };
 
 /// What a validated header says, copied out of shared memory once.
@@ -164,6 +173,10 @@ class Ring {
   [[nodiscard]] const std::byte* data() const noexcept;
   /// The record area mapped read-write (mapped on first use). Used by writers only.
   [[nodiscard]] std::byte* writable_data() const;
+  /// Faults the record area in (the read-only mapping, or with `writable` the read-write one),
+  /// once per mapping, unless the ring was created or opened with prefault off. Endpoints call it
+  /// when they attach. Returns whether the pages were populated.
+  bool prefault(bool writable) const noexcept;
 
   /// True once this process's view of the segment has been lost: a peer shrank the segment file and
   /// an access past its new end raised SIGBUS, which flatring's handler answered by mapping zero

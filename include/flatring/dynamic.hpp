@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstddef>
 #include <span>
+#include <utility>
 
 #include "flatring/mode.hpp"
 #include "flatring/schema.hpp"
@@ -54,6 +55,13 @@ class DynamicConsumer {
   [[nodiscard]] Result<std::span<const std::byte>> receive(std::chrono::nanoseconds timeout) {
     rx_.reader().release();
     return rx_.accept(rx_.reader().read(timeout), verify());
+  }
+
+  /// The batched receive: `on_record(std::span<const std::byte>)` for up to `max` verified
+  /// records, the read position published once (see Consumer::poll). Never blocks.
+  template <class F>
+  PollCount poll(F&& on_record, std::size_t max) {
+    return rx_.poll(verify(), std::forward<F>(on_record), max);
   }
 
   [[nodiscard]] const Schema& schema() const noexcept { return verifier_.schema(); }

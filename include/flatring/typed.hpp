@@ -200,6 +200,15 @@ struct ConsumerOptions {
   WaitOptions wait{};
 };
 
+/// What a batched receive (Consumer::poll, DynamicConsumer::poll) did.
+struct PollCount {
+  std::size_t delivered = 0;  ///< verified records handed to the callback
+  std::size_t rejected = 0;   ///< records that failed verification: counted and skipped
+  /// ok when the batch filled `max`; otherwise why it stopped early (empty, corrupt,
+  /// abandoned: Reader::last_status).
+  Status status = Status::ok;
+};
+
 namespace detail {
 
 /// The receive path every verifying consumer shares (Consumer<Root, M>, DynamicConsumer<M>): the
@@ -238,6 +247,44 @@ class VerifyingReader {
     return bytes;
   }
 
+  /// Up to `max` records, each verified exactly as accept() does and handed to
+  /// `on_record(std::span<const std::byte>)`; a record that fails verification is counted and
+  /// skipped, and the batch goes on. The read position is published once for the whole batch
+  /// (Reader::poll), so the producers see the batch's space freed at its end.
+  template <class Verify, class F>
+  PollCount poll(Verify&& verify, F&& on_record, std::size_t max) {
+    reader_.release();  // a record an in_place receive still holds
+    current_ = {};
+    redelivered_ = false;
+    PollCount n;
+    n.delivered = reader_.poll(
+        [&](std::span<const std::byte> bytes) {
+          if (!options_.in_place) {
+            std::byte* copy = nullptr;
+            try {
+              copy = scratch_.get(bytes.size() == 0 ? 1 : bytes.size());
+            } catch (const std::bad_alloc&) {
+              copy = nullptr;
+            }
+            if (copy == nullptr) {
+              reject(n);
+              return;
+            }
+            std::memcpy(copy, bytes.data(), bytes.size());
+            bytes = {copy, bytes.size()};
+          }
+          if (bytes.size() >= FLATBUFFERS_MAX_BUFFER_SIZE || !verify(bytes)) {
+            reject(n);
+            return;
+          }
+          on_record(bytes);
+        },
+        max);
+    n.delivered -= n.rejected;
+    n.status = n.delivered + n.rejected < max ? reader_.last_status() : Status::ok;
+    return n;
+  }
+
   [[nodiscard]] Reader<M>& reader() noexcept { return reader_; }
   [[nodiscard]] const ConsumerOptions& options() const noexcept { return options_; }
   [[nodiscard]] std::span<const std::byte> current() const noexcept { return current_; }
@@ -248,6 +295,11 @@ class VerifyingReader {
     reader_.attachment().count(layout::verify_failures);
     reader_.release();
     return Status::verify_failed;
+  }
+
+  void reject(PollCount& n) noexcept {
+    reader_.attachment().count(layout::verify_failures);
+    ++n.rejected;
   }
 
   Reader<M> reader_;
@@ -288,6 +340,21 @@ class Consumer {
   [[nodiscard]] Result<const Root*> receive(std::chrono::nanoseconds timeout) {
     rx_.reader().release();
     return root_of(rx_.accept(rx_.reader().read(timeout), verifier()));
+  }
+
+  /// The batched receive: calls `on_record(const Root&)` for up to `max` verified records and
+  /// publishes the read position once for the batch (one head store, not one per record). Copy
+  /// mode stays copy-then-verify: each record is copied out before it is verified. A record that
+  /// fails verification is counted and skipped; the rest of the batch is delivered. The
+  /// reference is valid during the call only. Never blocks.
+  template <class F>
+  PollCount poll(F&& on_record, std::size_t max) {
+    return rx_.poll(
+        verifier(),
+        [&](std::span<const std::byte> b) {
+          on_record(*flatbuffers::GetRoot<Root>(reinterpret_cast<const std::uint8_t*>(b.data())));
+        },
+        max);
   }
 
   /// The bytes of the record last returned (verified), valid as long as the pointer.

@@ -670,6 +670,12 @@ void add_flatring_mp_transports(TransportList& out) {
   out.push_back(std::make_unique<MpTransport>("flatring-mpsc", Shape{Mode::mpsc, 2, 1}));
   out.push_back(std::make_unique<MpTransport>("flatring-broadcast", Shape{Mode::broadcast, 1, 2}));
   out.push_back(std::make_unique<MpTransport>("flatring-mpmc", Shape{Mode::mpmc, 2, 2}));
+  // One producer and one consumer: what each mode's protocol costs by itself, beside spsc's
+  // `flatring` row, with no process oversubscribing the 2 CPUs.
+  out.push_back(std::make_unique<MpTransport>("flatring-mpsc-1p", Shape{Mode::mpsc, 1, 1}));
+  out.push_back(std::make_unique<MpTransport>("flatring-mpmc-1p1c", Shape{Mode::mpmc, 1, 1}));
+  out.push_back(
+      std::make_unique<MpTransport>("flatring-broadcast-1c", Shape{Mode::broadcast, 1, 1}));
   out.push_back(std::make_unique<MpTransport>("flatring-mpsc-4p", Shape{Mode::mpsc, 4, 1}));
   out.push_back(std::make_unique<MpTransport>("flatring-mpmc-4p4c", Shape{Mode::mpmc, 4, 4}));
 }

@@ -26,6 +26,7 @@ TransportList all_transports() {
   add_stream_transports(t);
   add_mq_transports(t);
   add_reference_transports(t);
+  add_raw_ring_transports(t);
   return t;
 }
 

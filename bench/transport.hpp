@@ -108,7 +108,8 @@ class ChannelTransport final : public Transport {
 void add_flatring_transports(TransportList&);  // transports_flatring.cpp
 void add_stream_transports(TransportList&);    // transports_stream.cpp: pipe, unix-stream
 void add_mq_transports(TransportList&);        // transports_mq.cpp: boost-mq, posix-mq
-void add_reference_transports(
-    TransportList&);  // transports_reference.cpp: memcpy, cacheline-pingpong
+// transports_reference.cpp: memcpy, cacheline-pingpong
+void add_reference_transports(TransportList&);
+void add_raw_ring_transports(TransportList&);  // transports_raw_ring.cpp: raw-ring
 
 }  // namespace bench

@@ -39,7 +39,11 @@ void drain(const Ring& ring) {
       fuzz::touch(ring, v->bytes);
       reader.release();
     } else if (v.status() == Status::corrupt) {
-      if (reader.skip_to_tail() == 0) return;
+      // The recovery verb: skips to the producer's tail (abandoned) or finds it impossible too.
+      const Status s = reader.recover();
+      FUZZ_CHECK(s == Status::abandoned || s == Status::corrupt || s == Status::ok ||
+                 s == Status::empty);
+      if (s != Status::abandoned && s != Status::ok) return;
     } else {
       return;
     }
@@ -54,7 +58,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     Ring ring = Ring::open(name());
     const SegmentInfo& info = ring.info();
     FUZZ_CHECK(info.segment_size == size);
-    FUZZ_CHECK(info.ring_offset == layout::kRingOffset && info.ring_offset + info.capacity == size);
+    // Layout version 2: the record area follows the schema area (none: at kRingOffset).
+    const std::uint64_t stored = info.stored_schema.bfbs().size();
+    FUZZ_CHECK(info.ring_offset == layout::ring_offset_for(stored) &&
+               info.ring_offset + info.capacity == size);
+    if (!info.stored_schema.empty()) (void)info.stored_schema.describe();
     FUZZ_CHECK(info.max_record_size != 0 &&
                info.max_record_size <= max_record_size_for(info.capacity));
     if (info.mode == Mode::spsc) drain(ring);

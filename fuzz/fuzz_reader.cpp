@@ -61,7 +61,7 @@ void run(fuzz::Input& in, Ring& r, std::optional<Reader<>>& reader,
         if (reader) reader->release();
         break;
       case 2:
-        if (reader) (void)reader->skip_to_tail();
+        if (reader) (void)reader->recover();
         break;
       case 3:
         if (reader) (void)reader->poll([&](std::span<const std::byte> b) { fuzz::touch(r, b); }, 4);

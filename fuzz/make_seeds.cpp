@@ -1,16 +1,22 @@
 // Writes the seed corpus for the fuzz targets from real rings and records:
-//   make_seeds <dir>   ->  <dir>/reader/*, <dir>/mpmc/*, <dir>/typed/*, <dir>/open/*
-// The committed corpus in fuzz/corpus/ was made with it; rerun it after a layout change.
+//   make_seeds <dir>   ->  <dir>/reader/*, <dir>/mpmc/*, <dir>/typed/*, <dir>/open/*,
+//   <dir>/schema/*
+// The committed corpus in fuzz/corpus/ was made with it; rerun it after a layout change. The schema
+// seeds are parsed from tests/schema/*.fbs and fuzz/schema/fuzz_msg.fbs (FLATRING_SOURCE_DIR).
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <unistd.h>
 #include <vector>
 
 #include "fuzz_msg_generated.h"
+#include <flatbuffers/idl.h>
+#include <flatbuffers/util.h>
 #include <flatring/flatring.hpp>
 
 namespace {
@@ -227,6 +233,115 @@ void open_seeds(const fs_::path& dir) {
                      SchemaId::of("app.Order", "ORDR"));
     save(dir, "broadcast-schema", file_bytes(name));
   }
+  Ring::remove(name);
+  {
+    // Layout version 2: a stored binary schema, and the record area after its page.
+    Ring ring = Ring::create(
+        name, {.capacity = 4096},
+        Schema::from_fbs_file(std::string(FLATRING_SOURCE_DIR) + "/tests/schema/evo_v1.fbs"));
+    save(dir, "stored-schema", file_bytes(name));
+  }
+}
+
+// ---- fuzz_schema (fuzz_schema.cpp): u8 flags, u8 max_depth, u32 max_tables, u32 max_size, u16 n,
+// n bytes of binary schema, then (a) a record or (b) the fuzzed header fields and a record.
+
+struct Parsed {
+  Bytes bfbs;
+  Bytes record;  // from `json` (empty when none)
+};
+
+Parsed parse_fbs(const std::string& file, const char* json) {
+  const std::string path = std::string(FLATRING_SOURCE_DIR) + "/" + file;
+  std::string text;
+  if (!flatbuffers::LoadFile(path.c_str(), false, &text)) throw std::runtime_error("read " + path);
+  flatbuffers::Parser parser;
+  if (!parser.Parse(text.c_str())) throw std::runtime_error(path + ": " + parser.error_);
+  parser.Serialize();
+  Parsed out;
+  out.bfbs.assign(parser.builder_.GetBufferPointer(),
+                  parser.builder_.GetBufferPointer() + parser.builder_.GetSize());
+  if (json != nullptr) {
+    if (!parser.ParseJson(json)) throw std::runtime_error(path + ": " + parser.error_);
+    out.record.assign(parser.builder_.GetBufferPointer(),
+                      parser.builder_.GetBufferPointer() + parser.builder_.GetSize());
+  }
+  return out;
+}
+
+Bytes schema_input(std::uint8_t flags, const Bytes& bfbs, const Bytes& rest,
+                   std::uint8_t max_depth = 0, std::uint32_t max_size = 0) {
+  Bytes b;
+  put<std::uint8_t>(b, flags);
+  put<std::uint8_t>(b, max_depth);
+  put<std::uint32_t>(b, 1000);  // max_tables
+  put<std::uint32_t>(b, max_size);
+  put<std::uint16_t>(b, static_cast<std::uint16_t>(bfbs.size()));
+  b.insert(b.end(), bfbs.begin(), bfbs.end());
+  b.insert(b.end(), rest.begin(), rest.end());
+  return b;
+}
+
+std::uint64_t hash_of(const Bytes& b) {
+  return fnv1a64(std::string_view(reinterpret_cast<const char*>(b.data()), b.size()));
+}
+
+void schema_seeds(const fs_::path& dir) {
+  const char* order = R"({"id": 7, "symbol": "X", "qty": 2})";
+  const Parsed v1 = parse_fbs("tests/schema/evo_v1.fbs", order);
+  const Parsed v2 = parse_fbs("tests/schema/evo_v2.fbs", R"({"id": 7, "price": 2.5})");
+  const Parsed bad_type = parse_fbs("tests/schema/evo_bad_type.fbs", R"({"qty": "many"})");
+  const Parsed reorder = parse_fbs("tests/schema/evo_bad_reorder.fbs", order);
+  const Parsed other_root = parse_fbs("tests/schema/evo_other_root.fbs", R"({"order": 3})");
+  const Parsed msg = parse_fbs("tests/schema/test_msg.fbs", R"({"seq": 1, "payload": [1, 2]})");
+  const Parsed rich = parse_fbs("fuzz/schema/fuzz_msg.fbs", nullptr);
+  const Parsed all = parse_fbs("fuzz/schema/fuzz_rich.fbs", R"({
+    "id": 5, "req": "x", "any_type": "alias", "any": {"name": "l"},
+    "leaves": [{"name": "a", "v": [1.5]}], "opt": 4, "lvl": "Low", "colors": ["Red Blue"],
+    "pos": {"x": 1, "y": 2, "z": 3, "c": "Green", "in": {"x": 1, "y": 2}, "arr": [1, 2, 3, 4],
+            "iarr": [{"x": 1, "y": 2}, {"x": 3, "y": 4}]}})");
+  // (a) from_bfbs: valid schemas with a record of theirs.
+  save(dir, "evo-v1", schema_input(0, v1.bfbs, v1.record));
+  save(dir, "evo-v2", schema_input(0, v2.bfbs, v2.record));
+  save(dir, "evo-bad-type", schema_input(0, bad_type.bfbs, bad_type.record));
+  save(dir, "evo-bad-reorder", schema_input(0, reorder.bfbs, reorder.record));
+  save(dir, "evo-other-root", schema_input(0, other_root.bfbs, other_root.record));
+  save(dir, "test-msg", schema_input(0, msg.bfbs, msg.record));
+  save(dir, "fuzz-msg-choice1", schema_input(0, rich.bfbs, record_bytes(true, 1)));
+  save(dir, "fuzz-msg-choice2", schema_input(0, rich.bfbs, record_bytes(true, 2)));
+  save(dir, "fuzz-rich", schema_input(0, all.bfbs, all.record));
+  // (a) refused: too deep and too large under fuzzed limits, cut short, no root type.
+  save(dir, "limit-depth", schema_input(2, v1.bfbs, v1.record, 2, 1u << 20));
+  save(dir, "limit-size", schema_input(2, v1.bfbs, v1.record, 64, 16));
+  Bytes cut = v1.bfbs;
+  cut.resize(cut.size() / 2);
+  save(dir, "cut", schema_input(0, cut, {}));
+  flatbuffers::Parser rootless;
+  if (!rootless.Parse("namespace x; table T { a: int; }")) throw std::runtime_error("rootless");
+  rootless.Serialize();
+  const Bytes no_root(rootless.builder_.GetBufferPointer(),
+                      rootless.builder_.GetBufferPointer() + rootless.builder_.GetSize());
+  save(dir, "no-root", schema_input(0, no_root, {}));
+  // (b) the segment: consistent header fields (the true hash), then each field fuzzed.
+  save(dir, "segment-evo-v1", schema_input(1, v1.bfbs, v1.record));
+  save(dir, "segment-evo-v2", schema_input(1, v2.bfbs, v2.record));
+  save(dir, "segment-fuzz-msg", schema_input(1, rich.bfbs, record_bytes(false, 0)));
+  save(dir, "segment-fuzz-rich", schema_input(1, all.bfbs, all.record));
+  save(dir, "segment-no-root", schema_input(1, no_root, {}));
+  save(dir, "segment-cut", schema_input(1, cut, {}));
+  Bytes fields;
+  Bytes padded = v1.bfbs;  // an area longer than the bytes: zeros after them, under their hash
+  padded.resize(padded.size() + 100);
+  put<std::uint64_t>(fields, padded.size());
+  put<std::uint64_t>(fields, hash_of(padded));
+  save(dir, "segment-longer", schema_input(2 | 8 | 1, v1.bfbs, fields));
+  fields.clear();
+  put<std::uint64_t>(fields, 4096);  // a misplaced area
+  save(dir, "segment-offset", schema_input(4 | 1, v1.bfbs, fields));
+  fields.clear();
+  put<std::uint64_t>(fields, std::uint64_t{1} << 40);  // a huge length
+  save(dir, "segment-huge", schema_input(2 | 1, v1.bfbs, fields));
+  save(dir, "segment-none", schema_input(1, {}, {}));
 }
 
 }  // namespace
@@ -241,5 +356,6 @@ int main(int argc, char** argv) {
   mpmc_seeds(root / "mpmc");
   typed_seeds(root / "typed");
   open_seeds(root / "open");
+  schema_seeds(root / "schema");
   return 0;
 }

@@ -6,11 +6,14 @@
 #include <flatbuffers/util.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <set>
 #include <sstream>
+#include <string_view>
 
 #include "flatring/segment.hpp"
 
@@ -56,6 +59,250 @@ std::string type_name(const reflection::Schema& s, const reflection::Type& t) {
   return named(t.base_type(), t.index());
 }
 
+// ---- well-formedness: what the FlatBuffers verifier does not check about a reflection.Schema
+//
+// VerifySchemaBuffer checks only that the bytes are a sound buffer. FlatBuffers' own users of a
+// schema (the reflection verifier flatbuffers::Verify, Parser::Deserialize and ConformTo) trust
+// its contents as flatc wrote them: an out-of-range object or enum index, a base type None or out
+// of range, duplicate or out-of-range field ids, a struct layout that disagrees with its size, or
+// a field both required and optional make them index out of bounds, dereference null or fail an
+// assertion (live in Debian's libflatbuffers) -- all reachable from a hostile ring's schema area
+// (found by fuzz/fuzz_schema.cpp). Everything checked here holds for flatc's output. Base types
+// are read as numbers: a byte outside the enum is no reflection::BaseType value.
+
+int base_of(const reflection::Type& t) { return static_cast<int>(t.base_type()); }
+int element_of(const reflection::Type& t) { return static_cast<int>(t.element()); }
+bool is_scalar(int t) { return t >= reflection::UType && t <= reflection::Double; }
+
+// The bytes a scalar takes in a struct (FlatBuffers' SizeOf).
+std::size_t scalar_size(int t) {
+  switch (t) {
+    case reflection::Short:
+    case reflection::UShort: return 2;
+    case reflection::Int:
+    case reflection::UInt:
+    case reflection::Float: return 4;
+    case reflection::Long:
+    case reflection::ULong:
+    case reflection::Double: return 8;
+    default: return 1;
+  }
+}
+
+std::string_view view(const flatbuffers::String* s) { return {s->c_str(), s->size()}; }
+
+// No two elements of `v` share a name (Parser::Deserialize frees a duplicate that its symbol
+// table still holds: a use after free).
+template <class T, class Name>
+bool unique(const flatbuffers::Vector<flatbuffers::Offset<T>>* v, Name name) {
+  if (v == nullptr) return true;
+  std::set<std::string_view> seen;
+  for (const T* e : *v) {
+    if (!seen.insert(name(*e)).second) return false;
+  }
+  return true;
+}
+bool unique_keys(const flatbuffers::Vector<flatbuffers::Offset<reflection::KeyValue>>* attrs) {
+  return unique(attrs, [](const reflection::KeyValue& kv) { return view(kv.key()); });
+}
+template <class T>
+bool unique_names(const flatbuffers::Vector<flatbuffers::Offset<T>>* v) {
+  return unique(v, [](const T& e) { return view(e.name()); });
+}
+// Sorted by name, without repeats or NULs, as flatc writes a vector keyed by name: LookupByKey
+// (strcmp, binary search) then finds exactly what FlatBuffers' Parser finds by name, so the
+// field-by-field comparison sees every pair of tables that ConformTo compares.
+template <class T>
+bool sorted_names(const flatbuffers::Vector<flatbuffers::Offset<T>>& v) {
+  std::string_view last;
+  for (flatbuffers::uoffset_t i = 0; i < v.size(); ++i) {
+    const std::string_view n = view(v.Get(i)->name());
+    if (n.find('\0') != std::string_view::npos || (i != 0 && !(last < n))) return false;
+    last = n;
+  }
+  return true;
+}
+
+class WellFormed {
+ public:
+  explicit WellFormed(const reflection::Schema& s)
+      : s_(s), objects_(s.objects()->size()), enums_(s.enums()->size()) {}
+
+  // "" when well formed, else what is wrong.
+  std::string check() const {
+    if (!sorted_names(*s_.objects()) || !sorted_names(*s_.enums())) {
+      return "types not sorted by name";
+    }
+    // Objects and enums are types of one namespace.
+    std::set<std::string_view> types;
+    for (const auto* o : *s_.objects()) {
+      if (!types.insert(view(o->name())).second) return "two types named " + o->name()->str();
+    }
+    for (const auto* e : *s_.enums()) {
+      if (!types.insert(view(e->name())).second) return "two types named " + e->name()->str();
+    }
+    if (!unique_names(s_.services())) return "two services of one name";
+    if (s_.services() != nullptr) {
+      for (const auto* sv : *s_.services()) {
+        if (!unique_keys(sv->attributes()) || !unique_names(sv->calls())) {
+          return "service " + sv->name()->str() + ": duplicate names";
+        }
+        if (sv->calls() == nullptr) continue;
+        for (const auto* c : *sv->calls()) {
+          if (!unique_keys(c->attributes()))
+            return "service " + sv->name()->str() + ": duplicate names";
+        }
+      }
+    }
+    for (const auto* e : *s_.enums()) {
+      std::string why = check_enum(*e);
+      if (!why.empty()) return "enum " + e->name()->str() + ": " + why;
+    }
+    for (const auto* o : *s_.objects()) {
+      std::string why = check_object(*o);
+      if (!why.empty()) return o->name()->str() + ": " + why;
+    }
+    if (const auto* root = s_.root_table(); root != nullptr) {
+      if (root->is_struct()) return "the root type " + root->name()->str() + " is a struct";
+      std::string why = check_object(*root);  // need not be one of objects()
+      if (!why.empty()) return root->name()->str() + ": " + why;
+    }
+    return "";
+  }
+
+ private:
+  static bool in_range(const reflection::Type& t) {
+    return base_of(t) >= 0 && base_of(t) < reflection::MaxBaseType && element_of(t) >= 0 &&
+           element_of(t) < reflection::MaxBaseType;
+  }
+  bool object(std::int32_t i) const { return i >= 0 && static_cast<std::uint32_t>(i) < objects_; }
+  bool enum_or_none(std::int32_t i) const {
+    return i >= -1 && i < static_cast<std::int64_t>(enums_);
+  }
+  bool union_(std::int32_t i) const {
+    return i >= 0 && static_cast<std::uint32_t>(i) < enums_ &&
+           s_.enums()->Get(static_cast<std::uint32_t>(i))->is_union();
+  }
+  const reflection::Object& object_at(std::int32_t i) const {
+    return *s_.objects()->Get(static_cast<std::uint32_t>(i));
+  }
+
+  std::string check_enum(const reflection::Enum& e) const {
+    if (!unique_keys(e.attributes()) || !unique_names(e.values())) return "duplicate names";
+    const reflection::Type& u = *e.underlying_type();
+    if (!in_range(u) || base_of(u) < reflection::UType || base_of(u) > reflection::ULong ||
+        !enum_or_none(u.index())) {
+      return "its underlying type is not an integer";
+    }
+    if (!e.is_union()) return "";
+    for (const auto* v : *e.values()) {
+      const reflection::Type* t = v->union_type();
+      const bool ok = t != nullptr && in_range(*t) &&
+                      ((v->value() == 0 && base_of(*t) == reflection::None) ||
+                       (base_of(*t) == reflection::Obj && object(t->index())) ||
+                       base_of(*t) == reflection::String);
+      if (!ok) return "union member " + v->name()->str() + " has no valid type";
+    }
+    return "";
+  }
+
+  // A table's field: any type but None and Array; vectors of anything but vectors and arrays.
+  std::string check_table_field(const reflection::Type& t) const {
+    if (!in_range(t)) return "base type out of range";
+    const int b = base_of(t);
+    const int el = b == reflection::Vector ? element_of(t) : b;
+    if (is_scalar(el)) return enum_or_none(t.index()) ? "" : "index out of range";
+    switch (el) {
+      case reflection::String: return "";
+      case reflection::Obj: return object(t.index()) ? "" : "index out of range";
+      case reflection::Union: return union_(t.index()) ? "" : "not a union";
+      default:
+        return (b == reflection::Vector ? "a vector of " : "base type ") +
+               base_type_name(static_cast<reflection::BaseType>(el));
+    }
+  }
+
+  // A struct's field: a scalar, a struct, or an array of either. Its size in the struct, or 0.
+  std::size_t struct_field_size(const reflection::Type& t) const {
+    if (!in_range(t)) return 0;
+    auto inline_size = [&](int b) -> std::size_t {
+      if (is_scalar(b) && b != reflection::UType) {
+        return enum_or_none(t.index()) ? scalar_size(b) : 0;
+      }
+      if (b == reflection::Obj && object(t.index()) && object_at(t.index()).is_struct() &&
+          object_at(t.index()).bytesize() > 0) {
+        return static_cast<std::size_t>(object_at(t.index()).bytesize());
+      }
+      return 0;
+    };
+    if (base_of(t) != reflection::Array) return inline_size(base_of(t));
+    return inline_size(element_of(t)) * t.fixed_length();
+  }
+
+  std::string check_object(const reflection::Object& o) const {
+    const auto& fields = *o.fields();
+    if (!unique_keys(o.attributes())) return "duplicate names";
+    if (!sorted_names(fields)) return "fields not sorted by name";
+    // Field ids: each of 0 .. n-1 once (Parser::Deserialize indexes an array of n by them).
+    std::vector<const reflection::Field*> by_id(fields.size(), nullptr);
+    if (std::count_if(fields.begin(), fields.end(), [](const auto* f) { return f->key(); }) > 1) {
+      return "more than one key field";
+    }
+    for (const auto* f : fields) {
+      if (f->id() >= by_id.size() || by_id[f->id()] != nullptr) {
+        return "field " + f->name()->str() + " has a duplicate or out-of-range id";
+      }
+      by_id[f->id()] = f;
+      if (!unique_keys(f->attributes())) return "field " + f->name()->str() + ": duplicate names";
+      if (f->required() && f->optional()) {
+        return "field " + f->name()->str() + " is both required and optional";
+      }
+    }
+    if (!o.is_struct()) {
+      // flatc writes 0; FlatBuffers' Parser asserts it.
+      if (o.bytesize() != 0) return "a table with a size";
+      for (const auto* f : by_id) {
+        if (f->offset() != 4 + 2 * f->id()) {
+          return "field " + f->name()->str() + " is not at the offset of its id";
+        }
+        std::string why = check_table_field(*f->type());
+        if (!why.empty()) return "field " + f->name()->str() + ": " + why;
+      }
+      return "";
+    }
+    // A struct: its fields in id order from offset 0, padded to the struct's size exactly as
+    // FlatBuffers' Parser recomputes it (it asserts that the two agree).
+    if (by_id.empty() || by_id[0]->offset() != 0) return "a struct starts with a field";
+    if (o.minalign() < 1 || !std::has_single_bit(static_cast<std::uint32_t>(o.minalign()))) {
+      return "alignment " + std::to_string(o.minalign());
+    }
+    std::size_t size = 0;
+    for (std::size_t i = 0; i < by_id.size(); ++i) {
+      const reflection::Field& f = *by_id[i];
+      const std::size_t n = struct_field_size(*f.type());
+      if (n == 0) return "field " + f.name()->str() + " is not a scalar, struct or array";
+      size += n;
+      if (i + 1 < by_id.size()) {
+        const int gap = by_id[i + 1]->offset() - f.offset();
+        if (gap < 0 || static_cast<std::size_t>(gap) < n) {
+          return "field " + f.name()->str() + " overlaps the next";
+        }
+        size += static_cast<std::size_t>(gap) - n;
+      } else {
+        size += (~size + 1) & (static_cast<std::size_t>(o.minalign()) - 1);
+      }
+    }
+    if (size != static_cast<std::size_t>(o.bytesize())) {
+      return "the struct's size disagrees with its fields";
+    }
+    return "";
+  }
+
+  const reflection::Schema& s_;
+  std::uint32_t objects_;
+  std::uint32_t enums_;
+};
+
 std::string fnv_hex(std::uint64_t h) {
   std::ostringstream o;
   o << std::hex << h;
@@ -96,6 +343,9 @@ Schema Schema::from_bfbs(std::span<const std::uint8_t> bfbs, const SchemaLimits&
                                    std::to_string(mine.size()) + " bytes");
   }
   impl->schema = reflection::GetSchema(mine.data());
+  if (std::string why = WellFormed(*impl->schema).check(); !why.empty()) {
+    fail(Errc::corrupt_schema, "the binary schema is not well formed: " + why);
+  }
   impl->root = impl->schema->root_table();
   if (impl->root == nullptr || impl->root->name() == nullptr) {
     fail(Errc::schema_no_root, "the binary schema declares no root type (root_type)");
@@ -261,7 +511,10 @@ std::string evolution_issue(const Schema& older, const Schema& newer, const char
                "'s (ids are reordered or a field was " + "removed before it)";
       }
       const std::string ot = type_name(o, *of->type()), nt = type_name(n, *nf->type());
-      if (ot != nt || of->type()->base_type() != nf->type()->base_type()) {
+      // By name, and by kind: an enum named like a base type is not that type.
+      const reflection::Type &otype = *of->type(), &ntype = *nf->type();
+      if (ot != nt || otype.base_type() != ntype.base_type() ||
+          otype.element() != ntype.element() || (otype.index() < 0) != (ntype.index() < 0)) {
         return where + " changed type: " + ot + " in " + older_is + "'s schema, " + nt + " in " +
                newer_is + "'s";
       }

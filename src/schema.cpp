@@ -477,9 +477,24 @@ std::string_view to_string(SchemaMatch m) noexcept {
 
 namespace {
 
+// The element of `v` named `name`, or null. A linear scan over string views: schemas are small,
+// and FlatBuffers' LookupByKey (bsearch + strcmp) trips GCC 12's -Wstringop-overread under ASan.
+template <class T>
+const T* find_named(const flatbuffers::Vector<flatbuffers::Offset<T>>* v,
+                    const flatbuffers::String* name) {
+  if (v == nullptr || name == nullptr) return nullptr;
+  const std::string_view want(name->c_str(), name->size());
+  for (const T* e : *v) {
+    if (e->name() != nullptr && std::string_view(e->name()->c_str(), e->name()->size()) == want) {
+      return e;
+    }
+  }
+  return nullptr;
+}
+
 const reflection::Object* find_object(const reflection::Schema& s,
                                       const flatbuffers::String* name) {
-  return s.objects() != nullptr ? s.objects()->LookupByKey(name->c_str()) : nullptr;
+  return find_named(s.objects(), name);
 }
 
 // The first way in which `newer` is not a safe evolution of `older` (by name, per table both
@@ -499,8 +514,7 @@ std::string evolution_issue(const Schema& older, const Schema& newer, const char
               [](const auto* a, const auto* b) { return a->id() < b->id(); });
     for (const auto* of : fields) {
       const std::string where = "field " + oo->name()->str() + "." + of->name()->str();
-      const reflection::Field* nf =
-          no->fields() != nullptr ? no->fields()->LookupByKey(of->name()->c_str()) : nullptr;
+      const reflection::Field* nf = find_named(no->fields(), of->name());
       if (nf == nullptr) {
         return where + " is in " + older_is + "'s schema but missing from " + newer_is +
                "'s (a field is deprecated, never removed)";
@@ -576,8 +590,30 @@ SchemaCheck check_compatible(const Schema& ring, const Schema& endpoint) {
 
 // ---------------------------------------------------------------- RecordVerifier
 
+namespace {
+bool has_union_vector(const reflection::Object& o) {
+  if (o.fields() == nullptr) return false;
+  return std::any_of(o.fields()->begin(), o.fields()->end(), [](const reflection::Field* f) {
+    return f->type()->base_type() == reflection::Vector &&
+           f->type()->element() == reflection::Union;
+  });
+}
+}  // namespace
+
+bool RecordVerifier::supports(const Schema& schema) noexcept {
+  if (schema.empty()) return false;
+  if (has_union_vector(schema.root())) return false;
+  const auto* objects = schema.reflection().objects();
+  return objects == nullptr ||
+         std::none_of(objects->begin(), objects->end(),
+                      [](const reflection::Object* o) { return has_union_vector(*o); });
+}
+
+RecordVerifier::RecordVerifier(Schema schema, Limits limits)
+    : schema_(std::move(schema)), limits_(limits), supported_(supports(schema_)) {}
+
 bool RecordVerifier::verify(std::span<const std::byte> bytes) const noexcept {
-  if (schema_.empty() || bytes.size() >= FLATBUFFERS_MAX_BUFFER_SIZE ||
+  if (!supported_ || bytes.size() >= FLATBUFFERS_MAX_BUFFER_SIZE ||
       bytes.size() < sizeof(flatbuffers::uoffset_t)) {
     return false;
   }

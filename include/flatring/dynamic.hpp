@@ -23,11 +23,13 @@ class DynamicConsumer {
  public:
   /// Verifies with `schema`, the caller's own: it never adopts the ring's. The ring must hold the
   /// same root type, and its stored schema (when it has one) must be compatible
-  /// (check_compatible). \throws Error(wrong_schema) naming the incompatibility; the Reader's.
+  /// (check_compatible). \throws Error(wrong_schema) naming the incompatibility, or for a schema
+  /// RecordVerifier cannot check safely (RecordVerifier::supports); the Reader's.
   DynamicConsumer(Ring ring, Schema schema, ConsumerOptions options = {})
       : match_(detail::require_schema(
             ring, SchemaId::of(schema.root_name(), schema.file_identifier()), schema)),
-        verifier_(std::move(schema), {options.max_depth, options.max_tables}),
+        verifier_((require_supported(ring, schema), std::move(schema)),
+                  RecordVerifier::Limits{options.max_depth, options.max_tables}),
         rx_(std::move(ring), options) {}
 
   /// Verifies with the schema stored in the ring. This trusts whoever created the ring to have
@@ -73,6 +75,15 @@ class DynamicConsumer {
  private:
   auto verify() const noexcept {
     return [this](std::span<const std::byte> b) { return verifier_.verify(b); };
+  }
+
+  static void require_supported(const Ring& ring, const Schema& schema) {
+    if (!RecordVerifier::supports(schema)) {
+      throw Error(Errc::wrong_schema, "flatring ring '" + ring.info().name +
+                                          "': " + schema.root_name() +
+                                          " has a vector of unions, which the reflection verifier "
+                                          "cannot check safely (RecordVerifier::supports)");
+    }
   }
 
   SchemaMatch match_;

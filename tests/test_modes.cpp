@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "helpers.hpp"
+#include "mode_types.hpp"
 #include "mp_helpers.hpp"
 
 using namespace flatring;
@@ -28,11 +29,10 @@ using fr_test::unique_name;
 
 namespace {
 
-// The modes as types: TestType::value is the Mode.
-using Spsc = std::integral_constant<Mode, Mode::spsc>;
-using Mpsc = std::integral_constant<Mode, Mode::mpsc>;
-using Mpmc = std::integral_constant<Mode, Mode::mpmc>;
-using Broadcast = std::integral_constant<Mode, Mode::broadcast>;
+using fr_test::Broadcast;
+using fr_test::Mpmc;
+using fr_test::Mpsc;
+using fr_test::Spsc;
 
 constexpr std::uint64_t kCap = 4096;
 // Blocking calls in these tests sleep at once and check their peers often.

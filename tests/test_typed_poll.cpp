@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "helpers.hpp"
+#include "mode_types.hpp"
 
 using namespace flatring;
 using namespace std::chrono_literals;
@@ -19,10 +20,10 @@ using fr_test::unique_name;
 
 namespace {
 
-using Spsc = std::integral_constant<Mode, Mode::spsc>;
-using Mpsc = std::integral_constant<Mode, Mode::mpsc>;
-using Mpmc = std::integral_constant<Mode, Mode::mpmc>;
-using Broadcast = std::integral_constant<Mode, Mode::broadcast>;
+using fr_test::Broadcast;
+using fr_test::Mpmc;
+using fr_test::Mpsc;
+using fr_test::Spsc;
 
 // Every kGarbageEvery-th record the producer sends raw bytes that are no Msg.
 constexpr std::uint64_t kGarbageEvery = 997;

@@ -1,0 +1,13 @@
+// The four modes as types, for TEMPLATE_TEST_CASE: TestType::value is the Mode.
+#pragma once
+
+#include <type_traits>
+
+#include <flatring/mode.hpp>
+
+namespace fr_test {
+using Spsc = std::integral_constant<flatring::Mode, flatring::Mode::spsc>;
+using Mpsc = std::integral_constant<flatring::Mode, flatring::Mode::mpsc>;
+using Mpmc = std::integral_constant<flatring::Mode, flatring::Mode::mpmc>;
+using Broadcast = std::integral_constant<flatring::Mode, flatring::Mode::broadcast>;
+}  // namespace fr_test

@@ -7,6 +7,8 @@ packages=(
   libboost-dev libflatbuffers-dev flatbuffers-compiler catch2
   libbenchmark-dev libcli11-dev nlohmann-json3-dev libfmt-dev gnuplot-nox
   clang-14 libclang-rt-14-dev clang-format-14
+  python3-dev pybind11-dev python3-pybind11 python3-flatbuffers python3-pytest
+  libzmq3-dev cppzmq-dev
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -3,13 +3,17 @@
 //   flatring-zero-copy   Writer::try_reserve + commit: the producer writes the payload in place
 //                        (a memset of the whole payload plus the sequence stamps: building in
 //                        place, no source buffer to copy from), Reader<> reads in place.
-//   flatring-typed       FlatBufferBuilder builds a Sample {seq, payload} (the payload copied into
-//                        the builder), Producer<Sample>::try_send copies it in; Consumer<Sample>
-//                        verifies in place (ConsumerOptions::in_place) and reads seq and payload.
+//   flatring-typed       Producer<Sample>::try_build builds a Sample {seq, payload} directly in
+//                        the ring (the payload copied into the record once: the row's one copy,
+//                        as in `flatring`); Consumer<Sample> verifies in place
+//                        (ConsumerOptions::in_place) and reads seq and payload.
 //   flatring-typed-copy  the same, the consumer with default ConsumerOptions: it copies each record
 //                        to private memory, then verifies and reads the copy.
-// Throughput: the producer busy-polls on `full`, the consumer busy-polls (raw rows: Reader::poll,
-// a batch per call, one head publication per batch; typed rows: try_receive). Latency: the
+//   flatring-typed-send  a private FlatBufferBuilder (reused: Clear() keeps its buffer) builds the
+//                        Sample, Producer::try_send copies it in (two writes of every byte); the
+//                        consumer as in flatring-typed.
+// Throughput: the producer busy-polls on `full`, the consumer busy-polls with a batch per call, one
+// head publication per batch (raw rows: Reader::poll; typed rows: Consumer::poll). Latency: the
 // receiving side of both directions uses the blocking, spin-then-sleep receive (Reader::read /
 // Consumer::receive with a timeout); sends never find the ring full in a ping-pong.
 #include "transport.hpp"
@@ -31,9 +35,11 @@ namespace {
 
 using namespace std::chrono_literals;
 
-enum class Kind { copy, zero_copy, typed, typed_copy };
+enum class Kind { copy, zero_copy, typed, typed_copy, typed_send };
 
-constexpr bool typed(Kind k) { return k == Kind::typed || k == Kind::typed_copy; }
+constexpr bool typed(Kind k) {
+  return k == Kind::typed || k == Kind::typed_copy || k == Kind::typed_send;
+}
 
 // A blocking call returns after this long without a record to check the other process.
 constexpr auto kWaitSlice = 100ms;
@@ -41,6 +47,9 @@ constexpr auto kWaitSlice = 100ms;
 // Room for the FlatBuffers framing around a Sample's payload (root offset, identifier, vtable,
 // table, vector length, alignment).
 constexpr std::size_t kTypedOverhead = 256;
+// The build hint above the payload: a Sample's framing is about 40 bytes; the hint's excess is
+// dead space in the ring (Producer::try_build).
+constexpr std::size_t kBuildSlack = 64;
 
 [[noreturn]] void fail_status(const char* what, flatring::Status s) {
   throw BenchError(fmt::format("flatring: {}: {}", what, flatring::to_string(s)));
@@ -161,22 +170,33 @@ class RawReceiver {
 
 // ---------------------------------------------------------------- typed
 
+// Builds each Sample in the ring (in_place) or in a private builder, then copies it in.
 class TypedSender {
  public:
-  TypedSender(Peer& peer, flatring::Ring ring, std::size_t payload)
-      : peer_(&peer), p_(std::move(ring)), fbb_(payload + kTypedOverhead), src_(payload) {
+  TypedSender(Peer& peer, flatring::Ring ring, std::size_t payload, bool in_place)
+      : peer_(&peer),
+        p_(std::move(ring)),
+        fbb_(payload + kTypedOverhead),
+        src_(payload),
+        in_place_(in_place) {
     fill_pattern(src_.data(), src_.size());
   }
   void send(std::uint64_t seq) {
     stamp(src_.data(), src_.size(), seq);
-    fbb_.Clear();  // keeps its buffer: no allocation per message
-    auto vec = fbb_.CreateVector(reinterpret_cast<const std::uint8_t*>(src_.data()), src_.size());
-    flatring_bench::FinishSampleBuffer(fbb_, flatring_bench::CreateSample(fbb_, seq, vec));
+    auto build = [&](flatbuffers::FlatBufferBuilder& fbb) {
+      auto vec = fbb.CreateVector(reinterpret_cast<const std::uint8_t*>(src_.data()), src_.size());
+      return flatring_bench::CreateSample(fbb, seq, vec);
+    };
+    if (!in_place_) {
+      fbb_.Clear();  // keeps its buffer: no allocation per message
+      flatring_bench::FinishSampleBuffer(fbb_, build(fbb_));
+    }
     for (;;) {
-      const flatring::Status s = p_.try_send(fbb_);
+      const flatring::Status s =
+          in_place_ ? p_.try_build(src_.size() + kBuildSlack, build) : p_.try_send(fbb_);
       if (s == flatring::Status::ok) [[likely]]
         return;
-      if (s != flatring::Status::full) fail_status("try_send", s);
+      if (s != flatring::Status::full) fail_status(in_place_ ? "try_build" : "try_send", s);
       cpu_relax();
       peer_->spin_check();
     }
@@ -187,6 +207,7 @@ class TypedSender {
   flatring::Producer<flatring_bench::Sample> p_;
   flatbuffers::FlatBufferBuilder fbb_;
   std::vector<std::byte> src_;
+  bool in_place_;
 };
 
 class TypedReceiver {
@@ -202,12 +223,7 @@ class TypedReceiver {
     for (;;) {
       auto r = blocking_ ? c_.receive(kWaitSlice) : c_.try_receive();
       if (r) [[likely]] {
-        const flatring_bench::Sample* s = *r;
-        const auto* v = s->payload();
-        if (s->seq() != seq || v == nullptr)
-          throw BenchError(fmt::format("bad record: expected seq {}, got seq {}{}", seq, s->seq(),
-                                       v ? "" : " and no payload"));
-        check(reinterpret_cast<const std::byte*>(v->data()), v->size(), payload_, seq);
+        check_sample(**r, seq);
         return;
       }
       const flatring::Status st = r.status();
@@ -222,7 +238,35 @@ class TypedReceiver {
     }
   }
 
+  // Throughput: a verified batch per call (Consumer::poll), busy-polling while the ring is empty.
+  std::uint64_t recv_many(std::uint64_t seq, std::uint64_t max) {
+    const std::size_t batch = std::size_t(std::min<std::uint64_t>(max, kBatch));
+    for (;;) {
+      std::uint64_t got = 0;
+      const flatring::PollCount n = c_.poll(
+          [&](const flatring_bench::Sample& s) {
+            check_sample(s, seq + got);
+            ++got;
+          },
+          batch);
+      if (n.rejected != 0) fail_status("poll", flatring::Status::verify_failed);
+      if (n.delivered != 0) [[likely]]
+        return n.delivered;
+      if (n.status != flatring::Status::empty) fail_status("poll", n.status);
+      cpu_relax();
+      peer_->spin_check();
+    }
+  }
+
  private:
+  void check_sample(const flatring_bench::Sample& s, std::uint64_t seq) const {
+    const auto* v = s.payload();
+    if (s.seq() != seq || v == nullptr)
+      throw BenchError(fmt::format("bad record: expected seq {}, got seq {}{}", seq, s.seq(),
+                                   v ? "" : " and no payload"));
+    check(reinterpret_cast<const std::byte*>(v->data()), v->size(), payload_, seq);
+  }
+  static constexpr std::uint64_t kBatch = 64;
   static flatring::ConsumerOptions options(bool in_place) {
     flatring::ConsumerOptions o;
     o.in_place = in_place;
@@ -260,11 +304,11 @@ class FlatringChannel {
   auto sender(Peer& peer) {
     if constexpr (K == Kind::copy) return CopySender(peer, open(), cfg_.payload);
     else if constexpr (K == Kind::zero_copy) return ZeroCopySender(peer, open(), cfg_.payload);
-    else return TypedSender(peer, open(), cfg_.payload);
+    else return TypedSender(peer, open(), cfg_.payload, K != Kind::typed_send);
   }
   auto receiver(Peer& peer) {
     if constexpr (typed(K))
-      return TypedReceiver(peer, open(), cfg_.payload, K == Kind::typed, cfg_.pattern);
+      return TypedReceiver(peer, open(), cfg_.payload, K != Kind::typed_copy, cfg_.pattern);
     else return RawReceiver(peer, open(), cfg_.payload);
   }
 
@@ -291,6 +335,8 @@ void add_flatring_transports(TransportList& out) {
   out.push_back(std::make_unique<ChannelTransport<FlatringChannel<Kind::typed>>>("flatring-typed"));
   out.push_back(
       std::make_unique<ChannelTransport<FlatringChannel<Kind::typed_copy>>>("flatring-typed-copy"));
+  out.push_back(
+      std::make_unique<ChannelTransport<FlatringChannel<Kind::typed_send>>>("flatring-typed-send"));
   add_flatring_mp_transports(out);
 }
 

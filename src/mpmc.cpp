@@ -73,7 +73,7 @@ Result<RecordView> MpmcReader::next() noexcept {
         if (!covered(r, r + d.extent)) break;
         if (!claim(r, d.extent)) continue;
         pass_wake_on(r + d.extent);
-        return hold(offset, d.len, d.extent);
+        return hold(offset, d.start, d.len, d.extent);
       case Frame::skip:
         if (!covered(r, r + d.extent)) break;
         if (!claim(r, d.extent)) continue;
@@ -302,12 +302,16 @@ Status MpmcReader::recover_head() noexcept {
   const std::uint64_t len = layout::frame_length(w);
   switch (type) {
     case RecordType::data: {
-      extent = load_aux(hd);
+      const std::uint64_t aux = load_aux(hd);
+      extent = aux & ~layout::kAuxFlags;
+      std::uint64_t start = 0;
       if (len > max_record_ || extent < layout::frame_size(len) || extent > to_end ||
-          (extent & kAlignMask) != 0 || extent > r - h) {
+          (extent & kAlignMask) != 0 || extent > r - h ||
+          (aux & layout::kAuxFlags & ~layout::kOffsetFlag) != 0 ||
+          !payload_start(hd, aux, len, start)) {
         return corrupt().status();
       }
-      hold(offset, len, extent, /*redelivered=*/true);
+      hold(offset, start, len - start, extent, /*redelivered=*/true);
       return Status::ok;
     }
     case RecordType::releasing: {  // the dead consumer was done with it: finish the zeroing
@@ -376,9 +380,12 @@ Status MpmcReader::unblock_claim() noexcept {
       last_status_ = Status::abandoned;
       return Status::abandoned;
     }
+    const std::uint64_t aux = load_aux(hd);
+    std::uint64_t start = 0;
     if (layout::frame_type(w) == RecordType::data && layout::frame_flags(w) == 0 &&
-        len <= max_record_ && load_aux(hd) == extent && layout::frame_size(len) <= extent) {
-      hold(offset, len, extent);
+        len <= max_record_ && (aux & ~layout::kOffsetFlag) == extent &&
+        layout::frame_size(len) <= extent && payload_start(hd, aux, len, start)) {
+      hold(offset, start, len - start, extent);
       return Status::ok;
     }
     finish(r, extent, true);  // not a record we can deliver: drop it, zeroed

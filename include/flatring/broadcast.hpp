@@ -85,11 +85,13 @@ class BroadcastWriter final : public ProducerCore<BroadcastWriter> {
     return data_ + offset + layout::kRecordHeaderSize;
   }
 
-  Status publish(std::uint64_t /*reserved*/, std::uint64_t used) noexcept {
+  Status publish(std::uint64_t /*reserved*/, std::uint64_t used, std::uint64_t flags) noexcept {
     const std::uint64_t next = tail_ + layout::frame_size(used);
-    // Relaxed: ordered before the tail store below, which is a release.
-    header_at(data_, tail_ & mask_)
-        .frame.store(layout::make_frame(layout::RecordType::data, used), std::memory_order_relaxed);
+    auto& h = header_at(data_, tail_ & mask_);
+    // Relaxed: ordered before the tail store below, which is a release. aux every time: this
+    // header may sit over the payload of an older lap.
+    store_aux(h, flags);
+    h.frame.store(layout::make_frame(layout::RecordType::data, used), std::memory_order_relaxed);
     // SYNC POINT WRITE: publishes this record (and a padding record before it); pairs with the
     // consumers' acquire load of tail. seq_cst: Dekker half of the consumers' sleep handshake and
     // the join argument.
@@ -154,7 +156,7 @@ class BroadcastReader final : public ConsumerCore<BroadcastReader, false> {
       const auto [offset, d] = frame_at(head_, std::memory_order_relaxed, kBroadcastFrames);
       if (d.kind != Frame::record && d.kind != Frame::skip) return corrupt();  // 0 is corrupt too
       if (d.extent > tail_cache_ - head_) return corrupt();
-      if (d.kind == Frame::record) return hold(offset, d.len, d.extent);
+      if (d.kind == Frame::record) return hold(offset, d.start, d.len, d.extent);
       step(d.extent);  // padding
       publish();       // the producer may be waiting for exactly these bytes
     }

@@ -180,9 +180,27 @@ enum class Frame : std::uint8_t {
 struct Decoded {
   Frame kind = Frame::corrupt;
   layout::RecordType type{};
-  std::uint64_t len = 0;
-  std::uint64_t extent = 0;
+  std::uint64_t len = 0;     ///< a record: its bytes (after `start`); otherwise the frame length
+  std::uint64_t extent = 0;  ///< ring bytes from the header to the next record
+  std::uint64_t start = 0;   ///< a record built in place: where its bytes start in the payload
 };
+
+/// Where the bytes of a data record start in its payload area, from its aux word and frame length
+/// `len` (both loaded once, and checked by the caller against the ring): 0, or the offset word of a
+/// record built in place (layout::kOffsetFlag), loaded once and checked. false: corrupt.
+inline bool payload_start(const layout::RecordHeader& h, std::uint64_t aux, std::uint64_t len,
+                          std::uint64_t& start) noexcept {
+  start = 0;
+  if ((aux & layout::kOffsetFlag) == 0) return true;
+  if (len < layout::kMinOffset) return false;
+  // The first payload word, written before the commit the caller acquired (like aux). Atomic
+  // for the same reason as load_aux: a stale mpmc reader may race a later lap's writer.
+  const auto* word = reinterpret_cast<const std::uint64_t*>(&h + 1);
+  const std::uint64_t o = __atomic_load_n(word, __ATOMIC_RELAXED);
+  if (o < layout::kMinOffset || o > len || (o & 3) != 0) return false;
+  start = o;
+  return true;
+}
 
 /// The format rules that differ between modes.
 struct FrameRules {
@@ -211,12 +229,19 @@ inline Decoded decode_frame(const layout::RecordHeader& h, std::uint64_t w, std:
     case RecordType::data: {
       if (len > max_record) return {Frame::corrupt, type};
       const std::uint64_t frame = layout::frame_size(len);
-      // Written before the commit the caller acquired.
-      const std::uint64_t extent = rules.aux_extent ? load_aux(h) : frame;
+      // Written before the commit the caller acquired: the extent (mpsc/mpmc) and flags.
+      const std::uint64_t aux = load_aux(h);
+      const std::uint64_t extent = rules.aux_extent ? aux & ~layout::kAuxFlags : frame;
+      if ((!rules.aux_extent && (aux & ~layout::kAuxFlags) != 0) ||
+          (aux & layout::kAuxFlags & ~layout::kOffsetFlag) != 0) {
+        return {Frame::corrupt, type};
+      }
       if (extent < frame || extent > to_end || (extent & kAlignMask) != 0) {
         return {Frame::corrupt, type};
       }
-      return {Frame::record, type, len, extent};
+      std::uint64_t start = 0;
+      if (!payload_start(h, aux, len, start)) return {Frame::corrupt, type};
+      return {Frame::record, type, len - start, extent, start};
     }
     case RecordType::padding: {
       const std::uint64_t extent = len + layout::kRecordHeaderSize;
@@ -322,7 +347,8 @@ void require_mode(const Ring& ring, Mode want, const char* who);
 ///   static constexpr Handshake kHandshake; static constexpr PeerRule kPeerRule;
 ///   static constexpr int kWakeCount;                  consumers woken per commit
 ///   Result<std::byte*> claim(std::uint64_t n)          room for n payload bytes, or why not
-///   Status publish(std::uint64_t reserved, std::uint64_t used)   ok, or abandoned
+///   Status publish(std::uint64_t reserved, std::uint64_t used, std::uint64_t aux_flags)
+///                                                     ok, or abandoned; aux_flags go into aux
 ///   void withdraw(std::uint64_t reserved)             abort the claim
 ///   bool room(std::uint64_t n, std::memory_order)     a retry of claim(n) may succeed
 ///   static void copy_in(std::byte*, std::span<const std::byte>)
@@ -361,6 +387,7 @@ class ProducerCore {
     const Result<std::byte*> at = policy().claim(n);
     if (!at) return ring_.lost_fast() ? Status::segment_lost : at.status();
     reserved_ = n;
+    reserved_at_ = *at;
     return std::span<std::byte>(*at, n);
   }
 
@@ -374,17 +401,25 @@ class ProducerCore {
   /// segment_lost when the segment was lost (the record reached no consumer).
   Status commit(std::size_t used) noexcept {
     if (reserved_ == kNone || used > reserved_) return Status::invalid_state;
-    const std::uint64_t reserved = reserved_;
-    reserved_ = kNone;
-    const Status s = policy().publish(reserved, used);
-    if (s != Status::ok) return s;
-    // A lost segment takes writes into private zero pages that no consumer sees: say so.
-    if (ring_.lost_fast()) [[unlikely]]
-      return Status::segment_lost;
-    tally_.add(used);
-    tally_.store(self_, layout::records_written, layout::bytes_written);
-    wake<Policy::kHandshake>(ctrl_->data, self_, fast_fence_, Policy::kWakeCount);
-    return Status::ok;
+    return publish(used, 0);
+  }
+
+  /// Publishes a record that was written back to front into the reservation, as FlatBuffers'
+  /// builder does (it finishes at the end of its block): the record is the `used - offset` bytes
+  /// at `offset` in the reserved area. The first 8 bytes of the area are overwritten with
+  /// `offset` (the record's offset word, layout::kOffsetFlag), and the `offset` bytes in front of
+  /// the record stay in the ring as dead space until it is released. Consumers see exactly the
+  /// `used - offset` bytes. invalid_state (the reservation is kept) unless
+  /// layout::kMinOffset <= offset <= used <= the reserved size and offset is a multiple of 4.
+  Status commit_at(std::size_t offset, std::size_t used) noexcept {
+    if (reserved_ == kNone || used > reserved_ || offset < layout::kMinOffset || offset > used ||
+        (offset & 3) != 0) {
+      return Status::invalid_state;
+    }
+    // Relaxed: published by the commit word's store, like the payload (see payload_start).
+    __atomic_store_n(reinterpret_cast<std::uint64_t*>(reserved_at_), std::uint64_t{offset},
+                     __ATOMIC_RELAXED);
+    return publish(used, offset);
   }
 
   /// Drops the reservation. Nothing becomes visible to a consumer.
@@ -410,6 +445,25 @@ class ProducerCore {
   /// Error(role_taken) for an exclusive role a live process holds; Error(no_free_slot).
   ProducerCore(Ring ring, Mode mode, const char* who, WaitOptions wait);
 
+ private:
+  // The commit of every mode: the mode's publish, then statistics and the wake-up.
+  Status publish(std::uint64_t used, std::uint64_t offset) noexcept {
+    const std::uint64_t reserved = reserved_;
+    reserved_ = kNone;
+    const Status s =
+        policy().publish(reserved, used, offset != 0 ? layout::kOffsetFlag : std::uint64_t{0});
+    if (s != Status::ok) return s;
+    // A lost segment takes writes into private zero pages that no consumer sees: say so.
+    if (ring_.lost_fast()) [[unlikely]]
+      return Status::segment_lost;
+    used -= offset;
+    tally_.add(used);
+    tally_.store(self_, layout::records_written, layout::bytes_written);
+    wake<Policy::kHandshake>(ctrl_->data, self_, fast_fence_, Policy::kWakeCount);
+    return Status::ok;
+  }
+
+ protected:
   Ring ring_;
   Attachment self_;
   WaitOptions wait_;
@@ -420,6 +474,7 @@ class ProducerCore {
   std::uint64_t max_record_;
   std::uint64_t tail_ = 0;
   std::uint64_t reserved_ = kNone;
+  std::byte* reserved_at_ = nullptr;  // the reservation's payload area
   Tally tally_;
   bool fast_fence_ = false;
 
@@ -546,9 +601,10 @@ class ConsumerCore {
   }
 
   /// Holds the checked record of `len` payload bytes at `offset`, taking `extent` ring bytes.
-  RecordView hold(std::uint64_t offset, std::uint64_t len, std::uint64_t extent,
-                  bool redelivered = false) noexcept {
-    held_view_ = std::span<const std::byte>(data_ + offset + layout::kRecordHeaderSize, len);
+  RecordView hold(std::uint64_t offset, std::uint64_t start, std::uint64_t len,
+                  std::uint64_t extent, bool redelivered = false) noexcept {
+    held_view_ =
+        std::span<const std::byte>(data_ + offset + layout::kRecordHeaderSize + start, len);
     held_frame_ = extent;
     held_ = true;
     held_redelivered_ = redelivered;

@@ -32,7 +32,8 @@ namespace layout {
 
 inline constexpr std::uint64_t kMagic = 0x474E495254414C46ull;  // "FLATRING", little-endian
 // Version 2: the schema area and its header fields (schema_offset, schema_size, schema_bfbs_hash).
-inline constexpr std::uint32_t kVersion = 2;
+// Version 3: records built in place (RecordHeader::aux, kOffsetFlag).
+inline constexpr std::uint32_t kVersion = 3;
 // Fixed, not std::hardware_destructive_interference_size: both sides must agree whatever their
 // compiler flags. 128 also keeps the adjacent-line prefetcher from coupling neighbours.
 inline constexpr std::size_t kLine = 128;
@@ -67,8 +68,21 @@ enum class RecordType : std::uint8_t {
 /// bytes left over from the previous lap.
 struct RecordHeader {
   std::atomic<std::uint64_t> frame;
-  std::uint64_t aux;  // mpsc/mpmc: the extent; a done mpmc record: its position. 0 otherwise
+  /// Written before the commit word, by the record's producer. A data record: its extent
+  /// (mpsc/mpmc; 0 in spsc and broadcast) | kOffsetFlag when it was built in place. A done mpmc
+  /// record: its position. Extents and positions are multiples of kRecordAlign, so the low bits
+  /// are free for flags.
+  std::uint64_t aux;
 };
+
+/// aux flag of a data record (every mode, layout version 3): the record was built in place
+/// (FlatBuffers builds back to front). Its payload area starts with an 8-byte offset word `o`,
+/// and the record's bytes are the `length - o` bytes at payload + o, so the `o` bytes in front
+/// are dead space. kMinOffset <= o <= length, o a multiple of 4 (FlatBuffers' own minimum
+/// alignment); anything else is corrupt.
+inline constexpr std::uint64_t kOffsetFlag = 1;
+inline constexpr std::uint64_t kAuxFlags = kRecordAlign - 1;
+inline constexpr std::uint64_t kMinOffset = 16;
 
 constexpr std::uint64_t make_frame(RecordType type, std::uint64_t length) noexcept {
   return (static_cast<std::uint64_t>(type) << 56) | (length & kLengthMask);

@@ -66,8 +66,13 @@ class MpWriterCore : public ProducerCore<MpWriterCore> {
   static void copy_in(std::byte* to, std::span<const std::byte> from) noexcept;
   Result<std::byte*> claim(std::uint64_t n) noexcept;
 
-  Status publish(std::uint64_t reserved, std::uint64_t used) noexcept {
+  Status publish(std::uint64_t reserved, std::uint64_t used, std::uint64_t flags) noexcept {
     std::uint64_t expected = layout::make_frame(layout::RecordType::claimed, reserved);
+    if (flags != 0) {
+      // Relaxed: published by the commit CAS below. The extent, stored at claim, stays.
+      auto& h = header_at(data_, claim_ & mask_);
+      store_aux(h, load_aux(h) | flags);
+    }
     // SYNC POINT WRITE: publishes the payload; pairs with the consumer's acquire load. seq_cst:
     // Dekker half of the consumer's sleep handshake. Fails only if the consumers declared the
     // claim abandoned.
@@ -164,7 +169,7 @@ class MpscReader final : public ConsumerCore<MpscReader, true> {
           return corrupt();
         case Frame::record:
           if (!covered(head_ + d.extent)) return corrupt();
-          return hold(offset, d.len, d.extent);
+          return hold(offset, d.start, d.len, d.extent);
         case Frame::skip:
           if (!covered(head_ + d.extent)) return corrupt();
           step(d.extent);

@@ -65,7 +65,10 @@ class SpscWriter final : public ProducerCore<SpscWriter> {
     return data_ + offset + layout::kRecordHeaderSize;
   }
 
-  Status publish(std::uint64_t /*reserved*/, std::uint64_t used) noexcept {
+  Status publish(std::uint64_t /*reserved*/, std::uint64_t used, std::uint64_t flags) noexcept {
+    // Every time: this header may sit over the payload of an older lap. Relaxed: published by
+    // the frame word's release store.
+    store_aux(header_at(data_, tail_ & mask_), flags);
     publish_frame(tail_ & mask_, layout::RecordType::data, used, layout::frame_size(used));
     return Status::ok;
   }
@@ -124,7 +127,7 @@ class SpscReader final : public ConsumerCore<SpscReader, false> {
       const auto [offset, d] = frame_at(head_, std::memory_order_acquire, kSpscFrames);
       switch (d.kind) {
         case Frame::empty: return empty();
-        case Frame::record: return hold(offset, d.len, d.extent);
+        case Frame::record: return hold(offset, d.start, d.len, d.extent);
         case Frame::skip:  // padding to the end of the ring
           step(d.extent);
           publish();  // the producer may be waiting for exactly these bytes

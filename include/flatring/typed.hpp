@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <memory>
 #include <new>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -17,6 +18,7 @@
 
 #include "flatring/broadcast.hpp"
 #include "flatring/endpoint.hpp"
+#include "flatring/in_place.hpp"
 #include "flatring/mode.hpp"
 #include "flatring/mpmc.hpp"
 #include "flatring/mpsc.hpp"
@@ -172,10 +174,78 @@ class Producer {
     return writer_.write(detail::bytes_of(fbb), timeout);
   }
 
+  /// Builds one record directly in the ring, so each byte is written once: reserves room for a
+  /// record of about `hint` bytes, calls `build(flatbuffers::FlatBufferBuilder&)`, which creates
+  /// the record's objects and returns the root's flatbuffers::Offset<Root>, finishes it with
+  /// Root's file identifier and commits it in place (Writer::commit_at). The builder is this
+  /// producer's, reused for every record: no allocation, no growth, while the record fits the
+  /// hint. A record larger than the hint is finished on the heap and copied in, as try_send
+  /// does (the fallback: one allocation and one copy). The `hint` bytes minus the record's size
+  /// (plus 16) are dead space in the ring until the record is released, so choose the hint near
+  /// the records' real size. Outcomes: those of try_send (nothing is written unless ok); if
+  /// `build` throws, the reservation is dropped and the exception propagates. The builder and
+  /// everything it returned are valid during `build` only.
+  template <class Build>
+  [[nodiscard]] Status try_build(std::size_t hint, Build&& build) {
+    return build_with(writer_.try_reserve(reservation_for(hint)), std::forward<Build>(build),
+                      [&](std::span<const std::byte> b) { return writer_.try_write(b); });
+  }
+
+  /// try_build, waiting up to `timeout` for space (see Writer::write for the extra outcomes).
+  template <class Build>
+  [[nodiscard]] Status build(std::size_t hint, Build&& build, std::chrono::nanoseconds timeout) {
+    const auto deadline = detail::deadline_after(timeout);
+    return build_with(writer_.reserve(reservation_for(hint), timeout), std::forward<Build>(build),
+                      [&](std::span<const std::byte> b) {
+                        const auto now = detail::Clock::now();
+                        return writer_.write(b, now < deadline ? deadline - now
+                                                               : std::chrono::nanoseconds{0});
+                      });
+  }
+
   /// The raw writer underneath (for reserve/commit of pre-built bytes).
   [[nodiscard]] Writer<M>& raw() noexcept { return writer_; }
 
  private:
+  // The reservation for a record of about `hint` bytes: the offset word's 16 bytes, then the
+  // builder's block, a multiple of 16 so the buffer's end is 16-byte aligned.
+  [[nodiscard]] std::size_t reservation_for(std::size_t hint) const noexcept {
+    const std::size_t max = static_cast<std::size_t>(writer_.max_record_size()) & ~std::size_t{15};
+    const std::size_t want = hint > max ? max : (hint + layout::kMinOffset + 15) & ~std::size_t{15};
+    return want > max ? max : want;
+  }
+
+  template <class Build, class Fallback>
+  Status build_with(Result<std::span<std::byte>> r, Build&& build, Fallback&& fallback) {
+    fbb_.reset();  // the last record's builder lets go of its block before the next one is set
+    if (!r) return r.status();
+    const std::size_t used = r->size();
+    const std::size_t block = used > layout::kMinOffset ? used - layout::kMinOffset : 0;
+    alloc_.set_block(r->data() + layout::kMinOffset, block);
+    // FlatBuffers aligns relative to the buffer's end, which is the block's (16-byte aligned)
+    // end: the bytes are exactly those a builder of its own would make, at the alignment they
+    // need (4 at least: the offset is a multiple of 4).
+    fbb_.emplace(block == 0 ? 1024 : block, &alloc_, false, layout::kRecordAlign);
+    flatbuffers::Offset<Root> root;
+    try {
+      root = build(*fbb_);
+    } catch (...) {
+      writer_.abort();
+      fbb_.reset();
+      throw;
+    }
+    fbb_->Finish(root, schema_traits<Root>::file_identifier());
+    const std::uint8_t* p = fbb_->GetBufferPointer();
+    const std::size_t offset =
+        static_cast<std::size_t>(p - reinterpret_cast<std::uint8_t*>(r->data()));
+    if (alloc_.in_block(p) && (offset & 3) == 0) return writer_.commit_at(offset, used);
+    // The fallback: the record outgrew the hint and was finished on the heap.
+    writer_.abort();
+    const Status s = fallback(detail::bytes_of(*fbb_));
+    fbb_.reset();  // frees the heap buffer; the next record starts in the ring again
+    return s;
+  }
+
   static bool has_identifier(const flatbuffers::FlatBufferBuilder& fbb) noexcept {
     const char* id = schema_traits<Root>::file_identifier();
     if (id == nullptr || id[0] == '\0') return true;
@@ -185,6 +255,8 @@ class Producer {
   }
   SchemaMatch match_;
   Writer<M> writer_;
+  detail::InPlaceAllocator alloc_;
+  std::optional<flatbuffers::FlatBufferBuilder> fbb_;
 };
 
 /// How a Consumer verifies.

@@ -93,16 +93,18 @@ Observer::Frame Observer::frame_at(std::uint64_t pos, std::uint64_t tail) const 
   const std::uint64_t w = header_at(data_, offset).frame.load(std::memory_order_acquire);
   Frame f;
   if (w == 0) return f;
-  const std::uint64_t to_end = capacity_ - offset;
-  f.length = layout::frame_length(w);
   f.bad = true;
-  if (layout::frame_flags(w) != 0) return f;
-  if (layout::frame_type(w) == layout::RecordType::data && f.length <= max_record_ &&
-      layout::frame_size(f.length) <= to_end) {
-    f.size = layout::frame_size(f.length);
-  } else if (layout::frame_type(w) == layout::RecordType::padding &&
-             f.length + layout::kRecordHeaderSize == to_end) {
-    f.size = to_end;
+  // The library's one frame decoder (spsc and broadcast rules: the extent is the frame size, no
+  // abandoned records), so records built in place read as their consumers see them.
+  const flatring::detail::Decoded d =
+      flatring::detail::decode_frame(header_at(data_, offset), w, capacity_ - offset, max_record_,
+                                     {.aux_extent = false, .abandoned = false});
+  if (d.kind == flatring::detail::Frame::record) {
+    f.length = d.len;
+    f.start = d.start;
+    f.size = d.extent;
+  } else if (d.kind == flatring::detail::Frame::skip && d.type == layout::RecordType::padding) {
+    f.size = d.extent;
     f.padding = true;
   } else {
     return f;
@@ -188,7 +190,7 @@ Observed Observer::next() {
       continue;
     }
     std::byte* copy = copy_.get(f.length == 0 ? 1 : f.length);
-    std::memcpy(copy, data_ + (pos_ & mask_) + layout::kRecordHeaderSize, f.length);
+    std::memcpy(copy, data_ + (pos_ & mask_) + layout::kRecordHeaderSize + f.start, f.length);
     // The copy's reads may not move below this fence, so the positions loaded after it are at
     // least as new as any producer write the copy saw (see observer.hpp for why that suffices).
     std::atomic_thread_fence(std::memory_order_acquire);

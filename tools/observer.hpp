@@ -56,7 +56,8 @@ class Observer {
  private:
   struct Frame {
     std::uint64_t size = 0;    ///< bytes the record occupies; 0: nothing committed yet (or bad)
-    std::uint64_t length = 0;  ///< payload bytes
+    std::uint64_t length = 0;  ///< the record's bytes
+    std::uint64_t start = 0;   ///< where they start in the payload area (built in place)
     bool padding = false;
     bool bad = false;  ///< the frame word is impossible here
   };

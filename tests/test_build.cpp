@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstring>
@@ -270,4 +271,55 @@ TEST_CASE("Writer::commit_at refuses offsets it cannot publish, keeping the rese
   CHECK(got->bytes[31] == std::byte(63));
   reader.release();
   CHECK(writer.commit_at(32, 64) == Status::invalid_state);  // no reservation
+}
+
+TEST_CASE("mpmc: a record built in place that a dead consumer held is redelivered with exactly "
+          "its bytes",
+          "[typed][build][crash][process]") {
+  const auto name = unique_name("build-redeliver");
+  RemoveGuard guard(name);
+  Ring ring = create_ring<Msg>(name, {.capacity = 1 << 14, .mode = Mode::mpmc});
+  Producer<Msg, Mode::mpmc> producer(ring);
+  // Far more hint than record: the record starts well inside its reservation.
+  REQUIRE(producer.try_build(2000, msg_of(1, 300)) == Status::ok);
+  REQUIRE(producer.try_build(64, msg_of(2, 10)) == Status::ok);
+  int ready[2];
+  REQUIRE(::pipe(ready) == 0);
+  const pid_t victim = fr_test::spawn([&] {
+    // In place: the record stays held in the ring until the next receive.
+    Consumer<Msg, Mode::mpmc> c(open_ring<Msg>(name), {.in_place = true});
+    auto got = c.receive(10s);
+    if (!got || (*got)->seq() != 1) return 2;
+    const char c1 = 'h';
+    (void)!::write(ready[1], &c1, 1);
+    for (;;) ::pause();
+  });
+  char c = 0;
+  REQUIRE(::read(ready[0], &c, 1) == 1);
+  ::close(ready[0]);
+  ::close(ready[1]);
+  REQUIRE(::kill(victim, SIGKILL) == 0);
+  CHECK(fr_test::join(victim) == 128 + SIGKILL);
+
+  WaitOptions fast;
+  fast.liveness_interval = 10ms;
+  Consumer<Msg, Mode::mpmc> consumer(ring, {.in_place = GENERATE(false, true), .wait = fast});
+  std::vector<std::uint64_t> seen;
+  bool redelivered = false;
+  const auto until = std::chrono::steady_clock::now() + 30s;  // a hang guard only
+  while (seen.size() < 2 && std::chrono::steady_clock::now() < until) {
+    auto got = consumer.receive(100ms);
+    if (!got) {
+      REQUIRE((got.status() == Status::timed_out || got.status() == Status::empty));
+      continue;
+    }
+    const std::uint64_t seq = (*got)->seq();
+    const std::size_t size = seq == 1 ? 300 : 10;
+    CHECK(same(consumer.bytes(), reference(seq, size)));
+    if (seq == 1) redelivered = consumer.redelivered();
+    seen.push_back(seq);
+  }
+  std::sort(seen.begin(), seen.end());
+  CHECK(seen == std::vector<std::uint64_t>{1, 2});
+  CHECK(redelivered);
 }

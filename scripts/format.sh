@@ -30,7 +30,7 @@ while IFS= read -r -d '' f; do
     *_generated.h | */corpus/*) continue ;;
     *.hpp | *.cpp | *.h) [[ -f $f ]] && files+=("$f") ;;  # tracked but deleted: skip
   esac
-done < <(git ls-files -z -- include src tests tools bench examples fuzz)
+done < <(git ls-files -z -- include src tests tools bench examples fuzz python)
 if ((${#files[@]} == 0)); then
   echo "format: no files" >&2
   exit 2

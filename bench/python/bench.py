@@ -1,0 +1,235 @@
+#!/usr/bin/python3
+"""flatring's Python Pipe and Queue against multiprocessing's, in one run, across two processes.
+
+For each message size (64 B, 1 KiB, 64 KiB, 1 MiB) a forked producer sends M messages and the
+parent receives them; the figure is messages per second from the start signal to the last
+message received. Transports:
+
+    flatring.Pipe            send_bytes / recv_bytes                     (per message)
+    flatring.Pipe batched    send_many / recv_many, 64 per call          (batched)
+    flatring.Queue           put / get                                   (per message)
+    flatring.Queue batched   put_many / get_many, 64 per call            (batched)
+    mp.Pipe + pickle         Connection.send(obj) / recv()               (the pickling default)
+    mp.Pipe send_bytes       Connection.send_bytes / recv_bytes
+    mp.Queue                 put / get                                   (pickles, feeder thread)
+
+Every transport runs once per round, in an order that alternates between rounds; the report is
+the median over the rounds with the range (min-max), and the ratios of the medians.
+
+    python3 bench/python/bench.py [--rounds 5] [--sizes 64,1024,65536,1048576] [--json out.json]
+                                  [--scale 1.0]
+"""
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import statistics
+import sys
+import time
+
+import flatring
+
+ctx = mp.get_context("fork")
+BATCH = 64
+CAPACITY = 8 << 20  # room for 1 MiB messages (max_record_size = capacity / 2 - 64)
+COUNTS = {64: 200_000, 1024: 100_000, 65536: 4_000, 1 << 20: 300}
+
+
+def chunks(payload, n):
+    full, rest = divmod(n, BATCH)
+    for _ in range(full):
+        yield [payload] * BATCH
+    if rest:
+        yield [payload] * rest
+
+
+# ---- producers (run in the forked child) ----
+
+
+def flatring_pipe_producer(conn, go, size, n, batched):
+    payload = b"x" * size
+    go.wait()
+    if batched:
+        for c in chunks(payload, n):
+            conn.send_many(c)
+    else:
+        send = conn.send_bytes
+        for _ in range(n):
+            send(payload)
+
+
+def flatring_queue_producer(q, go, size, n, batched):
+    payload = b"x" * size
+    go.wait()
+    if batched:
+        for c in chunks(payload, n):
+            q.put_many(c)
+    else:
+        put = q.put
+        for _ in range(n):
+            put(payload)
+
+
+def mp_pipe_producer(conn, go, size, n, pickled):
+    payload = b"x" * size
+    go.wait()
+    send = conn.send if pickled else conn.send_bytes
+    for _ in range(n):
+        send(payload)
+
+
+def mp_queue_producer(q, go, size, n):
+    payload = b"x" * size
+    go.wait()
+    for _ in range(n):
+        q.put(payload)
+    q.close()
+    q.join_thread()
+
+
+# ---- one measurement: returns messages per second ----
+
+
+def measure(kind, size, n):
+    go = ctx.Event()
+    if kind.startswith("flatring.Pipe"):
+        rx, tx = flatring.Pipe(duplex=False, capacity=CAPACITY)
+        batched = kind.endswith("batched")
+        p = ctx.Process(target=flatring_pipe_producer, args=(tx, go, size, n, batched))
+        if batched:
+            def drain():
+                got = 0
+                while got < n:
+                    got += len(rx.recv_many(BATCH))
+        else:
+            def drain():
+                recv = rx.recv_bytes
+                for _ in range(n):
+                    recv()
+    elif kind.startswith("flatring.Queue"):
+        q = flatring.Queue(capacity=CAPACITY)
+        batched = kind.endswith("batched")
+        p = ctx.Process(target=flatring_queue_producer, args=(q, go, size, n, batched))
+        if batched:
+            def drain():
+                got = 0
+                while got < n:
+                    got += len(q.get_many(BATCH))
+        else:
+            def drain():
+                get = q.get
+                for _ in range(n):
+                    get()
+    elif kind.startswith("mp.Pipe"):
+        rx, tx = ctx.Pipe(duplex=False)
+        pickled = kind.endswith("pickle")
+        p = ctx.Process(target=mp_pipe_producer, args=(tx, go, size, n, pickled))
+
+        def drain():
+            recv = rx.recv if pickled else rx.recv_bytes
+            for _ in range(n):
+                recv()
+    else:
+        q = ctx.Queue()
+        p = ctx.Process(target=mp_queue_producer, args=(q, go, size, n))
+
+        def drain():
+            get = q.get
+            for _ in range(n):
+                get()
+    p.start()
+    time.sleep(0.05)  # let the child attach and wait
+    t0 = time.perf_counter()
+    go.set()
+    drain()
+    t1 = time.perf_counter()
+    p.join()
+    if p.exitcode != 0:
+        raise RuntimeError("%s producer exited with %s" % (kind, p.exitcode))
+    return n / (t1 - t0)
+
+
+KINDS = [
+    "flatring.Pipe",
+    "flatring.Pipe batched",
+    "flatring.Queue",
+    "flatring.Queue batched",
+    "mp.Pipe + pickle",
+    "mp.Pipe send_bytes",
+    "mp.Queue",
+]
+
+RATIOS = [  # (what, numerator, denominator, target or None)
+    ("Pipe vs mp.Pipe + pickle", "flatring.Pipe", "mp.Pipe + pickle"),
+    ("Pipe vs mp.Pipe send_bytes", "flatring.Pipe", "mp.Pipe send_bytes"),
+    ("Pipe batched vs mp.Pipe + pickle", "flatring.Pipe batched", "mp.Pipe + pickle"),
+    ("Queue vs mp.Queue", "flatring.Queue", "mp.Queue"),
+    ("Queue batched vs mp.Queue", "flatring.Queue batched", "mp.Queue"),
+]
+TARGETS = {  # issue 14's targets: (ratio name, size) -> minimum
+    ("Pipe vs mp.Pipe + pickle", 64): 8,
+    ("Pipe vs mp.Pipe send_bytes", 64): 4,
+    ("Pipe batched vs mp.Pipe + pickle", 64): 20,
+    ("Pipe vs mp.Pipe + pickle", 1 << 20): 10,
+}
+
+
+def human(size):
+    return "%d MiB" % (size >> 20) if size >= 1 << 20 else "%d KiB" % (size >> 10) if size >= 1024 else "%d B" % size
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--sizes", default="64,1024,65536,1048576")
+    ap.add_argument("--scale", type=float, default=1.0, help="multiplies the message counts")
+    ap.add_argument("--json", help="write the results here")
+    a = ap.parse_args()
+    sizes = [int(s) for s in a.sizes.split(",")]
+    results = {}
+    for r in range(a.rounds):
+        order = KINDS if r % 2 == 0 else KINDS[::-1]
+        for size in sizes:
+            n = max(50, int(COUNTS.get(size, 1000) * a.scale))
+            for kind in order:
+                rate = measure(kind, size, n)
+                results.setdefault((kind, size), []).append(rate)
+        print("round %d/%d done" % (r + 1, a.rounds), file=sys.stderr)
+
+    print("flatring Python benchmark: %s, %s, %d cores, Python %s; medians of %d rounds "
+          "(min-max), messages/s" % (platform.node(), platform.processor() or platform.machine(),
+                                     os.cpu_count(), platform.python_version(), a.rounds))
+    out = {"machine": {"node": platform.node(), "cpus": os.cpu_count(),
+                       "python": platform.python_version(), "load": os.getloadavg()},
+           "rounds": a.rounds, "rates": [], "ratios": []}
+    print("%-24s" % "transport" + "".join("%28s" % human(s) for s in sizes))
+    for kind in KINDS:
+        line = "%-24s" % kind
+        for size in sizes:
+            v = results[(kind, size)]
+            med = statistics.median(v)
+            line += "%28s" % ("%.0f (%.0f-%.0f)" % (med, min(v), max(v)))
+            out["rates"].append({"transport": kind, "size": size, "median": med,
+                                 "min": min(v), "max": max(v), "runs": v})
+        print(line)
+    print()
+    print("%-34s" % "ratio (of medians)" + "".join("%12s" % human(s) for s in sizes))
+    for what, num, den in RATIOS:
+        line = "%-34s" % what
+        for size in sizes:
+            ratio = statistics.median(results[(num, size)]) / statistics.median(results[(den, size)])
+            target = TARGETS.get((what, size))
+            mark = "" if target is None else (" >=%d%s" % (target, "" if ratio >= target else "!"))
+            line += "%12s" % ("%.1fx%s" % (ratio, mark))
+            out["ratios"].append({"ratio": what, "size": size, "value": ratio, "target": target})
+        print(line)
+    print("(>=N: the issue's target; ! marks a missed one)")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -27,6 +27,18 @@ for f in bin/flatring bin/flatring-bench include/flatring/flatring.hpp; do
 done
 "$prefix/bin/flatring" --version
 
+# The Python package, when the build has it: installed where Debian's interpreter looks under this
+# prefix (lib/python3.X/dist-packages), importable from there and working.
+pymod=$(find "$prefix" -name '_flatring*.so' | head -n1)
+if [ -n "$pymod" ]; then
+  PYTHONPATH=$(dirname "$(dirname "$pymod")") /usr/bin/python3 -c '
+import flatring, sys
+a, b = flatring.Pipe()
+a.send_bytes(b"installed")
+assert b.recv_bytes() == b"installed"
+print("package_test: python flatring from", flatring.__file__)'
+fi
+
 cmake -S tests/package -B "$work/consumer" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 found=$(sed -n 's/^flatring_DIR:PATH=//p' "$work/consumer/CMakeCache.txt")
 case "$found" in

@@ -41,25 +41,6 @@ def _remove_names(pid, names):
         _remove(n)
 
 
-def _bytes_view(buf, offset, size):
-    # multiprocessing's rules for send_bytes(buf, offset, size), without copying.
-    m = memoryview(buf)
-    if m.itemsize > 1:
-        m = m.cast("B")
-    n = len(m) if m.ndim else m.nbytes
-    if offset < 0:
-        raise ValueError("offset is negative")
-    if n < offset:
-        raise ValueError("buffer length < offset")
-    if size is None:
-        size = n - offset
-    elif size < 0:
-        raise ValueError("size is negative")
-    elif offset + size > n:
-        raise ValueError("buffer length < offset + size")
-    return m[offset : offset + size]
-
-
 class Connection:
     """One end of a flatring.Pipe(): multiprocessing.connection.Connection's byte methods over
     an spsc ring per direction. There is no pickling recv(): send() and recv() carry bytes-like
@@ -79,6 +60,12 @@ class Connection:
         if rx is not None:
             self._rx = _open(rx, schema=schema).consumer(lazy=not _attach)
         self._closed = False
+        # The hot paths are the C++ methods themselves, with multiprocessing's signatures (the
+        # class's methods below say the same in Python, for read-only or write-only ends).
+        if self._tx is not None:
+            self.send_bytes = self._tx.send_bytes
+        if self._rx is not None:
+            self.recv_bytes = self._rx.recv_bytes
 
     # ---- multiprocessing.connection.Connection ----
 
@@ -113,18 +100,12 @@ class Connection:
     def send_bytes(self, buf, offset=0, size=None):
         """Sends the bytes of a bytes-like object (or buf[offset:offset + size]) as one
         message. Blocks while the ring is full; copies once, into the ring."""
-        if offset == 0 and size is None:
-            self._writer().send(buf)
-        else:
-            self._writer().send(_bytes_view(buf, offset, size))
+        self._writer().send_bytes(buf, offset, size)
 
     def recv_bytes(self, maxlength=None):
         """Receives one message as bytes; blocks until there is one. EOFError (PeerDead) when
         the other end is gone and everything it sent has been received."""
-        data = self._reader().receive()
-        if maxlength is not None and len(data) > maxlength:
-            raise OSError("bad message length")
-        return data
+        return self._reader().recv_bytes(maxlength)
 
     def recv_bytes_into(self, buffer, offset=0):
         """Receives one message into a writable buffer at `offset` and returns its length.

@@ -97,6 +97,8 @@ void raise_status(Status s, std::string_view ring, std::string_view detail) {
   raise_error(class_of(s), to_string(s), msg);
 }
 
+void set_error_for(const Error& e) { set_error(class_of(e.code()), to_string(e.code()), e.what()); }
+
 void register_errors(py::module_& m) {
   (void)errors_module();
   m.attr("_errors") = errors_module();

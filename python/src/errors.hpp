@@ -19,6 +19,9 @@ void register_errors(pybind11::module_& m);
 /// message naming the ring and the outcome.
 [[noreturn]] void raise_status(Status s, std::string_view ring, std::string_view detail = {});
 
+/// Sets the Python error for a flatring::Error (as the registered translator does).
+void set_error_for(const Error& e);
+
 /// Raises flatring.<cls>(message) with `.code` set to `code`.
 [[noreturn]] void raise_error(const char* cls, std::string_view code, const std::string& message);
 

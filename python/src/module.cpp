@@ -12,6 +12,7 @@
 
 #include "consumer.hpp"
 #include "errors.hpp"
+#include "fast_methods.hpp"
 #include "fork.hpp"
 #include "producer.hpp"
 #include "record_view.hpp"
@@ -246,83 +247,86 @@ PYBIND11_MODULE(_flatring, m) {
   m.def("list_rings", [] { return Ring::list(); });
   m.def("fork_generation", [] { return fp::fork_generation(); });
 
-  py::class_<Producer>(m, "Producer", "Sends bytes-like records into a ring.")
-      .def("send", &Producer::send, "data"_a, "timeout"_a = py::none())
-      .def("try_send", &Producer::try_send, "data"_a)
-      .def("send_many", &Producer::send_many, "items"_a, "timeout"_a = py::none())
-      .def(
-          "send_json",
-          [](Producer& p, const std::string& json, py::handle timeout) {
-            p.send_json(json, timeout);
-          },
-          "json"_a, "timeout"_a = py::none())
-      .def("close", &Producer::close)
-      .def_property_readonly("closed", &Producer::closed)
-      .def_property_readonly("name", [](const Producer& p) { return p.ring().info().name; })
-      .def_property_readonly("max_record_size", &Producer::max_record_size)
-      .def_property_readonly("slot_pid", &Producer::slot_pid,
-                             "The pid in this endpoint's peer slot (0 until it attached).")
-      .def("__enter__", [](py::object self) { return self; })
-      .def("__exit__", [](Producer& p, py::args) { p.close(); })
-      .def(py::pickle(
-          [](const Producer& p) {
-            return py::make_tuple(p.ring().info().name, fp::schema_state(p.schema()));
-          },
-          [](const py::tuple& t) {
-            std::optional<Schema> s = fp::schema_from_state(t[1]);
-            auto p = std::make_unique<Producer>(fp::open_ring(t[0].cast<std::string>(), s), s);
-            p->attach();
-            return p;
-          }));
+  auto producer_class =
+      py::class_<Producer>(m, "Producer", "Sends bytes-like records into a ring.")
+          .def("send", &Producer::send, "data"_a, "timeout"_a = py::none())
+          .def("try_send", &Producer::try_send, "data"_a)
+          .def("send_many", &Producer::send_many, "items"_a, "timeout"_a = py::none())
+          .def(
+              "send_json",
+              [](Producer& p, const std::string& json, py::handle timeout) {
+                p.send_json(json, timeout);
+              },
+              "json"_a, "timeout"_a = py::none())
+          .def("close", &Producer::close)
+          .def_property_readonly("closed", &Producer::closed)
+          .def_property_readonly("name", [](const Producer& p) { return p.ring().info().name; })
+          .def_property_readonly("max_record_size", &Producer::max_record_size)
+          .def_property_readonly("slot_pid", &Producer::slot_pid,
+                                 "The pid in this endpoint's peer slot (0 until it attached).")
+          .def("__enter__", [](py::object self) { return self; })
+          .def("__exit__", [](Producer& p, py::args) { p.close(); })
+          .def(py::pickle(
+              [](const Producer& p) {
+                return py::make_tuple(p.ring().info().name, fp::schema_state(p.schema()));
+              },
+              [](const py::tuple& t) {
+                std::optional<Schema> s = fp::schema_from_state(t[1]);
+                auto p = std::make_unique<Producer>(fp::open_ring(t[0].cast<std::string>(), s), s);
+                p->attach();
+                return p;
+              }));
 
-  py::class_<Consumer>(m, "Consumer", "Receives verified records from a ring.")
-      .def("receive", &Consumer::receive, "timeout"_a = py::none())
-      .def("try_receive", &Consumer::try_receive)
-      .def(
-          "receive_view",
-          [](py::object self, py::handle timeout) {
-            return self.cast<Consumer&>().receive_view(self, timeout, true);
-          },
-          "timeout"_a = py::none())
-      .def("try_receive_view",
-           [](py::object self) {
-             return self.cast<Consumer&>().receive_view(self, py::none(), false);
-           })
-      .def(
-          "receive_many",
-          [](Consumer& c, std::size_t max, py::handle timeout) {
-            return c.receive_many(max, timeout, true);
-          },
-          "max"_a = 64, "timeout"_a = py::none())
-      .def(
-          "try_receive_many",
-          [](Consumer& c, std::size_t max) { return c.receive_many(max, py::none(), false); },
-          "max"_a = 64)
-      .def("receive_into", &Consumer::receive_into, "buffer"_a, "offset"_a = 0,
-           "timeout"_a = py::none())
-      .def("receive_json", &Consumer::receive_json, "timeout"_a = py::none())
-      .def("poll", &Consumer::poll, "timeout"_a = 0.0)
-      .def("release", &Consumer::release)
-      .def("recover", &Consumer::recover)
-      .def("close", &Consumer::close)
-      .def_property_readonly("closed", &Consumer::closed)
-      .def_property_readonly("name", [](const Consumer& c) { return c.ring().info().name; })
-      .def_property_readonly("verifies", &Consumer::verifies)
-      .def_property_readonly("redelivered", &Consumer::redelivered)
-      .def_property_readonly("abandoned", &Consumer::abandoned)
-      .def_property_readonly("rejected", &Consumer::rejected)
-      .def_property_readonly("slot_pid", &Consumer::slot_pid)
-      .def("__enter__", [](py::object self) { return self; })
-      .def("__exit__", [](Consumer& c, py::args) { c.close(); })
-      .def(py::pickle(
-          [](const Consumer& c) {
-            return py::make_tuple(c.ring().info().name, fp::schema_state(c.schema()), c.eof());
-          },
-          [](const py::tuple& t) {
-            std::optional<Schema> s = fp::schema_from_state(t[1]);
-            auto c = std::make_unique<Consumer>(fp::open_ring(t[0].cast<std::string>(), s), s,
-                                                t[2].cast<bool>());
-            c->attach();
-            return c;
-          }));
+  auto consumer_class =
+      py::class_<Consumer>(m, "Consumer", "Receives verified records from a ring.")
+          .def("receive", &Consumer::receive, "timeout"_a = py::none())
+          .def("try_receive", &Consumer::try_receive)
+          .def(
+              "receive_view",
+              [](py::object self, py::handle timeout) {
+                return self.cast<Consumer&>().receive_view(self, timeout, true);
+              },
+              "timeout"_a = py::none())
+          .def("try_receive_view",
+               [](py::object self) {
+                 return self.cast<Consumer&>().receive_view(self, py::none(), false);
+               })
+          .def(
+              "receive_many",
+              [](Consumer& c, std::size_t max, py::handle timeout) {
+                return c.receive_many(max, timeout, true);
+              },
+              "max"_a = 64, "timeout"_a = py::none())
+          .def(
+              "try_receive_many",
+              [](Consumer& c, std::size_t max) { return c.receive_many(max, py::none(), false); },
+              "max"_a = 64)
+          .def("receive_into", &Consumer::receive_into, "buffer"_a, "offset"_a = 0,
+               "timeout"_a = py::none())
+          .def("receive_json", &Consumer::receive_json, "timeout"_a = py::none())
+          .def("poll", &Consumer::poll, "timeout"_a = 0.0)
+          .def("release", &Consumer::release)
+          .def("recover", &Consumer::recover)
+          .def("close", &Consumer::close)
+          .def_property_readonly("closed", &Consumer::closed)
+          .def_property_readonly("name", [](const Consumer& c) { return c.ring().info().name; })
+          .def_property_readonly("verifies", &Consumer::verifies)
+          .def_property_readonly("redelivered", &Consumer::redelivered)
+          .def_property_readonly("abandoned", &Consumer::abandoned)
+          .def_property_readonly("rejected", &Consumer::rejected)
+          .def_property_readonly("slot_pid", &Consumer::slot_pid)
+          .def("__enter__", [](py::object self) { return self; })
+          .def("__exit__", [](Consumer& c, py::args) { c.close(); })
+          .def(py::pickle(
+              [](const Consumer& c) {
+                return py::make_tuple(c.ring().info().name, fp::schema_state(c.schema()), c.eof());
+              },
+              [](const py::tuple& t) {
+                std::optional<Schema> s = fp::schema_from_state(t[1]);
+                auto c = std::make_unique<Consumer>(fp::open_ring(t[0].cast<std::string>(), s), s,
+                                                    t[2].cast<bool>());
+                c->attach();
+                return c;
+              }));
+  fp::install_fast_methods(producer_class, consumer_class);
 }

@@ -74,6 +74,24 @@ void Producer::send(py::handle data, py::handle timeout) {
   check(write_one(writer(), bytes.span(), d));
 }
 
+void Producer::send_part(py::handle data, Py_ssize_t offset, py::handle size) {
+  BytesArg bytes(data);
+  const auto all = bytes.span();
+  const auto n = static_cast<Py_ssize_t>(all.size());
+  if (offset < 0) throw py::value_error("offset is negative");
+  if (n < offset) throw py::value_error("buffer length < offset");
+  Py_ssize_t len = n - offset;
+  if (!size.is_none()) {
+    len = py::cast<Py_ssize_t>(size);
+    if (len < 0) throw py::value_error("size is negative");
+    if (offset + len > n) throw py::value_error("buffer length < offset + size");
+  }
+  const Deadline d = Deadline::none();
+  CallLock lock(ep_.mutex());
+  check(write_one(writer(),
+                  all.subspan(static_cast<std::size_t>(offset), static_cast<std::size_t>(len)), d));
+}
+
 bool Producer::try_send(py::handle data) {
   BytesArg bytes(data);
   CallLock lock(ep_.mutex());

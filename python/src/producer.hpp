@@ -24,6 +24,9 @@ class Producer {
   /// One record, waiting up to `timeout` (None: forever) for space. \throws Timeout, TooLarge,
   /// PeerDead/NoConsumer, CorruptRing, SegmentLost.
   void send(pybind11::handle data, pybind11::handle timeout);
+  /// multiprocessing's send_bytes(buf, offset=0, size=None): bytes [offset, offset + size) of
+  /// `data` as one record, waiting for space. \throws ValueError as multiprocessing does.
+  void send_part(pybind11::handle data, Py_ssize_t offset, pybind11::handle size);
   /// One record if there is room now: True, or False when the ring is full.
   bool try_send(pybind11::handle data);
   /// Every item of `items`, in order, within one `timeout`; returns how many were sent. On an

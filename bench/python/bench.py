@@ -6,9 +6,9 @@ parent receives them; the figure is messages per second from the start signal to
 message received. Transports:
 
     flatring.Pipe            send_bytes / recv_bytes                     (per message)
-    flatring.Pipe batched    send_many / recv_many, 64 per call          (batched)
+    flatring.Pipe batched    send_many / recv_many, 64 per call (fewer above 4 KiB: 256 KiB)
     flatring.Queue           put / get                                   (per message)
-    flatring.Queue batched   put_many / get_many, 64 per call            (batched)
+    flatring.Queue batched   put_many / get_many, as above
     mp.Pipe + pickle         Connection.send(obj) / recv()               (the pickling default)
     mp.Pipe send_bytes       Connection.send_bytes / recv_bytes
     mp.Queue                 put / get                                   (pickles, feeder thread)
@@ -37,10 +37,17 @@ CAPACITY = 8 << 20  # room for 1 MiB messages (max_record_size = capacity / 2 - 
 COUNTS = {64: 200_000, 1024: 100_000, 65536: 4_000, 1 << 20: 300}
 
 
+def batch_of(size):
+    """Messages per batched call: 64, or fewer for large messages (a batch of 64 MiB would only
+    measure the allocator's fresh pages)."""
+    return max(1, min(BATCH, (256 << 10) // size))
+
+
 def chunks(payload, n):
-    full, rest = divmod(n, BATCH)
+    b = batch_of(len(payload))
+    full, rest = divmod(n, b)
     for _ in range(full):
-        yield [payload] * BATCH
+        yield [payload] * b
     if rest:
         yield [payload] * rest
 
@@ -102,7 +109,7 @@ def measure(kind, size, n):
             def drain():
                 got = 0
                 while got < n:
-                    got += len(rx.recv_many(BATCH))
+                    got += len(rx.recv_many(batch_of(size)))
         else:
             def drain():
                 recv = rx.recv_bytes
@@ -116,7 +123,7 @@ def measure(kind, size, n):
             def drain():
                 got = 0
                 while got < n:
-                    got += len(q.get_many(BATCH))
+                    got += len(q.get_many(batch_of(size)))
         else:
             def drain():
                 get = q.get

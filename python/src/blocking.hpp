@@ -74,6 +74,22 @@ Status status_of(const Result<T>& r) noexcept {
   return r.status();
 }
 
+/// How many times a call that found the ring empty (full) retries with the GIL still held, a
+/// pause apart (a few microseconds), before it hands the GIL over and blocks: a producer in the
+/// middle of its next record is usually done by then, and a GIL hand-off costs more.
+inline constexpr int kHeldSpins = 256;
+
+/// Retries `attempt()` while it reports `again`, up to kHeldSpins times. Returns the last result.
+template <class Attempt>
+auto spin_held(Attempt&& attempt, Status again) -> decltype(attempt()) {
+  auto r = attempt();
+  for (int i = 0; i < kHeldSpins && status_of(r) == again; ++i) {
+    wait::cpu_relax();
+    r = attempt();
+  }
+  return r;
+}
+
 /// Runs the blocking C++ call `op(slice)` in slices, each with the GIL released, until it gives
 /// anything but timed_out or the deadline passes. Between slices, with the GIL held, pending
 /// signals run their Python handlers; one that raises (KeyboardInterrupt) propagates.

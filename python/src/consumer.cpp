@@ -91,7 +91,9 @@ std::optional<RecordView> Consumer::next(AnyReader& r, const Deadline* d) {
   for (;;) {
     Result<RecordView> got = r.try_read();
     if (!got && got.status() == Status::empty && d != nullptr) {
-      got = block_until(*d, [&](std::chrono::nanoseconds t) { return read_slice(r, t); });
+      got = spin_held([&] { return r.try_read(); }, Status::empty);
+      if (!got && got.status() == Status::empty)
+        got = block_until(*d, [&](std::chrono::nanoseconds t) { return read_slice(r, t); });
     }
     if (got) {
       seen_producer_ = true;

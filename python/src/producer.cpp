@@ -53,6 +53,10 @@ Status Producer::write_one(AnyWriter& w, std::span<const std::byte> bytes, const
     s = w.try_write(bytes);
   }
   if (s != Status::full) return s;
+  if (bytes.size() < kNoGilBytes) {
+    s = spin_held([&] { return w.try_write(bytes); }, Status::full);
+    if (s != Status::full) return s;
+  }
   if (!seen_consumer_ && census(ep_.ring(), layout::Role::consumer).alive != 0)
     seen_consumer_ = true;
   return block_until(d, [&](std::chrono::nanoseconds t) {

@@ -23,6 +23,7 @@ using namespace bench;
 TransportList all_transports() {
   TransportList t;
   add_flatring_transports(t);
+  add_flatring_wait_transports(t);
   add_stream_transports(t);
   add_mq_transports(t);
   add_reference_transports(t);
@@ -46,6 +47,8 @@ std::string progress_line(const CaseResult& r) {
 #ifndef FLATRING_BENCH_HAVE_CORE
 namespace bench {
 void add_flatring_transports(TransportList&) {}  // built without the flatring library
+void add_flatring_wait_transports(TransportList&) {}
+int run_idle_cpu(double) { return 1; }
 }  // namespace bench
 #endif
 
@@ -74,6 +77,10 @@ int main(int argc, char** argv) {
                  "Seconds aimed at for each timed round (default 0.35 with --quick, 1.5 otherwise)")
       ->check(CLI::Range(0.01, 60.0));
   app.add_flag("--list", list, "List the transports and exit");
+  double idle_seconds = 0;
+  app.add_option("--idle-cpu", idle_seconds,
+                 "Only print the idle-CPU table: CPU time and wake-ups per second of receivers "
+                 "blocked SECONDS on an empty ring (getrusage), then exit");
   std::uint64_t fault_seq = ~std::uint64_t(0);
   app.add_option("--inject-fault", fault_seq,
                  "Self-test: corrupt the message with this sequence number; the run must fail")
@@ -82,6 +89,15 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  }
+
+  if (idle_seconds > 0) {
+    try {
+      return run_idle_cpu(idle_seconds);
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "flatring-bench: FAILED: {}\n", e.what());
+      return 2;
+    }
   }
 
   TransportList transports = all_transports();

@@ -106,8 +106,12 @@ class ChannelTransport final : public Transport {
 
 // Registration, in report order.
 void add_flatring_transports(TransportList&);  // transports_flatring.cpp
-void add_stream_transports(TransportList&);    // transports_stream.cpp: pipe, unix-stream
-void add_mq_transports(TransportList&);        // transports_mq.cpp: boost-mq, posix-mq
+// transports_flatring_wait.cpp: flatring-fd, flatring-waitset, flatring-waitset-nospin
+void add_flatring_wait_transports(TransportList&);
+// transports_flatring_wait.cpp: the --idle-cpu table (CPU and wake-ups per idle second)
+int run_idle_cpu(double seconds);
+void add_stream_transports(TransportList&);  // transports_stream.cpp: pipe, unix-stream
+void add_mq_transports(TransportList&);      // transports_mq.cpp: boost-mq, posix-mq
 // transports_reference.cpp: memcpy, cacheline-pingpong
 void add_reference_transports(TransportList&);
 void add_raw_ring_transports(TransportList&);  // transports_raw_ring.cpp: raw-ring

@@ -16,6 +16,7 @@
 // head publication per batch (raw rows: Reader::poll; typed rows: Consumer::poll). Latency: the
 // receiving side of both directions uses the blocking, spin-then-sleep receive (Reader::read /
 // Consumer::receive with a timeout); sends never find the ring full in a ping-pong.
+#include "flatring_common.hpp"
 #include "transport.hpp"
 
 #include <flatring/flatring.hpp>
@@ -51,48 +52,11 @@ constexpr std::size_t kTypedOverhead = 256;
 // dead space in the ring (Producer::try_build).
 constexpr std::size_t kBuildSlack = 64;
 
-[[noreturn]] void fail_status(const char* what, flatring::Status s) {
-  throw BenchError(fmt::format("flatring: {}: {}", what, flatring::to_string(s)));
-}
-
 std::uint64_t max_record_for(Kind k, std::size_t payload) {
   return typed(k) ? payload + kTypedOverhead : payload;
 }
 
-// The smallest power of two that takes two maximum records (RingOptions' rule), at least 4 MiB:
-// small records get room for tens of thousands in flight (on the 2-vCPU reference VM a 4 MiB ring
-// streamed 64 B records faster than 1 MiB, and a larger one only added variance), 1 MiB payloads a
-// 4 MiB ring, 16 MiB payloads a 64 MiB ring.
-std::uint64_t capacity_for(std::uint64_t max_record) {
-  const std::uint64_t need = 2 * flatring::layout::frame_size(max_record) + 16;
-  return std::max<std::uint64_t>(std::bit_ceil(need), 4u << 20);
-}
-
 // ---------------------------------------------------------------- raw senders
-
-class CopySender {
- public:
-  CopySender(Peer& peer, flatring::Ring ring, std::size_t payload)
-      : peer_(&peer), w_(std::move(ring)), buf_(payload) {
-    fill_pattern(buf_.data(), buf_.size());
-  }
-  void send(std::uint64_t seq) {
-    stamp(buf_.data(), buf_.size(), seq);
-    for (;;) {
-      const flatring::Status s = w_.try_write(buf_);
-      if (s == flatring::Status::ok) [[likely]]
-        return;
-      if (s != flatring::Status::full) fail_status("try_write", s);
-      cpu_relax();
-      peer_->spin_check();
-    }
-  }
-
- private:
-  Peer* peer_;
-  flatring::Writer<> w_;
-  std::vector<std::byte> buf_;
-};
 
 class ZeroCopySender {
  public:

@@ -58,7 +58,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     Ring ring = Ring::open(name());
     const SegmentInfo& info = ring.info();
     FUZZ_CHECK(info.segment_size == size);
-    // Layout version 2: the record area follows the schema area (none: at kRingOffset).
+    // Layout version 2 and later: the record area follows the schema area (none: at kRingOffset).
     const std::uint64_t stored = info.stored_schema.bfbs().size();
     FUZZ_CHECK(info.ring_offset == layout::ring_offset_for(stored) &&
                info.ring_offset + info.capacity == size);

@@ -1,9 +1,12 @@
-// The one blocking loop: every blocking write and read of every mode waits here. Private.
+// The one blocking loop: every blocking write and read of every mode, and every WaitSet, waits
+// here. Private.
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdint>
+#include <span>
 
 #include "flatring/endpoint.hpp"
 #include "flatring/wait.hpp"
@@ -24,46 +27,93 @@ bool spin_until(Ready&& ready, std::chrono::nanoseconds spin) noexcept {
   }
 }
 
-/// Puts the caller to sleep on `line` until woken, `ready()`, `deadline`, or one `slice`: the
-/// sleeper's half of the Dekker handshake. waiters.fetch_add (seq_cst), the handshake's fence,
-/// read the futex word, then re-check the condition with a seq_cst load; a wake between the
-/// re-check and FUTEX_WAIT changes the word, so FUTEX_WAIT returns at once.
-template <Handshake H, class Ready>
-void sleep_once(layout::WaitLine& line, const Attachment& self, Ready&& ready,
-                Clock::time_point deadline, std::chrono::nanoseconds slice) {
-  line.waiters.fetch_add(1, std::memory_order_seq_cst);
-  if constexpr (H == Handshake::asymmetric) {
-    // Without membarrier a waker on the light fence could miss us: bound the sleep instead.
-    if (!wait::sleeper_fence()) {
-      slice = std::min<std::chrono::nanoseconds>(slice, std::chrono::milliseconds(1));
-    }
+/// Puts the caller to sleep on every line of `lines` at once until woken on one of them,
+/// `ready()`, `deadline`, or one `slice`: the sleeper's half of the Dekker handshake, the same for
+/// one blocked call and for a WaitSet. sleepers and waiters.fetch_add (seq_cst) on each line, the
+/// handshake's fence (`asymmetric`: membarrier, since some waker uses the compiler-only fence),
+/// read the futex words, then re-check the condition with a seq_cst load; a wake between the
+/// re-check and the sleep changes a word, so the sleep returns at once. One line sleeps in
+/// FUTEX_WAIT, several in one futex_waitv; where the kernel lacks it (before 5.16), or beyond its
+/// 128 words, on the first line in slices of at most 1 ms (the others are then found by the
+/// re-check after each).
+template <class Ready, class OnSleep>
+void sleep_on(std::span<layout::WaitLine* const> lines, bool asymmetric, Ready&& ready,
+              OnSleep&& on_sleep, Clock::time_point deadline, std::chrono::nanoseconds slice) {
+  for (layout::WaitLine* l : lines) {
+    // Relaxed: published by the seq_cst (release) bump of `waiters` after it.
+    l->sleepers.fetch_add(1, std::memory_order_relaxed);
+    l->waiters.fetch_add(1, std::memory_order_seq_cst);
   }
-  // seq_cst (acquire at least): pairs with the waker's futex.fetch_add (release), which follows
-  // its progress.
-  const std::uint32_t seen = line.futex.load(std::memory_order_seq_cst);
+  // Without membarrier a waker on the light fence could miss us: bound the sleep instead.
+  if (asymmetric && !wait::sleeper_fence()) {
+    slice = std::min<std::chrono::nanoseconds>(slice, std::chrono::milliseconds(1));
+  }
+  const std::size_t n = std::min(lines.size(), wait::kMaxWaitWords);
+  if (lines.size() > n) {
+    slice = std::min<std::chrono::nanoseconds>(slice, std::chrono::milliseconds(1));
+  }
+  std::array<wait::WaitWord, wait::kMaxWaitWords> words;
+  for (std::size_t i = 0; i < n; ++i) {
+    // seq_cst (acquire at least): pairs with the waker's futex.fetch_add (release), which follows
+    // its progress.
+    words[i] = {&lines[i]->futex, lines[i]->futex.load(std::memory_order_seq_cst)};
+  }
   if (!ready()) {
     const auto now = Clock::now();
     if (now < deadline) {
-      self.count(layout::futex_sleeps);
-      const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now);
-      (void)wait::futex_wait(line.futex, seen, std::min(left, slice));
+      on_sleep();
+      auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now);
+      left = std::min(left, slice);
+      if (n == 1 ||
+          wait::futex_waitv(std::span(words.data(), n), left) == wait::WaitResult::unsupported) {
+        if (n != 1) left = std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(1));
+        (void)wait::futex_wait(*words[0].word, words[0].expected, left);
+      }
     }
   }
   // Relaxed: the count is only a hint for wakers, and a stale non-zero costs one spare wake.
-  line.waiters.fetch_sub(1, std::memory_order_relaxed);
+  for (layout::WaitLine* l : lines) {
+    l->waiters.fetch_sub(1, std::memory_order_relaxed);
+    l->sleepers.fetch_sub(1, std::memory_order_relaxed);
+  }
 }
+
+/// What the blocking loop sleeps on for one endpoint: its wait line.
+template <Handshake H>
+struct LineSleeper {
+  layout::WaitLine& line;
+  const Attachment& self;
+
+  template <class Ready>
+  void sleep(Ready&& ready, Clock::time_point deadline, std::chrono::nanoseconds slice) const {
+    layout::WaitLine* one[] = {&line};
+    sleep_on(
+        one, H == Handshake::asymmetric, ready, [&] { self.count(layout::futex_sleeps); }, deadline,
+        slice);
+  }
+  /// The peer slots and positions of a lost segment read as zeros ("nobody there"): say why.
+  [[nodiscard]] bool lost() const noexcept { return self.ring().lost_fast(); }
+};
+
+/// The outcome of an attempt that has no value, for block() (a WaitSet's round).
+struct Outcome {
+  Status value;
+  Outcome(Status s) noexcept : value(s) {}  // NOLINT: the attempt's outcome is a Status
+  [[nodiscard]] Status status() const noexcept { return value; }
+};
 
 /// Waits until `attempt()` (the non-blocking call) returns something other than `again` (full or
 /// empty), or the deadline passes. `ready(order)` is a cheap test that a retry may succeed; with
 /// seq_cst it is the sleeper's re-check of the handshake. `on_interval(final)` runs once per
 /// liveness interval and at the deadline (`final`): ok means "try again now", `again` means
-/// "nothing changed", anything else is the outcome. The deadline is checked on every round, so a
-/// peer that keeps toggling shared words cannot keep us past the timeout, and a lost segment (see
-/// Ring::lost) is reported as segment_lost whatever the shared words say.
-template <Handshake H, class Attempt, class Ready, class OnInterval>
+/// "nothing changed", anything else is the outcome. `sleeper` sleeps (sleep_on: one line for an
+/// endpoint, all of a WaitSet's) and says whether the segment was lost. The deadline is checked on
+/// every round, so a peer that keeps toggling shared words cannot keep us past the timeout, and a
+/// lost segment (see Ring::lost) is reported as segment_lost whatever the shared words say.
+template <class Attempt, class Ready, class OnInterval, class Sleeper>
 auto block(Attempt&& attempt, Ready&& ready, OnInterval&& on_interval, Status again,
-           layout::WaitLine& line, const Attachment& self, const WaitOptions& wait,
-           std::chrono::nanoseconds timeout) -> decltype(attempt()) {
+           const Sleeper& sleeper, const WaitOptions& wait, std::chrono::nanoseconds timeout)
+    -> decltype(attempt()) {
   const auto deadline = deadline_after(timeout);
   auto next_check = deadline_after(wait.liveness_interval);
   for (;;) {
@@ -71,9 +121,8 @@ auto block(Attempt&& attempt, Ready&& ready, OnInterval&& on_interval, Status ag
       auto r = attempt();
       if (r.status() != again) return r;
     }
-    sleep_once<H>(
-        line, self, [&] { return ready(std::memory_order_seq_cst); }, deadline,
-        wait.liveness_interval);
+    sleeper.sleep([&] { return ready(std::memory_order_seq_cst); }, deadline,
+                  wait.liveness_interval);
     auto r = attempt();
     if (r.status() != again) return r;
     const auto now = Clock::now();
@@ -81,8 +130,7 @@ auto block(Attempt&& attempt, Ready&& ready, OnInterval&& on_interval, Status ag
     if (!final && now < next_check) continue;
     next_check = deadline_after(wait.liveness_interval);
     const Status s = on_interval(final);
-    // The peer slots and positions of a lost segment read as zeros ("nobody there"): say why.
-    if (self.ring().lost_fast()) return Status::segment_lost;
+    if (sleeper.lost()) return Status::segment_lost;
     if (s == Status::ok) {
       r = attempt();
       if (r.status() != again) return r;
@@ -91,6 +139,14 @@ auto block(Attempt&& attempt, Ready&& ready, OnInterval&& on_interval, Status ag
     }
     if (final) return Status::timed_out;
   }
+}
+
+/// block() for one endpoint, sleeping on its wait line `line`.
+template <Handshake H, class Attempt, class Ready, class OnInterval>
+auto block(Attempt&& attempt, Ready&& ready, OnInterval&& on_interval, Status again,
+           layout::WaitLine& line, const Attachment& self, const WaitOptions& wait,
+           std::chrono::nanoseconds timeout) -> decltype(attempt()) {
+  return block(attempt, ready, on_interval, again, LineSleeper<H>{line, self}, wait, timeout);
 }
 
 }  // namespace flatring::detail

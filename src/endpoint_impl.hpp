@@ -28,7 +28,6 @@ Result<std::span<std::byte>> ProducerCore<Policy>::reserve(std::size_t n,
   auto r = try_reserve(n);
   if (r.status() != Status::full) return r;
   self_.count(layout::full_waits);
-  bool unused = false;
   // A lost segment reads as an empty ring: room is found, in private zero pages. Say why instead.
   auto attempt = [&]() -> Result<std::span<std::byte>> {
     auto got = try_reserve(n);
@@ -40,10 +39,8 @@ Result<std::span<std::byte>> ProducerCore<Policy>::reserve(std::size_t n,
   };
   return block<Policy::kHandshake>(
       attempt, [&](std::memory_order order) { return policy().room(n, order); },
-      [&](bool final) {
-        return final ? Status::full : check_peers(ring_, Policy::kPeerRule, unused);
-      },
-      Status::full, ctrl_->space, self_, wait_, timeout);
+      [&](bool final) { return final ? Status::full : wait_check(); }, Status::full, ctrl_->space,
+      self_, wait_, timeout);
 }
 
 template <class Policy, bool Writes>
@@ -66,16 +63,10 @@ Result<RecordView> ConsumerCore<Policy, Writes>::read(std::chrono::nanoseconds t
   auto r = try_read();
   if (r.status() != Status::empty) return r;
   self_.count(layout::empty_waits);
-  auto on_interval = [&](bool final) {
-    const Status u = policy().on_interval();
-    if (u != Status::empty || final) return u;
-    if (!policy().drained()) return Status::empty;
-    const Status p = check_peers(ring_, PeerRule::needs_producer, seen_producer_);
-    return p == Status::ok ? Status::empty : p;
-  };
   return block<Policy::kHandshake>([&] { return try_read(); },
                                    [&](std::memory_order order) { return policy().ready(order); },
-                                   on_interval, Status::empty, ctrl_->data, self_, wait_, timeout);
+                                   [&](bool final) { return wait_check(final, false); },
+                                   Status::empty, ctrl_->data, self_, wait_, timeout);
 }
 
 }  // namespace flatring::detail

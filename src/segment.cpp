@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "flatring/wait.hpp"
+#include "notify_dir.hpp"
 
 namespace bip = boost::interprocess;
 
@@ -200,6 +201,7 @@ class Mapping {
   std::atomic<bool> populated_ro{false};
   std::atomic<bool> populated_rw{false};
   std::array<std::uint32_t, 3> guarded{guard::kNoEntry, guard::kNoEntry, guard::kNoEntry};
+  std::atomic<int> notify_dir{-1};  // the WaitFd socket directory, opened on first use
 
   Mapping() = default;
   Mapping(const Mapping&) = delete;
@@ -207,6 +209,7 @@ class Mapping {
   // Runs before the regions' destructors unmap them.
   ~Mapping() {
     for (std::uint32_t i : guarded) guard::remove(i);
+    if (const int fd = notify_dir.load(std::memory_order_relaxed); fd >= 0) ::close(fd);
   }
 
   void protect(std::size_t which, const bip::mapped_region& region, int prot) {
@@ -416,9 +419,27 @@ void Ring::validate_name(std::string_view name) {
 
 std::string Ring::path_of(std::string_view name) { return "/dev/shm/" + shm_name(name); }
 
+int Ring::notify_dir(bool create) const {
+  // Acquire: pairs with the release of the CAS below, in another thread of this process.
+  int fd = map_->notify_dir.load(std::memory_order_acquire);
+  if (fd >= 0) return fd;
+  detail::DirOpen d = detail::open_notify_dir(map_->info, create);
+  if (d.fd < 0) {
+    if (create) fail(d.code, map_->info.name, d.why);
+    return -1;
+  }
+  int expected = -1;
+  if (map_->notify_dir.compare_exchange_strong(expected, d.fd, std::memory_order_acq_rel)) {
+    return d.fd;
+  }
+  ::close(d.fd);  // another thread opened it first
+  return expected;
+}
+
 bool Ring::remove(std::string_view name) noexcept {
   try {
     validate_name(name);
+    detail::remove_notify_dir(name);
     return bip::shared_memory_object::remove(shm_name(name).c_str());
   } catch (...) {
     return false;

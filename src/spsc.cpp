@@ -54,7 +54,10 @@ SpscWriter::SpscWriter(Ring ring, WaitOptions wait)
   head_cache_ = head;
   // Only the producer sleeps on `space`: a count left by a producer that died asleep would make
   // every release pay for a futex wake.
-  if (self_.took_over()) ctrl_->space.waiters.store(0, std::memory_order_relaxed);
+  if (self_.took_over()) {
+    ctrl_->space.waiters.store(0, std::memory_order_relaxed);
+    ctrl_->space.sleepers.store(0, std::memory_order_relaxed);
+  }
   // Re-establish the invariant that the frame word at the tail reads "not yet".
   header_at(data_, tail_ & mask_).frame.store(0, std::memory_order_relaxed);
   // Release: a consumer that loads this tail sees the zeroed frame word at it.
@@ -65,7 +68,10 @@ SpscReader::SpscReader(Ring ring, WaitOptions wait)
     : ConsumerCore(std::move(ring), Mode::spsc, "Reader", wait) {
   head_ = checked_positions(ring_).head;
   // Only the consumer sleeps on `data` (see the SpscWriter constructor).
-  if (self_.took_over()) ctrl_->data.waiters.store(0, std::memory_order_relaxed);
+  if (self_.took_over()) {
+    ctrl_->data.waiters.store(0, std::memory_order_relaxed);
+    ctrl_->data.sleepers.store(0, std::memory_order_relaxed);
+  }
 }
 
 Status SpscReader::recover_step() noexcept {

@@ -30,6 +30,50 @@ WaitResult futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected,
   }
 }
 
+#ifndef SYS_futex_waitv
+#define SYS_futex_waitv 449
+#endif
+
+namespace {
+// The kernel's struct futex_waitv (include/uapi/linux/futex.h, 5.16), spelled out so that older
+// headers build; its layout is the kernel ABI.
+struct KernelWaitv {
+  std::uint64_t val;
+  std::uint64_t uaddr;
+  std::uint32_t flags;
+  std::uint32_t reserved;
+};
+static_assert(sizeof(KernelWaitv) == 24, "struct futex_waitv is 24 bytes");
+constexpr std::uint32_t kFutex2SizeU32 = 0x02;  // FUTEX2_SIZE_U32; no FUTEX2_PRIVATE: shared words
+}  // namespace
+
+WaitResult futex_waitv(std::span<const WaitWord> words, std::chrono::nanoseconds timeout) noexcept {
+  if (timeout.count() <= 0) return WaitResult::timed_out;
+  if (words.empty() || words.size() > kMaxWaitWords) return WaitResult::unsupported;
+  KernelWaitv v[kMaxWaitWords];
+  for (std::size_t i = 0; i < words.size(); ++i) {
+    v[i] = KernelWaitv{words[i].expected, reinterpret_cast<std::uintptr_t>(words[i].word),
+                       kFutex2SizeU32, 0};
+  }
+  // futex_waitv's timeout is absolute, on the clock named by the last argument.
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  const std::int64_t ns = now.tv_nsec + timeout.count() % 1'000'000'000;
+  timespec at{};
+  at.tv_sec =
+      static_cast<time_t>(now.tv_sec + timeout.count() / 1'000'000'000 + ns / 1'000'000'000);
+  at.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+  long rc =
+      ::syscall(SYS_futex_waitv, v, static_cast<unsigned>(words.size()), 0u, &at, CLOCK_MONOTONIC);
+  if (rc >= 0) return WaitResult::woken;
+  switch (errno) {
+    case ETIMEDOUT: return WaitResult::timed_out;
+    case EAGAIN: return WaitResult::value_changed;
+    case ENOSYS: return WaitResult::unsupported;
+    default: return WaitResult::interrupted;
+  }
+}
+
 int futex_wake(std::atomic<std::uint32_t>& word, int count) noexcept {
   long rc = ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE, count,
                       nullptr, nullptr, 0);

@@ -272,9 +272,21 @@ enum class Handshake : std::uint8_t {
   seq_cst,
 };
 
-/// Bumps the futex word and wakes up to `count` sleepers. Called only when `waiters` was seen
+/// Signals the WaitFd waiters whose bits are set in `w.notify` (one when `count` is 1, else all):
+/// claims the bits, sends each claimed slot one datagram and takes their count off `waiters`.
+/// src/wait_fd.cpp. Called by wake_sleepers only, when a bit was seen.
+void notify_armed(layout::WaitLine& w, const Attachment& self, int count) noexcept;
+
+/// Wakes up to `count` sleepers, WaitFd and futex ones. Called only when `waiters` was seen
 /// non-zero.
 inline void wake_sleepers(layout::WaitLine& w, const Attachment& self, int count) noexcept {
+  // Acquire: the caller saw `waiters` non-zero (a relaxed or seq_cst load); a waiter bumps it
+  // (release) after its notify bit or its `sleepers` count, so those of any waiter we counted are
+  // visible here. A waiter we did not count re-checks after registering and sees our progress.
+  std::atomic_thread_fence(std::memory_order_acquire);
+  // The fd waiters first: their datagram is the longer way to a wake-up.
+  if (w.notify.load(std::memory_order_relaxed) != 0) notify_armed(w, self, count);
+  if (w.sleepers.load(std::memory_order_relaxed) == 0) return;
   // Release: pairs with the sleeper's acquire load of the futex word before it re-checks.
   w.futex.fetch_add(1, std::memory_order_release);
   wait::futex_wake(w.futex, count);
@@ -296,6 +308,33 @@ inline void wake(layout::WaitLine& line, const Attachment& self, bool fast_fence
     if (line.waiters.load(std::memory_order_seq_cst) != 0) wake_sleepers(line, self, count);
   }
 }
+
+// ---------------------------------------------------------------- waiting from outside
+
+/// What WaitFd and WaitSet need of an endpoint, type-erased: its wait line, the handshake, a
+/// readiness test (the sleeper's re-check) and the checks a blocked call runs every liveness
+/// interval. Made by ProducerCore/ConsumerCore::wait_target(); valid while the endpoint lives and
+/// is not moved. Use it from the endpoint's thread only.
+struct WaitTarget {
+  void* endpoint = nullptr;
+  /// A retry of the endpoint's try_ call may succeed (with seq_cst: the handshake's re-check).
+  bool (*ready)(void* endpoint, std::uint64_t bytes, std::memory_order order) = nullptr;
+  /// The liveness-interval step: `idle` means "keep waiting"; ok "retry now"; anything else is
+  /// the outcome (peer_dead, no_consumer, abandoned, ...). `force` runs the mode's recovery step
+  /// even if it ran within the last half interval. segment_lost is reported by the caller.
+  Status (*check)(void* endpoint, bool force) = nullptr;
+  layout::WaitLine* line = nullptr;
+  const Attachment* self = nullptr;
+  Handshake handshake = Handshake::seq_cst;
+  /// The role on the other side of `line`: whose death ends the wait.
+  layout::Role peer = layout::Role::none;
+  /// What the endpoint's try_ call says while it must wait: empty (readers) or full (writers).
+  Status idle = Status::empty;
+  /// Payload bytes a writer waits to have room for (readers: unused).
+  std::uint64_t bytes = 0;
+  /// Set while a WaitFd is bound to this endpoint (one at a time); lives in the endpoint.
+  bool* has_wait_fd = nullptr;
+};
 
 // ---------------------------------------------------------------- statistics
 
@@ -430,6 +469,25 @@ class ProducerCore {
     policy().withdraw(reserved);
   }
 
+  /// For WaitFd and WaitSet: this producer as a thing to wait on, for room for `bytes` payload
+  /// bytes (1: any space freed). \pre called from this producer's thread.
+  [[nodiscard]] WaitTarget wait_target(std::uint64_t bytes = 1) noexcept {
+    WaitTarget t;
+    t.endpoint = this;
+    t.ready = [](void* e, std::uint64_t n, std::memory_order o) {
+      return static_cast<ProducerCore*>(e)->policy().room(n, o);
+    };
+    t.check = [](void* e, bool) { return static_cast<ProducerCore*>(e)->wait_check(); };
+    t.line = &ctrl_->space;
+    t.self = &self_;
+    t.handshake = Policy::kHandshake;
+    t.peer = layout::Role::consumer;
+    t.idle = Status::full;
+    t.bytes = bytes;
+    t.has_wait_fd = &has_wait_fd_;
+    return t;
+  }
+
   /// Position just past this producer's last claim (spsc/broadcast: the ring's tail).
   [[nodiscard]] std::uint64_t position() const noexcept { return tail_; }
   [[nodiscard]] std::uint64_t max_record_size() const noexcept { return max_record_; }
@@ -477,6 +535,15 @@ class ProducerCore {
   std::byte* reserved_at_ = nullptr;  // the reservation's payload area
   Tally tally_;
   bool fast_fence_ = false;
+  bool has_wait_fd_ = false;
+
+  /// What a writer blocked for space checks every liveness interval: full (keep waiting) while a
+  /// consumer that can free space lives; peer_dead / no_consumer otherwise.
+  Status wait_check() noexcept {
+    bool unused = false;
+    const Status s = check_peers(ring_, Policy::kPeerRule, unused);
+    return s == Status::ok ? Status::full : s;
+  }
 
  private:
   Policy& policy() noexcept { return static_cast<Policy&>(*this); }
@@ -556,6 +623,27 @@ class ConsumerCore {
   Status recover() noexcept {
     if (held_) return Status::ok;
     return policy().recover_step();
+  }
+
+  /// For WaitFd and WaitSet: this consumer as a thing to wait on, for "a record may be there".
+  /// \pre called from this consumer's thread.
+  [[nodiscard]] WaitTarget wait_target() noexcept {
+    WaitTarget t;
+    t.endpoint = this;
+    t.ready = [](void* e, std::uint64_t, std::memory_order o) {
+      return static_cast<ConsumerCore*>(e)->held_ ||
+             static_cast<ConsumerCore*>(e)->policy().ready(o);
+    };
+    t.check = [](void* e, bool force) {
+      return static_cast<ConsumerCore*>(e)->wait_check(false, force);
+    };
+    t.line = &ctrl_->data;
+    t.self = &self_;
+    t.handshake = Policy::kHandshake;
+    t.peer = layout::Role::producer;
+    t.idle = Status::empty;
+    t.has_wait_fd = &has_wait_fd_;
+    return t;
   }
 
   /// Status of the last read attempt that found no record (empty, corrupt, abandoned).
@@ -662,7 +750,21 @@ class ConsumerCore {
   bool held_redelivered_ = false;
   bool fast_fence_ = false;
   bool seen_producer_ = false;
+  bool has_wait_fd_ = false;
   Clock::time_point next_recovery_{};
+
+  /// What a reader blocked for records checks every liveness interval (and at the deadline,
+  /// `final`): the mode's recovery step (mpsc/mpmc: dead producers' claims, dead consumers'
+  /// records; `force` runs it even if it ran within the last half interval), then, once
+  /// everything published has been read, whether a producer is left. empty: keep waiting.
+  Status wait_check(bool final, bool force) noexcept {
+    if (force) next_recovery_ = {};
+    const Status u = policy().on_interval();
+    if (u != Status::empty || final) return u;
+    if (!policy().drained()) return Status::empty;
+    const Status p = check_peers(ring_, PeerRule::needs_producer, seen_producer_);
+    return p == Status::ok ? Status::empty : p;
+  }
 
  private:
   Policy& policy() noexcept { return static_cast<Policy&>(*this); }

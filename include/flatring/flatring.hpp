@@ -4,6 +4,8 @@
 //   segment.hpp    naming, creating, opening and validating a segment; attaching to it (Ring)
 //   endpoint.hpp   the endpoint skeleton every mode shares: Writer<M>, Reader<M>
 //   wait.hpp       futex waiting and the sleep handshake's fences
+//   wait_fd.hpp    WaitFd: a pollable descriptor per endpoint (epoll, poll, select, asyncio)
+//   wait_set.hpp   WaitSet: one thread sleeps on many endpoints of any mode (futex_waitv)
 //   spsc.hpp, broadcast.hpp, mpsc.hpp, mpmc.hpp   one policy per mode
 //   schema.hpp     the ring's stored binary schema, compatibility, RecordVerifier
 //   typed.hpp      Producer<Root, M>, Consumer<Root, M>: verified FlatBuffers records
@@ -25,3 +27,5 @@
 #include "flatring/status.hpp"      // IWYU pragma: export
 #include "flatring/typed.hpp"       // IWYU pragma: export
 #include "flatring/wait.hpp"        // IWYU pragma: export
+#include "flatring/wait_fd.hpp"     // IWYU pragma: export
+#include "flatring/wait_set.hpp"    // IWYU pragma: export

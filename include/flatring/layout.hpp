@@ -33,7 +33,8 @@ namespace layout {
 inline constexpr std::uint64_t kMagic = 0x474E495254414C46ull;  // "FLATRING", little-endian
 // Version 2: the schema area and its header fields (schema_offset, schema_size, schema_bfbs_hash).
 // Version 3: records built in place (RecordHeader::aux, kOffsetFlag).
-inline constexpr std::uint32_t kVersion = 3;
+// Version 4: WaitLine::notify, the armed WaitFd waiters (an older waker would not signal them).
+inline constexpr std::uint32_t kVersion = 4;
 // Fixed, not std::hardware_destructive_interference_size: both sides must agree whatever their
 // compiler flags. 128 also keeps the adjacent-line prefetcher from coupling neighbours.
 inline constexpr std::size_t kLine = 128;
@@ -151,10 +152,22 @@ struct alignas(kLine) ConsumerLine {
 /// One futex handshake. Sleepers bump `waiters` and re-check before they sleep on `futex`; a waker
 /// touches `futex` and calls futex(2) only when `waiters` is non-zero. Written only around sleeps,
 /// so the line stays shared-clean in both caches on the hot path.
+///
+/// `notify` (version 4): one bit per peer slot whose WaitFd is armed on this line. An armer sets
+/// its bit, then bumps `waiters` (release); a waker that saw `waiters` non-zero claims bits (one
+/// for a one-consumer wake, all otherwise), sends one datagram to each claimed slot's socket and
+/// takes their count off `waiters`. Untrusted like everything here: a forged bit costs the waker
+/// one sendto and the slot's owner a spurious wake-up (docs/security.md).
+///
+/// `sleepers` (version 4): how many of `waiters` sleep on `futex` (blocked calls and WaitSets), so
+/// that a waker of WaitFd waiters only skips FUTEX_WAKE when no futex sleeper is there. Bumped
+/// before `waiters`, like a notify bit.
 struct alignas(kLine) WaitLine {
   std::atomic<std::uint32_t> futex;
   std::atomic<std::uint32_t> waiters;
-  std::uint8_t pad[kLine - 8];
+  std::atomic<std::uint32_t> notify;
+  std::atomic<std::uint32_t> sleepers;
+  std::uint8_t pad[kLine - 16];
 };
 
 /// Statistics. Each PeerSlot's counters are written by that peer alone (relaxed stores to its own
@@ -240,6 +253,10 @@ static_assert(sizeof(SegmentHeader) == 256, "header size is part of the layout v
 static_assert(offsetof(SegmentHeader, schema_offset) == 96 &&
                   offsetof(SegmentHeader, schema_bfbs_hash) == 112,
               "schema area fields are part of layout version 2");
+static_assert(offsetof(WaitLine, notify) == 8 && offsetof(WaitLine, sleepers) == 12 &&
+                  sizeof(WaitLine) == kLine,
+              "the WaitFd mask is part of layout version 4");
+static_assert(kMaxPeers <= 32, "WaitLine::notify has one bit per peer slot");
 static_assert(sizeof(PeerSlot) == kLine, "one peer per cache line: peers never share a line");
 static_assert(sizeof(Counters) == kLine, "counters fit one line");
 static_assert(offsetof(Control, producer) == 256 && offsetof(Control, consumer) == 384 &&

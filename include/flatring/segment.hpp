@@ -142,8 +142,9 @@ class Ring {
   ///   wrong_mode, size_mismatch, corrupt_header, unsafe_owner, unsafe_permissions,
   ///   schema_too_large, corrupt_schema, schema_too_deep, schema_no_root, ...)
   [[nodiscard]] static Ring open(std::string_view name, const OpenOptions& options = {});
-  /// Removes the name. Processes that have it mapped keep their mapping. Returns false if there
-  /// was nothing to remove.
+  /// Removes the name, and the directory of its WaitFd sockets. Processes that have it mapped keep
+  /// their mapping (their WaitFds get no notifications any more). Returns false if there was no
+  /// segment to remove.
   static bool remove(std::string_view name) noexcept;
   /// True if `name` is a stale segment: a flatring segment this process may open (Ring::open's
   /// checks, with default options) whose creator has exited and in which no live process holds a
@@ -187,6 +188,15 @@ class Ring {
   [[nodiscard]] bool lost_fast() const noexcept {
     return detail::segments_lost.load(std::memory_order_relaxed) != 0 && lost();
   }
+
+  /// The directory of this ring's WaitFd sockets, /dev/shm/flatring-wait.<name> (never a path read
+  /// from the segment), opened once per mapping and cached until the mapping goes. With `create`
+  /// it is made when missing (0700 for a 0600 ring; group/other bits, with the sticky bit, when
+  /// the segment has them). -1 without `create` when it does not exist or fails the checks.
+  /// \throws with `create`: Error(unsafe_owner) if another uid than this one or the segment's
+  ///   owner owns it; Error(unsafe_permissions) for wider permissions than the segment's or a
+  ///   non-directory; Error(system_error).
+  [[nodiscard]] int notify_dir(bool create) const;
 
   /// Reclaims peer slots (and exclusive role ownership) of processes that have died, folding their
   /// counters into the retired totals. Returns how many were reclaimed.

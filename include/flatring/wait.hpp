@@ -4,16 +4,33 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <span>
 
 namespace flatring::wait {
 
-enum class WaitResult { woken, timed_out, value_changed, interrupted };
+/// unsupported: the kernel lacks the call (futex_waitv before Linux 5.16).
+enum class WaitResult { woken, timed_out, value_changed, interrupted, unsupported };
 
 /// Sleeps while `*word == expected`, at most `timeout`. Spurious returns are possible: callers
 /// re-check their condition.
 WaitResult futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected,
                       std::chrono::nanoseconds timeout) noexcept;
+
+/// One word of a futex_waitv: sleep while `*word == expected`.
+struct WaitWord {
+  std::atomic<std::uint32_t>* word;
+  std::uint32_t expected;
+};
+/// futex_waitv(2) takes at most this many words (FUTEX_WAITV_MAX).
+inline constexpr std::size_t kMaxWaitWords = 128;
+
+/// Sleeps while every word holds its expected value, at most `timeout`: one futex_waitv(2) call
+/// over shared (not FUTEX_PRIVATE) 32-bit words, with an absolute CLOCK_MONOTONIC deadline. A
+/// FUTEX_WAKE on any of the words ends it. unsupported (ENOSYS) on kernels before 5.16, and for
+/// more than kMaxWaitWords words: the caller falls back. \pre !words.empty()
+WaitResult futex_waitv(std::span<const WaitWord> words, std::chrono::nanoseconds timeout) noexcept;
 
 /// Wakes up to `count` sleepers on `word`. Returns how many were woken.
 int futex_wake(std::atomic<std::uint32_t>& word, int count) noexcept;

@@ -116,11 +116,15 @@ auto block(Attempt&& attempt, Ready&& ready, OnInterval&& on_interval, Status ag
     -> decltype(attempt()) {
   const auto deadline = deadline_after(timeout);
   auto next_check = deadline_after(wait.liveness_interval);
+  // Spin before the first sleep only: a wake-up is followed by an attempt at once, and spinning
+  // after a liveness wake-up (nothing arrived) would only burn WaitOptions::spin per interval.
+  auto spin = wait.spin;
   for (;;) {
-    if (spin_until([&] { return ready(std::memory_order_acquire); }, wait.spin)) {
+    if (spin_until([&] { return ready(std::memory_order_acquire); }, spin)) {
       auto r = attempt();
       if (r.status() != again) return r;
     }
+    spin = std::chrono::nanoseconds::zero();
     sleeper.sleep([&] { return ready(std::memory_order_seq_cst); }, deadline,
                   wait.liveness_interval);
     auto r = attempt();

@@ -8,8 +8,9 @@
 // lines) and to the other peer slots (pid, start time, role: what a WaitFd turns into pidfds).
 // Checked: arm() and wait() return only their documented outcomes; a record written is read back
 // intact; nothing hangs (every timeout is 0 or 1 ms); no descriptor is leaked (the count of open
-// descriptors is the same after every input). The seeds in fuzz/corpus/wait/ are hand-written
-// programs in this format (an honest exchange, a full ring, hostile words, forged peer slots).
+// descriptors stays within the waker's per-slot sockets after every input). The seeds in
+// fuzz/corpus/wait/ are hand-written programs in this format (an honest exchange, a full ring,
+// hostile words, forged peer slots).
 #include "fuzz_common.hpp"
 
 #include <chrono>
@@ -169,6 +170,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   } catch (const Error&) {
     // Set-up refused (e.g. a forged owner word): a documented outcome.
   }
-  FUZZ_CHECK(open_fds() == baseline);
+  // The waker's connected sockets (one per slot it has woken, kept with the ring's mapping) are
+  // bounded by the peer slots; anything beyond is a leak.
+  FUZZ_CHECK(open_fds() <= baseline + layout::kMaxPeers);
   return 0;
 }

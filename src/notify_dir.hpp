@@ -29,4 +29,8 @@ struct DirOpen {
 /// Removes the directory and the sockets in it (names of digits only). For Ring::remove.
 void remove_notify_dir(std::string_view name) noexcept;
 
+/// Closes the waker's connected sockets to the WaitFds under directory descriptor `dir` (see
+/// notify_armed), before the mapping that owns `dir` closes it. For the mapping's destructor.
+void forget_notify_dir(int dir) noexcept;
+
 }  // namespace flatring::detail

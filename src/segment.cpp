@@ -209,7 +209,10 @@ class Mapping {
   // Runs before the regions' destructors unmap them.
   ~Mapping() {
     for (std::uint32_t i : guarded) guard::remove(i);
-    if (const int fd = notify_dir.load(std::memory_order_relaxed); fd >= 0) ::close(fd);
+    if (const int fd = notify_dir.load(std::memory_order_relaxed); fd >= 0) {
+      detail::forget_notify_dir(fd);
+      ::close(fd);
+    }
   }
 
   void protect(std::size_t which, const bip::mapped_region& region, int prot) {

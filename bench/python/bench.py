@@ -14,7 +14,10 @@ message received. Transports:
     mp.Queue                 put / get                                   (pickles, feeder thread)
 
 Every transport runs once per round, in an order that alternates between rounds; the report is
-the median over the rounds with the range (min-max), and the ratios of the medians.
+the median over the rounds with the range (min-max), and the ratios of the medians. Beside the
+rate it reports the CPU time each message cost both processes (user + system, from getrusage):
+on a shared, loaded machine the rate measures the share of the CPUs the processes got as much
+as the transports, the CPU cost much less so.
 
     python3 bench/python/bench.py [--rounds 5] [--sizes 64,1024,65536,1048576] [--json out.json]
                                   [--scale 1.0]
@@ -25,6 +28,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -96,7 +100,7 @@ def mp_queue_producer(q, go, size, n):
     q.join_thread()
 
 
-# ---- one measurement: returns messages per second ----
+# ---- one measurement: returns (messages per second, CPU seconds per message) ----
 
 
 def measure(kind, size, n):
@@ -146,16 +150,21 @@ def measure(kind, size, n):
             get = q.get
             for _ in range(n):
                 get()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     p.start()
     time.sleep(0.05)  # let the child attach and wait
+    c0 = time.process_time()
     t0 = time.perf_counter()
     go.set()
     drain()
     t1 = time.perf_counter()
+    c1 = time.process_time()
     p.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if p.exitcode != 0:
         raise RuntimeError("%s producer exited with %s" % (kind, p.exitcode))
-    return n / (t1 - t0)
+    child = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return n / (t1 - t0), ((c1 - c0) + child) / n
 
 
 KINDS = [
@@ -196,13 +205,15 @@ def main():
     a = ap.parse_args()
     sizes = [int(s) for s in a.sizes.split(",")]
     results = {}
+    cpus = {}
     for r in range(a.rounds):
         order = KINDS if r % 2 == 0 else KINDS[::-1]
         for size in sizes:
             n = max(50, int(COUNTS.get(size, 1000) * a.scale))
             for kind in order:
-                rate = measure(kind, size, n)
+                rate, cpu = measure(kind, size, n)
                 results.setdefault((kind, size), []).append(rate)
+                cpus.setdefault((kind, size), []).append(cpu)
         print("round %d/%d done" % (r + 1, a.rounds), file=sys.stderr)
 
     print("flatring Python benchmark: %s, %s, %d cores, Python %s; medians of %d rounds "
@@ -233,6 +244,26 @@ def main():
             out["ratios"].append({"ratio": what, "size": size, "value": ratio, "target": target})
         print(line)
     print("(>=N: the issue's target; ! marks a missed one)")
+    print()
+    print("CPU time per message, both processes (user + system), microseconds: medians (min-max)")
+    print("%-24s" % "transport" + "".join("%28s" % human(s) for s in sizes))
+    for kind in KINDS:
+        line = "%-24s" % kind
+        for size in sizes:
+            v = [c * 1e6 for c in cpus[(kind, size)]]
+            line += "%28s" % ("%.2f (%.2f-%.2f)" % (statistics.median(v), min(v), max(v)))
+            out.setdefault("cpu_us", []).append({"transport": kind, "size": size,
+                                                 "median": statistics.median(v), "min": min(v),
+                                                 "max": max(v)})
+        print(line)
+    print("%-34s" % "CPU cost ratio (mp / flatring)" + "".join("%12s" % human(s) for s in sizes))
+    for what, num, den in RATIOS:
+        line = "%-34s" % what
+        for size in sizes:
+            r = statistics.median(cpus[(den, size)]) / statistics.median(cpus[(num, size)])
+            line += "%12s" % ("%.1fx" % r)
+            out["ratios"].append({"ratio": what + " (CPU per message)", "size": size, "value": r})
+        print(line)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)

@@ -36,6 +36,7 @@ class ReaderOf final : public AnyReader {
   void release() noexcept override { r_.release(); }
   Status recover() noexcept override { return r_.recover(); }
   const Attachment& attachment() const noexcept override { return r_.attachment(); }
+  std::unique_ptr<WaitFd> wait_fd() override { return std::make_unique<WaitFd>(r_); }
 
  private:
   Reader<M> r_;

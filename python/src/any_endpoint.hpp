@@ -8,6 +8,7 @@
 #include <span>
 
 #include <flatring/flatring.hpp>
+#include <flatring/wait_fd.hpp>
 
 namespace flatring::python {
 
@@ -39,6 +40,8 @@ class AnyReader {
   virtual void release() noexcept = 0;
   virtual Status recover() noexcept = 0;
   [[nodiscard]] virtual const Attachment& attachment() const noexcept = 0;
+  /// The pollable descriptor of this reader (issue 13's WaitFd). \throws Error as WaitFd's.
+  [[nodiscard]] virtual std::unique_ptr<WaitFd> wait_fd() = 0;
 
   /// A reader of `ring`'s own mode. \throws Error as the Reader's constructor.
   static std::unique_ptr<AnyReader> attach(const Ring& ring, const WaitOptions& wait);

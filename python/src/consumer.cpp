@@ -34,6 +34,8 @@ AnyReader& Consumer::reader() {
     ep_.after_fork();
     view_.abandon();
     (void)json_.release();
+    if (ready_) ready_->abandon();
+    (void)ready_.release();  // closed its own descriptors; the WaitFd is the parent's
   }
   return ep_.get();
 }
@@ -53,6 +55,15 @@ void Consumer::release() {
   CallLock lock(ep_.mutex());
   AnyReader& r = reader();
   release_view(r);
+  refresh(r);
+}
+
+int Consumer::fileno() {
+  CallLock lock(ep_.mutex());
+  AnyReader& r = reader();
+  if (!ready_) ready_ = std::make_unique<Readiness>(r);
+  if (!view_.active()) ready_->update(r);
+  return ready_->fd();
 }
 
 void Consumer::close() {
@@ -62,6 +73,7 @@ void Consumer::close() {
   }
   CallLock lock(ep_.mutex());
   if (view_.active()) view_.close();  // throws BufferError: the consumer stays open
+  ready_.reset();                     // before the reader, as WaitFd requires
   ep_.close();
 }
 
@@ -160,7 +172,9 @@ py::object Consumer::receive(py::handle timeout) {
   AnyReader& r = reader();
   release_view(r);
   const std::optional<RecordView> v = next(r, &d);
-  return take_bytes(r, *v, false);
+  py::object b = take_bytes(r, *v, false);
+  refresh(r);
+  return b;
 }
 
 py::object Consumer::try_receive() {
@@ -168,8 +182,13 @@ py::object Consumer::try_receive() {
   AnyReader& r = reader();
   release_view(r);
   const std::optional<RecordView> v = next(r, nullptr);
-  if (!v) return py::none();
-  return take_bytes(r, *v, false);
+  if (!v) {
+    refresh(r);
+    return py::none();
+  }
+  py::object b = take_bytes(r, *v, false);
+  refresh(r);
+  return b;
 }
 
 py::object Consumer::receive_view(py::handle self, py::handle timeout, bool block) {
@@ -211,6 +230,7 @@ py::list Consumer::receive_many(std::size_t max, py::handle timeout, bool block)
     if (out.size() >= max) break;
     v = next(r, nullptr);
   }
+  refresh(r);
   return out;
 }
 
@@ -242,6 +262,7 @@ py::object Consumer::receive_into(py::handle into, Py_ssize_t offset, py::handle
   }
   redelivered_ = v->redelivered;
   if (!ok) reject(r, *v);
+  refresh(r);
   return py::int_(n);
 }
 
@@ -262,6 +283,7 @@ py::str Consumer::receive_json(py::handle timeout) {
   r.release();
   redelivered_ = v->redelivered;
   if (!verify({copy, n})) reject(r, *v);
+  refresh(r);
   return py::str(json_->generate({copy, n}));
 }
 
@@ -278,6 +300,7 @@ bool Consumer::poll(py::handle timeout) {
     }
     if (got) {
       seen_producer_ = true;
+      refresh(r);
       return true;
     }
     switch (got.status()) {
@@ -285,8 +308,9 @@ bool Consumer::poll(py::handle timeout) {
         // poll(0): no wait, but the end of the stream is reported as a blocking read would.
         if (eof_ && seen_producer_ && census(ep_.ring(), layout::Role::producer).alive == 0)
           raise_status(Status::peer_dead, ep_.name());
+        refresh(r);
         return false;
-      case Status::timed_out: return false;
+      case Status::timed_out: refresh(r); return false;
       case Status::abandoned: ++abandoned_; continue;
       default: raise_status(got.status(), ep_.name());
     }

@@ -12,6 +12,7 @@
 
 #include "any_endpoint.hpp"
 #include "endpoint_base.hpp"
+#include "readiness.hpp"
 #include "record_view.hpp"
 #include "schema_arg.hpp"
 
@@ -44,6 +45,10 @@ class Consumer {
   pybind11::str receive_json(pybind11::handle timeout);
   /// True when a record can be received (waits up to `timeout` for one).
   bool poll(pybind11::handle timeout);
+  /// A descriptor that is readable while a receive would not wait (a record is there, or the
+  /// end of the stream is to be reported). Each receive keeps it current. \throws Error as
+  /// WaitFd's constructor.
+  int fileno();
   /// Releases the record lent by receive_view. \throws BufferError while views of it are alive.
   void release();
   /// Reader::recover(): unsticks the read position after CorruptRing (dropping records), takes
@@ -77,6 +82,10 @@ class Consumer {
   pybind11::object take_bytes(AnyReader& r, const RecordView& v, bool keep_bad);
   [[noreturn]] void reject(AnyReader& r, const RecordView& v);
   void release_view(AnyReader& r);
+  /// Keeps fileno()'s descriptor current after a receive (no-op until fileno() was called).
+  void refresh(AnyReader& r) noexcept {
+    if (ready_ && !view_.active()) ready_->update(r);
+  }
 
   Attached<AnyReader> ep_;
   std::optional<Schema> schema_;
@@ -84,6 +93,7 @@ class Consumer {
   std::unique_ptr<JsonCodec> json_;
   flatring::detail::AlignedBuffer scratch_;
   HeldView view_;
+  std::unique_ptr<Readiness> ready_;  // made by the first fileno()
   bool redelivered_ = false;
   bool seen_producer_ = false;
   bool eof_ = true;  // a record arrived, or a census found a live producer

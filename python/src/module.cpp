@@ -305,6 +305,9 @@ PYBIND11_MODULE(_flatring, m) {
                "timeout"_a = py::none())
           .def("receive_json", &Consumer::receive_json, "timeout"_a = py::none())
           .def("poll", &Consumer::poll, "timeout"_a = 0.0)
+          .def("fileno", &Consumer::fileno,
+               "A descriptor that is readable while a receive would not wait (for selectors, "
+               "multiprocessing.connection.wait, asyncio add_reader).")
           .def("release", &Consumer::release)
           .def("recover", &Consumer::recover)
           .def("close", &Consumer::close)

@@ -5,12 +5,25 @@
 # build-fuzz/corpus/<target>/ and crashing inputs to build-fuzz/artifacts/<target>/. Exits non-zero
 # if any target crashed, leaked, hung past 10 s on one input, or tripped a sanitizer. Prints the
 # executions per target and writes them to build-fuzz/fuzz-summary.txt.
+#   scripts/fuzz.sh --list    prints the default targets (scripts/campaign.sh runs each of them)
+# FUZZ_OUT=<dir> puts the corpus, artifacts, logs and summary there instead of build-fuzz/
+# (scripts/campaign.sh keeps one corpus across its runs that way).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+list=0
+if [[ ${1:-} == --list ]]; then
+  list=1
+  shift
+fi
 seconds=${1:-60}
 shift || true
 targets=("$@")
 if ((${#targets[@]} == 0)); then targets=(reader mpmc typed open schema wait); fi
+if ((list)); then
+  echo "${targets[@]}"
+  exit 0
+fi
+out=${FUZZ_OUT:-build-fuzz}
 jobs=${JOBS:-$(nproc)}
 cxx=${FUZZ_CXX:-clang++-14}
 # Preset fuzz (CMakePresets.json): -fsanitize=fuzzer-no-link,address,undefined
@@ -20,15 +33,16 @@ cxx=${FUZZ_CXX:-clang++-14}
 cmake --preset fuzz -DCMAKE_CXX_COMPILER="$cxx" >/dev/null
 cmake --build --preset fuzz -j"$jobs" --target fuzz_reader fuzz_mpmc fuzz_typed fuzz_open fuzz_schema fuzz_wait
 
-summary=build-fuzz/fuzz-summary.txt
+summary=$out/fuzz-summary.txt
+mkdir -p "$out"
 : >"$summary"
 failed=0
 for target in "${targets[@]}"; do
-  corpus=build-fuzz/corpus/$target
-  artifacts=build-fuzz/artifacts/$target/
+  corpus=$out/corpus/$target
+  artifacts=$out/artifacts/$target/
   rm -rf "$artifacts"
   mkdir -p "$corpus" "$artifacts"
-  log=build-fuzz/fuzz_$target.log
+  log=$out/fuzz_$target.log
   max_len=4096
   if [[ $target != typed ]]; then max_len=16384; fi  # a whole 4 KiB ring image
   set +e

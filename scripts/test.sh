@@ -16,4 +16,7 @@ bash scripts/package_test.sh build-test
 if [[ ${FLATRING_QUICK:-0} != 1 ]]; then
   bash scripts/sanitize.sh all
   bash scripts/fuzz.sh 60
+  # The reliability campaign's quick mode: every fuzz target, soak, chaos run and scribbling peer
+  # of scripts/campaign.sh for a few seconds each (about 3 minutes; the full campaign is not CI's).
+  bash scripts/campaign.sh --quick --fresh
 fi

@@ -1,0 +1,578 @@
+// chaos: producer and consumer processes SIGKILLed, round after round, in any mode.
+//   flatring-campaign chaos --mode M --kills K [--capacity BYTES] [--seed S] [--hook-odds N]
+//                           [--inject loss]
+// --inject loss: every consumer drops (does not count) the record with seq 1000, a control run
+// that must fail with "lost", to show the checks can.
+// Processes per mode: spsc 1 producer + 1 consumer; mpsc 2 + 1; mpmc 2 + 3; broadcast 1 producer +
+// 2 consumers that are killed + 1 witness consumer that never is. Each round kills (kind counted):
+//   random       after a random 0-20 ms, a producer, a consumer, or both;
+//   hook         a process that parked itself at a stop inside a call, then waits to be killed:
+//                the library's test seams (src/test_hooks.hpp: after_claim = mid-claim, mid_copy,
+//                mid_release, mid_unblock), and between filling a reservation and committing it
+//                (before_commit) or between counting a record and releasing it (holding). Each
+//                call reaching a stop parks with odds 1 in --hook-odds (mid_unblock: 1 in 4);
+//   asleep       the other side is SIGSTOPped until the victim sleeps in the ring's futex
+//                (the WaitLine's waiters word), then the victim is killed there.
+// A ledger outside the ring (a shared anonymous mapping) records each sequence number: reserved
+// (next_seq) before the write, committed after the write returned ok; delivered fresh / again per
+// consumer; the record a consumer holds (counted, not yet released) in its slot's holding word,
+// which the parent reads after each kill (dead_held).
+// Checked, per the guarantees (README "Guarantees", docs/design.md, docs/design-mp.md):
+//   - no loss: every committed record is delivered (broadcast: to the witness, exactly once);
+//   - spsc, mpsc: a record comes a second time only if a killed consumer held it (resume at the
+//     published head), at most once per consumer kill; mpsc: a copy the dead consumer had begun to
+//     zero may arrive damaged, only as a new consumer's first record and at a dead one's position;
+//   - mpmc: never twice unflagged; flagged copies (redelivered) only of records a killed consumer
+//     held, at most one per consumer kill;
+//   - per producer, fresh records reach each consumer in commit order; broadcast consumers see
+//     sequence numbers only grow, skipping only numbers never committed;
+//   - abandoned claims and uncommitted numbers at most one per producer kill;
+//   - no hang: a consumer idle for 10 s, a producer whose write fails other than by timing out
+//     or finding no (live) consumer, or a drain that does not finish within 120 s fails the run;
+//   - after the drain, head == tail (and mpmc's read cursor), no corrupt record counted.
+#include <atomic>
+#include <cinttypes>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <random>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "campaign.hpp"
+#include "mp_helpers.hpp"
+#include "test_hooks.hpp"  // src/: the library's private test seams
+
+using namespace flatring;
+using namespace std::chrono_literals;
+
+namespace campaign {
+namespace {
+
+constexpr std::uint64_t kMaxSeq = 1u << 24;
+constexpr std::uint32_t kMaxGenerations = 1u << 14;
+constexpr std::size_t kSlots = 8;  // process slots: producers, then consumers
+constexpr std::size_t kDeadPositions = 4096;
+
+enum Stop : std::uint32_t {
+  kRandom = 0,
+  kAfterClaim,
+  kMidCopy,
+  kBeforeCommit,
+  kMidRelease,
+  kMidUnblock,
+  kHolding,
+  kAsleep,
+  kKinds,
+};
+constexpr const char* kStopNames[kKinds] = {"random",        "after_claim", "mid_copy",
+                                            "before_commit", "mid_release", "mid_unblock",
+                                            "holding",       "asleep"};
+
+enum Exit : int {
+  kWrongStatus = 10,
+  kOutOfOrder = 11,
+  kBadPayload = 12,
+  kLedgerFull = 13,
+  kDuplicate = 14,
+  kLost = 16,
+  kHang = 17,
+};
+
+struct Ledger {
+  std::atomic<std::uint64_t> next_seq;
+  std::atomic<std::uint64_t> checked;
+  std::atomic<std::uint64_t> abandoned;
+  std::atomic<std::uint64_t> damaged;
+  std::atomic<std::uint64_t> draining;                  // broadcast: the witness may stop when idle
+  std::atomic<std::uint64_t> witness_attached;          // broadcast
+  std::atomic<std::uint64_t> holding[kSlots];           // seq + 1 counted, not yet released
+  std::atomic<std::uint64_t> holding_pos[kSlots];       // its ring position + 1
+  std::atomic<std::uint64_t> parked[kSlots];            // Stop + 1 where the slot's process parked
+  std::atomic<std::uint64_t> dead_positions;            // entries in dead_pos
+  std::atomic<std::uint64_t> dead_pos[kDeadPositions];  // positions + 1 killed consumers held
+  std::atomic<std::uint8_t> committed[kMaxSeq];
+  std::atomic<std::uint8_t> fresh[kMaxSeq];
+  std::atomic<std::uint8_t> again[kMaxSeq];
+  std::atomic<std::uint8_t> dead_held[kMaxSeq];
+  std::atomic<std::uint8_t> witness[kMaxSeq];
+};
+
+// The child's own state for the hooks (plain function pointers without arguments).
+Ledger* g_ledger = nullptr;
+std::size_t g_slot = 0;
+std::uint64_t g_odds = 20'000;
+std::mt19937_64 g_rng;
+
+[[noreturn]] void park(Stop where) {
+  g_ledger->parked[g_slot].store(where + 1);
+  for (;;) ::pause();
+}
+void maybe_park(Stop where, std::uint64_t odds) {
+  if (g_rng() % odds == 0) park(where);
+}
+template <Stop S>
+void hook() {
+  maybe_park(S, S == kMidUnblock ? 4 : g_odds);
+}
+
+struct Setup {
+  bool inject_loss = false;
+  Mode mode;
+  std::string name;
+  std::uint32_t producers;
+  std::uint32_t consumers;  // killed ones (broadcast: plus the witness in slot kSlots - 1)
+};
+
+const WaitOptions kWait{.spin = 20us, .liveness_interval = 20ms};
+
+template <Mode M>
+int producer_main(const Setup& s, Ledger& ledger, std::uint32_t generation) {
+  Writer<M> w(Ring::open(s.name), kWait);
+  test_hooks::after_claim = hook<kAfterClaim>;
+  test_hooks::mid_copy = hook<kMidCopy>;
+  const bool zero_copy = generation % 2 == 0;
+  const bool slow = generation % 4 == 0;  // 50 us inside each claim: random kills land there
+  std::byte buf[64];
+  for (;;) {
+    const std::uint64_t seq = ledger.next_seq.fetch_add(1);  // first: never reused after a death
+    if (seq >= kMaxSeq) return kLedgerFull;
+    const std::size_t size = fr_test::make_tagged(buf, generation, seq);
+    for (;;) {
+      Status st = Status::ok;
+      if (zero_copy) {
+        auto span = w.reserve(size, 5s);
+        if (span) {
+          std::memcpy(span->data(), buf, size);
+          maybe_park(kBeforeCommit, g_odds);
+          if (slow) std::this_thread::sleep_for(50us);
+          st = w.commit(size);
+        } else {
+          st = span.status();
+        }
+      } else {
+        st = w.write({buf, size}, 5s);
+      }
+      if (st == Status::ok) break;
+      // No (live) consumer, or a slow or stopped one: the same record again.
+      if (st != Status::timed_out && st != Status::no_consumer && st != Status::peer_dead) {
+        std::fprintf(stderr, "chaos %s producer: %s\n", std::string(to_string(M)).c_str(),
+                     std::string(to_string(st)).c_str());
+        return kWrongStatus;
+      }
+    }
+    ledger.committed[seq].store(1);
+  }
+}
+
+// try_read, and recover() when empty (what a polling caller does), until `idle` passes.
+template <Mode M>
+Result<RecordView> poll_next(Reader<M>& r, std::chrono::nanoseconds idle) {
+  const auto stop = std::chrono::steady_clock::now() + idle;
+  for (;;) {
+    auto got = r.try_read();
+    if (got.status() != Status::empty) return got;
+    const Status u = r.recover();
+    if (u == Status::ok) continue;
+    if (u != Status::empty) return u;
+    if (std::chrono::steady_clock::now() >= stop) return Status::timed_out;
+    std::this_thread::sleep_for(200us);
+  }
+}
+
+enum class Role { killed, witness, drainer };
+
+// What a wedged ring looks like (stderr): positions, the frame words from the head on, the peers.
+void print_state(const Ring& ring, const char* why) {
+  const auto& c = ring.control();
+  const std::uint64_t mask = ring.info().capacity - 1;
+  const std::uint64_t head = c.consumer.head.load(), next = c.consumer.next.load(),
+                      tail = c.producer.tail.load();
+  std::fprintf(stderr, "chaos state (%s): head %" PRIu64 " next %" PRIu64 " tail %" PRIu64 "\n",
+               why, head, next, tail);
+  for (std::uint64_t pos = head; pos < std::min(tail, head + 512); pos += layout::kRecordAlign) {
+    const auto& h = detail::header_at(ring.data(), pos & mask);
+    const std::uint64_t w = h.frame.load();
+    if (w == 0) continue;
+    std::fprintf(stderr,
+                 "  frame at %" PRIu64 ": type %u flags %#" PRIx64 " length %" PRIu64
+                 " aux %" PRIu64 "\n",
+                 pos, static_cast<unsigned>(layout::frame_type(w)), layout::frame_flags(w),
+                 layout::frame_length(w), detail::load_aux(h));
+  }
+  for (const auto& p : c.peers) {
+    if (p.pid.load() == 0) continue;
+    std::fprintf(stderr, "  peer pid %u role %u cursor %" PRIu64 "\n", p.pid.load(), p.role.load(),
+                 p.cursor.load());
+  }
+}
+
+bool dead_position(const Ledger& ledger, std::uint64_t pos) {
+  const std::uint64_t n = std::min<std::uint64_t>(ledger.dead_positions.load(), kDeadPositions);
+  for (std::uint64_t i = 0; i < n; ++i) {
+    if (ledger.dead_pos[i].load() == pos + 1) return true;
+  }
+  return false;
+}
+
+template <Mode M>
+int consumer_main(const Setup& s, Ledger& ledger, std::uint32_t generation, Role role) {
+  Reader<M> r(Ring::open(s.name), kWait);
+  if (role == Role::witness) ledger.witness_attached.store(1);
+  if (role == Role::killed) {  // the witness and the drainer must finish
+    test_hooks::mid_release = hook<kMidRelease>;
+    test_hooks::mid_unblock = hook<kMidUnblock>;
+  }
+  const bool polls = generation % 2 == 0;
+  const bool slow = role == Role::killed && generation % 3 == 0;
+  const bool drain = role == Role::drainer;
+  std::vector<std::uint64_t> next(kMaxGenerations, 0);  // per producer: lowest fresh seq allowed
+  std::optional<std::uint64_t> last;                    // broadcast, spsc: the previous seq
+  if (role == Role::witness) last = ~std::uint64_t{0};  // attached before any record: from 0
+  bool first = true;
+  auto idle_since = std::chrono::steady_clock::now();
+  // Numbers in (from, to) never appear: none of them may have been committed.
+  auto skipped_ok = [&](std::uint64_t from, std::uint64_t to) {
+    for (std::uint64_t k = from + 1; k < to; ++k) {
+      if (ledger.committed[k].load() != 0) {
+        std::fprintf(stderr, "chaos %s consumer: committed seq %" PRIu64 " skipped\n",
+                     std::string(to_string(M)).c_str(), k);
+        return false;
+      }
+    }
+    return true;
+  };
+  for (;;) {
+    auto got = polls ? poll_next<M>(r, 100ms) : r.read(100ms);
+    if (got.status() == Status::abandoned) {
+      if (ledger.abandoned.fetch_add(1) > kMaxGenerations) return kHang;  // more than producers
+      continue;
+    }
+    if (!got) {
+      if (got.status() != Status::timed_out && got.status() != Status::peer_dead) {
+        std::fprintf(stderr, "chaos %s consumer: %s\n", std::string(to_string(M)).c_str(),
+                     std::string(to_string(got.status())).c_str());
+        if (got.status() == Status::corrupt) print_state(r.ring(), "corrupt");
+        return kWrongStatus;
+      }
+      const auto idle = std::chrono::steady_clock::now() - idle_since;
+      const bool may_stop = drain || (role == Role::witness && ledger.draining.load() != 0);
+      if (may_stop && idle > 500ms) return 0;
+      if (idle > 10s) return kHang;
+      continue;
+    }
+    idle_since = std::chrono::steady_clock::now();
+    const auto tag = fr_test::tagged_of(got->bytes);
+    if (!tag || tag->seq >= kMaxSeq || tag->producer >= kMaxGenerations) {
+      // mpsc: a record a dead consumer was zeroing when it died comes again, partly zeroed.
+      if (M == Mode::mpsc && first && dead_position(ledger, got->position)) {
+        ledger.damaged.fetch_add(1);
+        r.release();
+        first = false;
+        continue;
+      }
+      return kBadPayload;
+    }
+    const std::uint64_t seq = tag->seq;
+    if (s.inject_loss && seq == 1000) {  // the control: as if it had never arrived
+      r.release();
+      first = false;
+      continue;
+    }
+    if (role == Role::killed) {
+      ledger.holding_pos[g_slot].store(got->position + 1);
+      ledger.holding[g_slot].store(seq + 1);  // before counting: a kill after the count finds it
+    }
+    if (M == Mode::broadcast) {
+      if (last && *last != ~std::uint64_t{0} && seq <= *last) return kOutOfOrder;
+      if (last && !skipped_ok(*last, seq)) return kLost;
+      last = seq;
+      if (role != Role::killed && ledger.witness[seq].fetch_add(1) != 0) return kDuplicate;
+    } else if (M == Mode::mpmc) {
+      if (got->redelivered) {
+        ledger.again[seq].fetch_add(1);
+      } else {
+        if (seq < next[tag->producer]) return kOutOfOrder;
+        next[tag->producer] = seq + 1;
+        if (ledger.fresh[seq].fetch_add(1) != 0) return kDuplicate;
+      }
+    } else if (ledger.fresh[seq].fetch_add(1) != 0) {  // spsc, mpsc: a copy of a held record
+      ledger.again[seq].fetch_add(1);
+    } else {
+      if (seq < next[tag->producer]) return kOutOfOrder;
+      next[tag->producer] = seq + 1;
+      if (M == Mode::spsc) {  // one producer at a time: numbers only grow, gaps never committed
+        if (last && !skipped_ok(*last, seq)) return kLost;
+        last = seq;
+      }
+    }
+    ledger.checked.fetch_add(1);
+    if (role == Role::killed) maybe_park(kHolding, g_odds);
+    if (slow) std::this_thread::sleep_for(100us);
+    r.release();  // only after the count
+    if (role == Role::killed) ledger.holding[g_slot].store(0);
+    first = false;
+  }
+}
+
+template <Mode M>
+int run(const Args& args) {
+  const std::uint64_t target_kills = args.num("kills", 1000);
+  const std::uint64_t capacity = args.num("capacity", 4096);
+  const auto seed = static_cast<std::uint32_t>(args.num("seed", std::random_device{}()));
+  g_odds = std::max<std::uint64_t>(1, args.num("hook-odds", 20'000));
+  RingName name(std::string("chaos-") + std::string(to_string(M)));
+  Setup s{false, M, name.str(), 1, 1};
+  const std::string inject = args.str("inject", "none");
+  if (inject != "none" && inject != "loss") throw std::invalid_argument("--inject: loss");
+  s.inject_loss = inject == "loss";
+  if (M == Mode::mpsc || M == Mode::mpmc) s.producers = 2;
+  if (M == Mode::mpmc) s.consumers = 3;
+  if (M == Mode::broadcast) s.consumers = 2;
+  const Ring ring = Ring::create(s.name, {.capacity = capacity, .mode = M});
+  auto* ledger = shared_zeroed<Ledger>();
+  g_ledger = ledger;
+  std::mt19937 rng(seed);
+  const auto start = std::chrono::steady_clock::now();
+
+  std::uint32_t generation = 0;
+  std::vector<pid_t> pids(kSlots, -1);
+  auto is_producer = [&](std::size_t slot) { return slot < s.producers; };
+  auto start_slot = [&](std::size_t slot, Role role) {
+    const std::uint32_t g = generation++;
+    ledger->parked[slot].store(0);
+    pids[slot] = spawn([&, slot, g, role] {
+      g_slot = slot;
+      g_rng.seed(seed * 1000003ull + g);
+      if (g >= kMaxGenerations) return int{kLedgerFull};
+      return is_producer(slot) ? producer_main<M>(s, *ledger, g)
+                               : consumer_main<M>(s, *ledger, g, role);
+    });
+  };
+  const std::size_t first_consumer = s.producers;
+  const std::size_t end_consumer = s.producers + s.consumers;
+  constexpr std::size_t kWitness = kSlots - 1;
+  if (M == Mode::broadcast) {  // before any record, so it must see every one
+    start_slot(kWitness, Role::witness);
+    const auto stop = std::chrono::steady_clock::now() + 30s;
+    while (ledger->witness_attached.load() == 0 && std::chrono::steady_clock::now() < stop)
+      std::this_thread::sleep_for(1ms);
+  }
+  for (std::size_t i = 0; i < end_consumer; ++i) start_slot(i, Role::killed);
+
+  std::uint64_t kills[kKinds] = {};
+  std::uint64_t producer_kills = 0, consumer_kills = 0, self_exits = 0, stalls = 0;
+  std::string first_failure;
+  auto total_kills = [&] { return producer_kills + consumer_kills; };
+  // SIGKILLs slot `i` and reaps it; a consumer's held record is noted before any replacement.
+  auto kill_slot = [&](std::size_t i, Stop kind) {
+    if (pids[i] < 0) return;
+    ::kill(pids[i], SIGKILL);
+    ::kill(pids[i], SIGCONT);  // a stopped process dies only once it runs
+    const int rc = join(pids[i]);
+    pids[i] = -1;
+    if (rc != 128 + SIGKILL) {
+      ++self_exits;
+      if (first_failure.empty()) first_failure = "a child ended with " + std::to_string(rc);
+    }
+    ++kills[kind];
+    if (is_producer(i)) {
+      ++producer_kills;
+      return;
+    }
+    ++consumer_kills;
+    if (const std::uint64_t h = ledger->holding[i].exchange(0); h != 0) {
+      ledger->dead_held[h - 1].store(1);
+      const std::uint64_t n = ledger->dead_positions.fetch_add(1);
+      if (n < kDeadPositions) ledger->dead_pos[n].store(ledger->holding_pos[i].load());
+    }
+  };
+  auto signal_group = [&](std::size_t from, std::size_t to, int sig) {
+    for (std::size_t i = from; i < to; ++i) {
+      if (pids[i] > 0) ::kill(pids[i], sig);
+    }
+  };
+  auto waiters = [&](const layout::WaitLine& line, std::chrono::milliseconds limit) {
+    const auto stop = std::chrono::steady_clock::now() + limit;
+    while (line.waiters.load() == 0) {
+      if (std::chrono::steady_clock::now() >= stop) return false;
+      std::this_thread::sleep_for(1ms);
+    }
+    return true;
+  };
+
+  std::uint64_t last_checked = 0;
+  auto last_progress = std::chrono::steady_clock::now();
+  auto last_report = start;
+  std::uint64_t rounds = 0;
+  while (total_kills() < target_kills && self_exits == 0) {
+    ++rounds;
+    for (std::size_t i = 0; i < kSlots; ++i) {
+      if (pids[i] < 0) continue;
+      if (const int rc = exited(pids[i]); rc != 0) {
+        ++self_exits;
+        pids[i] = -1;
+        if (first_failure.empty())
+          first_failure = "slot " + std::to_string(i) +
+                          " stopped on its own: " + std::to_string(rc >= 1000 ? rc - 1000 : rc) +
+                          (rc >= 1000 ? " (exit code)" : " (signal + 128)");
+        print_state(ring, "a child stopped");
+      }
+    }
+    if (self_exits != 0) break;
+    // Parked at a stop: killed there.
+    for (std::size_t i = 0; i < end_consumer; ++i) {
+      const std::uint64_t p = ledger->parked[i].load();
+      if (p != 0) {
+        kill_slot(i, static_cast<Stop>(p - 1));
+        start_slot(i, Role::killed);
+      }
+    }
+    const auto what = rng() % 10;
+    const std::size_t victim_p = rng() % s.producers;
+    const std::size_t victim_c = first_consumer + rng() % s.consumers;
+    if (what < 6) {  // random point: a producer, a consumer, or both
+      std::this_thread::sleep_for(std::chrono::microseconds(rng() % 20'000));
+      const auto who = rng() % 3;
+      if (who != 1) kill_slot(victim_p, kRandom);
+      if (who != 0) kill_slot(victim_c, kRandom);
+      if (rng() % 4 == 0) std::this_thread::sleep_for(std::chrono::microseconds(rng() % 20'000));
+      if (who != 1) start_slot(victim_p, Role::killed);
+      if (who != 0) start_slot(victim_c, Role::killed);
+    } else if (what < 8) {  // let the stops park someone
+      std::this_thread::sleep_for(30ms);
+    } else if (what == 8) {  // a producer asleep on a full ring: stop every consumer
+      signal_group(first_consumer, end_consumer, SIGSTOP);
+      if (M == Mode::broadcast) signal_group(kWitness, kWitness + 1, SIGSTOP);
+      const bool asleep = waiters(ring.control().space, 300ms);
+      kill_slot(victim_p, asleep ? kAsleep : kRandom);
+      start_slot(victim_p, Role::killed);
+      if (M == Mode::broadcast) signal_group(kWitness, kWitness + 1, SIGCONT);
+      signal_group(first_consumer, end_consumer, SIGCONT);
+    } else {  // a consumer asleep on an empty ring: stop every producer
+      signal_group(0, s.producers, SIGSTOP);
+      const bool asleep = waiters(ring.control().data, 300ms);
+      kill_slot(victim_c, asleep ? kAsleep : kRandom);
+      start_slot(victim_c, Role::killed);
+      signal_group(0, s.producers, SIGCONT);
+    }
+    if (const std::uint64_t c = ledger->checked.load(); c != last_checked) {
+      last_checked = c;
+      last_progress = std::chrono::steady_clock::now();
+    } else if (std::chrono::steady_clock::now() - last_progress > 30s) {
+      ++stalls;  // nothing delivered for 30 s of rounds: wedged
+      if (first_failure.empty()) first_failure = "no record delivered for 30 s";
+      print_state(ring, "stalled");
+      break;
+    }
+    if (ledger->next_seq.load() >= kMaxSeq - 200'000 || generation + 16 >= kMaxGenerations) break;
+    if (std::chrono::steady_clock::now() - last_report > 5s) {
+      last_report = std::chrono::steady_clock::now();
+      const double t = seconds_since(start);
+      const double rate = static_cast<double>(total_kills()) / t;
+      std::fprintf(
+          stderr,
+          "  chaos %s: %" PRIu64 " of %" PRIu64 " kills, %" PRIu64 " records checked, ETA %.0f s\n",
+          std::string(to_string(M)).c_str(), total_kills(), target_kills, ledger->checked.load(),
+          rate > 0
+              ? static_cast<double>(target_kills - std::min(target_kills, total_kills())) / rate
+              : 0.0);
+    }
+  }
+  for (std::size_t i = 0; i < end_consumer; ++i) kill_slot(i, kRandom);
+
+  // Drain with a consumer that is not killed (broadcast: the witness finishes).
+  int drain_rc = 0;
+  if (M == Mode::broadcast) {
+    ledger->draining.store(1);
+    drain_rc = pids[kWitness] > 0 ? join_within(pids[kWitness], 120s) : -2;
+    pids[kWitness] = -1;
+  } else {
+    start_slot(kWitness, Role::drainer);
+    std::fprintf(stderr, "  chaos %s: draining (pid %d)\n", std::string(to_string(M)).c_str(),
+                 pids[kWitness]);
+    drain_rc = join_within(pids[kWitness], 120s);
+    pids[kWitness] = -1;
+  }
+  if (drain_rc != 0) print_state(ring, "after the drain");
+
+  std::uint64_t committed = 0, lost = 0, uncertain = 0, again = 0, unexplained = 0;
+  const std::uint64_t reserved = std::min(ledger->next_seq.load(), kMaxSeq);
+  for (std::uint64_t q = 0; q < reserved; ++q) {
+    const bool c = ledger->committed[q].load() != 0;
+    const unsigned f = ledger->fresh[q].load();
+    const unsigned a = ledger->again[q].load();
+    committed += c;
+    if (!c) ++uncertain;
+    const bool delivered = M == Mode::broadcast ? ledger->witness[q].load() != 0 : f + a != 0;
+    if (c && !delivered) ++lost;
+    again += a;
+    if (a != 0 && f != 0 && ledger->dead_held[q].load() == 0) ++unexplained;
+  }
+  const auto& ctl = ring.control();
+  const bool drained = M == Mode::broadcast ||
+                       (ctl.consumer.head.load() == ctl.producer.tail.load() &&
+                        (M != Mode::mpmc || ctl.consumer.next.load() == ctl.producer.tail.load()));
+  const std::uint64_t corrupt = ctl.retired.value[layout::corrupt_records].load();
+  const std::uint64_t damaged = ledger->damaged.load();
+  const std::uint64_t abandoned = ledger->abandoned.load();
+  std::vector<std::string> failures;
+  auto expect = [&](bool ok, const std::string& what) {
+    if (!ok) failures.push_back(what);
+  };
+  expect(self_exits == 0 && stalls == 0, first_failure.empty() ? "a child failed" : first_failure);
+  expect(drain_rc == 0, "the drain ended with " + std::to_string(drain_rc));
+  expect(committed > 0, "nothing committed");
+  expect(lost == 0, std::to_string(lost) + " committed records lost");
+  expect(again <= consumer_kills, "more copies than consumer kills");
+  expect(unexplained == 0, std::to_string(unexplained) + " copies no killed consumer held");
+  expect(damaged <= consumer_kills, "more damaged copies than consumer kills");
+  expect(uncertain <= producer_kills, "more uncommitted numbers than producer kills");
+  expect(abandoned <= producer_kills, "more abandoned claims than producer kills");
+  expect(drained, "the ring is not empty after the drain");
+  expect(corrupt == 0, "corrupt records counted");
+  const bool ok = failures.empty();
+  std::string kinds = "{";
+  for (std::uint32_t k = 0; k < kKinds; ++k) {
+    kinds += std::string(k ? ", " : "") + "\"" + kStopNames[k] + "\": " + std::to_string(kills[k]);
+  }
+  kinds += "}";
+  std::string why = "[";
+  for (std::size_t i = 0; i < failures.size(); ++i) {
+    why += (i ? ", " : "") + json_string(failures[i]);
+  }
+  why += "]";
+  Json j;
+  j.add("part", "chaos")
+      .add("mode", to_string(M))
+      .add("capacity", capacity)
+      .add("seed", std::uint64_t{seed})
+      .add("rounds", rounds)
+      .add("kills", total_kills())
+      .add("producer_kills", producer_kills)
+      .add("consumer_kills", consumer_kills)
+      .add_raw("kills_by_point", kinds)
+      .add("committed", committed)
+      .add("deliveries_checked", ledger->checked.load())
+      .add("redelivered", again)
+      .add("damaged_redelivered", damaged)
+      .add("abandoned", abandoned)
+      .add("uncommitted_numbers", uncertain)
+      .add("lost", lost)
+      .add("seconds", seconds_since(start))
+      .add_raw("failures", why)
+      .add("ok", ok);
+  std::printf("%s\n", j.str().c_str());
+  release_shared(ledger, sizeof(Ledger));
+  return ok ? 0 : 1;
+}
+
+}  // namespace
+
+int chaos_main(const Args& args) {
+  return visit_mode(args.mode(), [&](auto m) { return run<decltype(m)::value>(args); });
+}
+
+}  // namespace campaign

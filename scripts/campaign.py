@@ -319,7 +319,8 @@ class Campaign:
             part = step["part"]
             if part == "fuzz":
                 totals["fuzz_executions"] += s.get("executions", 0)
-                what = "fuzz_%s" % (s.get("target") or "(top-up)")
+                what = "fuzz_%s%s" % (s.get("target") or "?",
+                                      " (top-up)" if step["target"] is None else "")
                 fig = "%s executions in %s s (%d chunk(s)), corpus %s files" % (
                     format(s.get("executions", 0), ","), s.get("seconds", 0), s.get("chunks", 0),
                     s.get("corpus_files", "?"))

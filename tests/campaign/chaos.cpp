@@ -1,7 +1,7 @@
 // chaos: producer and consumer processes SIGKILLed, round after round, in any mode.
 //   flatring-campaign chaos --mode M --kills K [--capacity BYTES] [--seed S] [--hook-odds N]
 //                           [--inject loss]
-// --inject loss: every consumer drops (does not count) the record with seq 1000, a control run
+// --inject loss: every consumer drops (does not count) the record with seq 100, a control run
 // that must fail with "lost", to show the checks can.
 // Processes per mode: spsc 1 producer + 1 consumer; mpsc 2 + 1; mpmc 2 + 3; broadcast 1 producer +
 // 2 consumers that are killed + 1 witness consumer that never is. Each round kills (kind counted):
@@ -276,7 +276,7 @@ int consumer_main(const Setup& s, Ledger& ledger, std::uint32_t generation, Role
       return kBadPayload;
     }
     const std::uint64_t seq = tag->seq;
-    if (s.inject_loss && seq == 1000) {  // the control: as if it had never arrived
+    if (s.inject_loss && seq == 100) {  // the control: as if it had never arrived
       r.release();
       first = false;
       continue;

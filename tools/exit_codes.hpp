@@ -23,6 +23,7 @@ enum class Exit : int {
   busy = 7,       ///< live peers (rm) or the role is held by a live process (send, tail --consume)
   not_delivered = 8,  ///< send: the ring stayed full (timed out, no consumer, consumer died)
   unsupported = 9,    ///< the ring's mode has no implementation in this build
+  refused = 10,       ///< bridge: the peer refused our key or the security handshake
 };
 
 /// A failure with its exit code. The message is one line and names what is wrong.

@@ -9,6 +9,9 @@
 
 #include "commands.hpp"
 #include "exit_codes.hpp"
+#ifdef FLATRING_HAVE_BRIDGE
+#include "commands_bridge.hpp"
+#endif
 
 namespace flatring::tool {
 
@@ -88,7 +91,7 @@ int run(int argc, char** argv) {
   app.set_version_flag("--version", "flatring 0.1.0");
   app.footer(
       "Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 bad ring, 5 schema, 6 bad input, "
-      "7 busy, 8 not delivered, 9 unsupported. See docs/cli.md.");
+      "7 busy, 8 not delivered, 9 unsupported, 10 refused. See docs/cli.md.");
 
   CreateOptions create;
   auto* c = app.add_subcommand("create", "Create a ring (exclusively; fails if the name exists)");
@@ -191,6 +194,11 @@ int run(int argc, char** argv) {
       ->capture_default_str();
   d->add_flag("--quiet,-q", send.quiet, "Print nothing on success");
 
+#ifdef FLATRING_HAVE_BRIDGE
+  BridgeOptions bridge;
+  const BridgeCommands bridge_commands = add_bridge_commands(app, bridge);
+#endif
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -209,6 +217,9 @@ int run(int argc, char** argv) {
     else if (*m) run_schema(schema);
     else if (*t) run_tail(tail);
     else if (*d) run_send(send);
+#ifdef FLATRING_HAVE_BRIDGE
+    else if (bridge_commands.selected()) run_bridge(bridge_commands, bridge);
+#endif
     return 0;
   } catch (const ToolError& e) {
     std::fprintf(stderr, "flatring: %s\n", message_of(e).c_str());

@@ -141,6 +141,7 @@ class BroadcastReader final : public ConsumerCore<BroadcastReader, false> {
  private:
   friend class ConsumerCore<BroadcastReader, false>;
   static constexpr Handshake kHandshake = Handshake::seq_cst;
+  static constexpr bool kKeeps = true;  // ConsumerCore::keep: a position change only
 
   Result<RecordView> next() noexcept {
     for (int hop = 0; hop < 2; ++hop) {

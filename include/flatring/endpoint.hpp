@@ -592,6 +592,55 @@ class ConsumerCore {
     publish();
   }
 
+  /// Deferred release, for a consumer that may free a record only once something outside the ring
+  /// says it is safe (the bridge: the remote side committed and acknowledged it). Moves past the
+  /// held record without freeing its space: the next try_read returns the record after it, while
+  /// the bytes of every record kept stay valid and their space stays held (producers see it as
+  /// used) until release_to() frees it. While records are kept, release() and poll() keep too.
+  /// If this process dies, the next consumer resumes at the last released position and reads the
+  /// kept records again. spsc, mpsc and broadcast; not mpmc, where a consumer holds one record.
+  void keep() noexcept requires(Policy::kKeeps) {
+    if (!held_) return;
+    if (kept_from_ == kNotKept) kept_from_ = head_;
+    head_ += held_frame_;  // no step(): mpsc zeroes what it steps past, release_to does that
+    tally_.add(held_view_.size());
+    held_ = false;
+  }
+
+  /// Frees the space of the kept records below ring position `end`: a position() read right
+  /// after a keep(), so that it is a record boundary (clamped to position()). Publishes once.
+  void release_to(std::uint64_t end) noexcept requires(Policy::kKeeps) {
+    if (kept_from_ == kNotKept || held_) return;
+    end = std::min(end, head_);
+    if (end <= kept_from_) return;
+    const std::uint64_t ahead = head_;
+    head_ = kept_from_;
+    kept_from_ = kNotKept;  // so that step() zeroes and publish() publishes
+    if constexpr (Writes) {
+      // mpsc: zero the kept records front to back, as release() would have one by one. Their
+      // frame words were checked when they were read; they are checked again (a producer may
+      // scribble on held space), and a bad one stops the walk there: the ring is then corrupt.
+      while (head_ < end) {
+        const auto [offset, d] = frame_at(head_, std::memory_order_relaxed, Policy::kFrames);
+        if ((d.kind != Frame::record && d.kind != Frame::skip) || d.extent > end - head_) break;
+        policy().step(d.extent);
+      }
+    } else {
+      head_ = end;
+    }
+    publish();
+    if (head_ < ahead) kept_from_ = head_;
+    head_ = ahead;
+  }
+
+  /// True while records are kept (see keep()).
+  [[nodiscard]] bool keeping() const noexcept { return kept_from_ != kNotKept; }
+
+  /// Position of the first kept record, or position() when nothing is kept.
+  [[nodiscard]] std::uint64_t released_position() const noexcept {
+    return kept_from_ == kNotKept ? head_ : kept_from_;
+  }
+
   /// Calls `on_record(std::span<const std::byte>)` for up to `max` committed records, releasing
   /// each after the call, and publishes the position once at the end (one store for the whole
   /// batch). Returns the number of records delivered. Stops early at empty, corrupt or abandoned
@@ -703,6 +752,7 @@ class ConsumerCore {
   /// for space.
   void publish() noexcept {
     tally_.store(self_, layout::records_read, layout::bytes_read);
+    if (kept_from_ != kNotKept) return;  // kept records hold their space until release_to()
     if (policy().publish_position()) {
       wake<Policy::kHandshake>(ctrl_->space, self_, fast_fence_, INT_MAX);
     }
@@ -769,7 +819,15 @@ class ConsumerCore {
  private:
   Policy& policy() noexcept { return static_cast<Policy&>(*this); }
 
+  static constexpr std::uint64_t kNotKept = ~std::uint64_t{0};
+
   void consume_held() noexcept {
+    if constexpr (Policy::kKeeps) {
+      if (kept_from_ != kNotKept) {
+        keep();
+        return;
+      }
+    }
     policy().step(held_frame_);
     tally_.add(held_view_.size());
     held_ = false;
@@ -778,6 +836,7 @@ class ConsumerCore {
   std::uint64_t held_frame_ = 0;
   std::span<const std::byte> held_view_;
   std::uint64_t corrupt_at_ = ~std::uint64_t{0};
+  std::uint64_t kept_from_ = kNotKept;  // first kept position (see keep()), or kNotKept
   Tally tally_;
 };
 

@@ -146,6 +146,9 @@ class MpscReader final : public ConsumerCore<MpscReader, true> {
  private:
   friend class ConsumerCore<MpscReader, true>;
   static constexpr Handshake kHandshake = Handshake::seq_cst;
+  // ConsumerCore::keep: kept records are zeroed by release_to, walking them with these rules.
+  static constexpr bool kKeeps = true;
+  static constexpr FrameRules kFrames = kMpFrames;
 
   // True if [head_, end) lies below the published tail. The tail is untrusted.
   bool covered(std::uint64_t end) noexcept {
@@ -185,6 +188,10 @@ class MpscReader final : public ConsumerCore<MpscReader, true> {
   // claimer. Payload first, frame word last, so a consumer that dies half-way leaves a readable
   // record behind, not a zero frame over leftover bytes.
   void step(std::uint64_t extent) noexcept {
+    if (keeping()) {  // a padding or abandoned claim among kept records: release_to zeroes it
+      head_ += extent;
+      return;
+    }
     const std::uint64_t offset = head_ & mask_;
     ring_zero(data_ + offset + 8, extent - 8);
     // Relaxed: published by the head store (release) that follows.

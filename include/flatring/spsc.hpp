@@ -120,6 +120,7 @@ class SpscReader final : public ConsumerCore<SpscReader, false> {
  private:
   friend class ConsumerCore<SpscReader, false>;
   static constexpr Handshake kHandshake = Handshake::asymmetric;
+  static constexpr bool kKeeps = true;  // ConsumerCore::keep: a position change only
 
   Result<RecordView> next() noexcept {
     for (int hop = 0; hop < 2; ++hop) {

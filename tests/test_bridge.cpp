@@ -95,7 +95,7 @@ struct TwoRings {
 
 }  // namespace
 
-TEST_CASE("bridge: 10^5 records of mixed sizes up to 16 MiB arrive byte for byte, in order",
+TEST_CASE("bridge: 10^5 records of mixed sizes up to 16 MiB arrive byte for byte and in order",
           "[bridge]") {
   Scratch s;
   TwoRings r({.capacity = 64u << 20}, {.capacity = 64u << 20});
@@ -197,7 +197,7 @@ std::vector<std::byte> msg_record(std::uint64_t seq, std::size_t size) {
 
 }  // namespace
 
-TEST_CASE("bridge: garbage and oversized frames are rejected and counted; the stream goes on",
+TEST_CASE("bridge: garbage and oversized frames are rejected and counted and the stream goes on",
           "[bridge]") {
   Scratch s;
   const std::string b = fr_test::unique_name("brh");
@@ -333,8 +333,17 @@ TEST_CASE("bridge: unknown keys, plaintext clients and plaintext off loopback ar
              s.path("out.log"));
     CHECK(out.wait() == 10);
     INFO(out.log());
+    CHECK(out.log().find("security handshake") != std::string::npos);
+    // A plaintext peer that keeps trying (ZeroMQ reconnects it): each attempt fails at the In.
+    void* ctx = zmq_ctx_new();
+    void* plain = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 0;
+    zmq_setsockopt(plain, ZMQ_LINGER, &linger, sizeof linger);
+    REQUIRE(zmq_connect(plain, in.endpoint.c_str()) == 0);
     eventually([&] { return in.get("handshake_failed") >= 1; }, "the in to count the failure");
     CHECK(in.get("sessions") == 0);
+    zmq_close(plain);
+    zmq_ctx_term(ctx);
   }
   SECTION("plaintext on an address that is not loopback") {
     Proc bad_in({"bridge", "in", r.b, "--no-curve", "--bind", "tcp://0.0.0.0:0"},
@@ -371,7 +380,7 @@ TEST_CASE("bridge: a peer that does not answer is reported within the timeout", 
   CHECK(fr_bridge::terminate(out, out_status) == 0);
 }
 
-TEST_CASE("bridge: an incompatible schema is refused at connect; a compatible evolution is not",
+TEST_CASE("bridge: an incompatible schema is refused at connect and a compatible evolution is not",
           "[bridge]") {
   Scratch s;
   const std::string dir = FLATRING_TEST_SCHEMA_DIR;

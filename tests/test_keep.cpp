@@ -23,7 +23,7 @@ std::vector<std::byte> record_of(std::uint64_t seq, std::size_t size) {
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("keep holds space until release_to; a new consumer resumes at the release",
+TEMPLATE_TEST_CASE("keep holds space until release_to, and a new consumer resumes at the release",
                    "[keep]", Spsc, Mpsc, Broadcast) {
   constexpr Mode M = TestType::value;
   const std::string name = fr_test::unique_name("keep");

@@ -348,7 +348,9 @@ struct In::Impl {
     for (;;) {
       const Monitor::Event ev = monitor->next();
       if (ev.event == 0) break;
-      if (ev.event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) st.handshake_failed++;
+      if (ev.event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
+          ev.event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+        st.handshake_failed++;
     }
     const auto now = Clock::now();
     if (now >= next_status) {

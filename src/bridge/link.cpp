@@ -41,7 +41,8 @@ Monitor::Monitor(const zmq::Context& ctx, zmq::Socket& watched, const std::strin
   const std::string ep = "inproc://flatring-bridge-monitor-" + name;
   if (zmq_socket_monitor(watched.get(), ep.c_str(),
                          ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
-                             ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) != 0) {
+                             ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
+                             ZMQ_EVENT_DISCONNECTED) != 0) {
     zmq::fail("zmq_socket_monitor");
   }
   pair_.connect(ep);

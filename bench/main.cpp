@@ -28,6 +28,9 @@ TransportList all_transports() {
   add_mq_transports(t);
   add_reference_transports(t);
   add_raw_ring_transports(t);
+#ifdef FLATRING_BENCH_HAVE_BRIDGE
+  add_zmq_transports(t);
+#endif
   return t;
 }
 

@@ -115,5 +115,7 @@ void add_mq_transports(TransportList&);      // transports_mq.cpp: boost-mq, pos
 // transports_reference.cpp: memcpy, cacheline-pingpong
 void add_reference_transports(TransportList&);
 void add_raw_ring_transports(TransportList&);  // transports_raw_ring.cpp: raw-ring
+// transports_zmq.cpp: flatring-bridge, zmq-push-pull-curve, zmq-push-pull (with flatring::bridge)
+void add_zmq_transports(TransportList&);
 
 }  // namespace bench

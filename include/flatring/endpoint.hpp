@@ -599,7 +599,10 @@ class ConsumerCore {
   /// used) until release_to() frees it. While records are kept, release() and poll() keep too.
   /// If this process dies, the next consumer resumes at the last released position and reads the
   /// kept records again. spsc, mpsc and broadcast; not mpmc, where a consumer holds one record.
-  void keep() noexcept requires(Policy::kKeeps) {
+  /// (A template, so that the constraint is checked at the call, once Policy is complete: clang 14
+  /// checks a plain member's requires-clause when the CRTP base is instantiated.)
+  template <class P = Policy>
+  requires(P::kKeeps) void keep() noexcept {
     if (!held_) return;
     if (kept_from_ == kNotKept) kept_from_ = head_;
     head_ += held_frame_;  // no step(): mpsc zeroes what it steps past, release_to does that
@@ -609,7 +612,8 @@ class ConsumerCore {
 
   /// Frees the space of the kept records below ring position `end`: a position() read right
   /// after a keep(), so that it is a record boundary (clamped to position()). Publishes once.
-  void release_to(std::uint64_t end) noexcept requires(Policy::kKeeps) {
+  template <class P = Policy>
+  requires(P::kKeeps) void release_to(std::uint64_t end) noexcept {
     if (kept_from_ == kNotKept || held_) return;
     end = std::min(end, head_);
     if (end <= kept_from_) return;

@@ -29,34 +29,36 @@ bool spin_until(Ready&& ready, std::chrono::nanoseconds spin) noexcept {
 
 /// Puts the caller to sleep on every line of `lines` at once until woken on one of them,
 /// `ready()`, `deadline`, or one `slice`: the sleeper's half of the Dekker handshake, the same for
-/// one blocked call and for a WaitSet. sleepers and waiters.fetch_add (seq_cst) on each line, the
-/// handshake's fence (`asymmetric`: membarrier, since some waker uses the compiler-only fence),
-/// read the futex words, then re-check the condition with a seq_cst load; a wake between the
-/// re-check and the sleep changes a word, so the sleep returns at once. One line sleeps in
+/// one blocked call and for a WaitSet. On each line: sleepers.fetch_add, a bump of the futex word
+/// (whose new value we sleep on), waiters.fetch_add (seq_cst); then the handshake's fence
+/// (`asymmetric`: membarrier, since some waker uses the compiler-only fence), then re-check the
+/// condition with a seq_cst load; a wake between the re-check and the sleep changes a word, so
+/// the sleep returns at once. One line sleeps in
 /// FUTEX_WAIT, several in one futex_waitv; where the kernel lacks it (before 5.16), or beyond its
 /// 128 words, on the first line in slices of at most 1 ms (the others are then found by the
 /// re-check after each).
 template <class Ready, class OnSleep>
 void sleep_on(std::span<layout::WaitLine* const> lines, bool asymmetric, Ready&& ready,
               OnSleep&& on_sleep, Clock::time_point deadline, std::chrono::nanoseconds slice) {
-  for (layout::WaitLine* l : lines) {
-    // Relaxed: published by the seq_cst (release) bump of `waiters` after it.
-    l->sleepers.fetch_add(1, std::memory_order_relaxed);
-    l->waiters.fetch_add(1, std::memory_order_seq_cst);
-  }
-  // Without membarrier a waker on the light fence could miss us: bound the sleep instead.
-  if (asymmetric && !wait::sleeper_fence()) {
-    slice = std::min<std::chrono::nanoseconds>(slice, std::chrono::milliseconds(1));
-  }
   const std::size_t n = std::min(lines.size(), wait::kMaxWaitWords);
   if (lines.size() > n) {
     slice = std::min<std::chrono::nanoseconds>(slice, std::chrono::milliseconds(1));
   }
   std::array<wait::WaitWord, wait::kMaxWaitWords> words;
-  for (std::size_t i = 0; i < n; ++i) {
-    // seq_cst (acquire at least): pairs with the waker's futex.fetch_add (release), which follows
-    // its progress.
-    words[i] = {&lines[i]->futex, lines[i]->futex.load(std::memory_order_seq_cst)};
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    layout::WaitLine* l = lines[i];
+    // Relaxed: published by the seq_cst (release) bump of `waiters` after it.
+    l->sleepers.fetch_add(1, std::memory_order_relaxed);
+    // Our own bump of the futex word, whose value we sleep on: a waker that reads a later value
+    // than its own last wake (WakeMark) knows that someone registered since. Acquire: pairs with
+    // the waker's release bump, which follows its progress. Before `waiters`, which publishes it.
+    const std::uint32_t mine = l->futex.fetch_add(1, std::memory_order_acq_rel) + 1;
+    if (i < n) words[i] = {&l->futex, mine};
+    l->waiters.fetch_add(1, std::memory_order_seq_cst);
+  }
+  // Without membarrier a waker on the light fence could miss us: bound the sleep instead.
+  if (asymmetric && !wait::sleeper_fence()) {
+    slice = std::min<std::chrono::nanoseconds>(slice, std::chrono::milliseconds(1));
   }
   if (!ready()) {
     const auto now = Clock::now();

@@ -139,7 +139,7 @@ void MpmcReader::pass_wake_on(std::uint64_t pos) noexcept {
   // guess costs one spurious wake-up or leaves the commit's own wake to do the work.
   if (ctrl_->data.waiters.load(std::memory_order_relaxed) == 0 || pos >= tail_cache_) return;
   const std::uint64_t w = header_at(data_, pos & mask_).frame.load(std::memory_order_relaxed);
-  if (layout::frame_type(w) == RecordType::data) wake_sleepers(ctrl_->data, self_, 1);
+  if (layout::frame_type(w) == RecordType::data) wake_sleepers(ctrl_->data, self_, 1, data_mark_);
 }
 
 void MpmcReader::finish(std::uint64_t pos, std::uint64_t extent, bool zero) noexcept {
@@ -169,7 +169,7 @@ void MpmcReader::finish(std::uint64_t pos, std::uint64_t extent, bool zero) noex
 }
 
 void MpmcReader::advance_head() noexcept {
-  if (publish_position()) wake<kHandshake>(ctrl_->space, self_, false, INT_MAX);
+  if (publish_position()) wake<kHandshake>(ctrl_->space, self_, false, INT_MAX, space_mark_);
 }
 
 bool MpmcReader::publish_position() noexcept { return free_done_records(*ctrl_, data_, capacity_); }

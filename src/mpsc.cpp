@@ -85,7 +85,7 @@ Result<std::byte*> MpWriterCore::claim(std::uint64_t n) noexcept {
       h.frame.store(
           layout::make_frame(layout::RecordType::padding, to_end - layout::kRecordHeaderSize),
           std::memory_order_seq_cst);
-      wake<kHandshake>(ctrl_->data, self_, false, kWakeCount);
+      wake<kHandshake>(ctrl_->data, self_, false, kWakeCount, data_mark_);
       continue;
     }
     // Relaxed: only read by the consumer after the commit (acquire) or after this process died
@@ -135,7 +135,7 @@ void MpWriterCore::finish_if_stalled(std::uint64_t w, std::uint64_t extent) noex
   // seq_cst for the Dekker with a freer's head CAS.
   h.frame.store(layout::make_frame(layout::RecordType::done, extent), std::memory_order_seq_cst);
   if (free_done_records(*ctrl_, data_, capacity_)) {
-    wake<Handshake::seq_cst>(ctrl_->space, self_, false, INT_MAX);
+    wake<Handshake::seq_cst>(ctrl_->space, self_, false, INT_MAX, space_mark_);
   }
 }
 

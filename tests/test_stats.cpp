@@ -212,3 +212,80 @@ TEST_CASE("the counts of a SIGKILLed peer are folded into the retired totals by 
   CHECK(ring.reap_dead_peers() == 0);  // reaped once, counted once
   CHECK(retired_counts(ring) == dead);
 }
+
+namespace {
+
+// Registers a sleeper on `line` as sleep_on (src/block.hpp) does, without sleeping: the waker
+// cannot tell it from a consumer that is about to sleep.
+void register_sleeper(layout::WaitLine& line) {
+  line.sleepers.fetch_add(1);
+  line.futex.fetch_add(1);
+  line.waiters.fetch_add(1);
+}
+void unregister_sleeper(layout::WaitLine& line) {
+  line.waiters.fetch_sub(1);
+  line.sleepers.fetch_sub(1);
+}
+
+}  // namespace
+
+TEST_CASE("a waker wakes a registered sleeper once and not once per commit", "[stats][wait]") {
+  const auto name = unique_name("stats-mark");
+  RemoveGuard guard(name);
+  auto ring = Ring::create(name, {.capacity = 1 << 16});
+  Writer<> w(ring, kNoSpin);
+  Reader<> r(ring, kNoSpin);  // attached, never reading: the sleepers are registered by hand
+  auto& line = ring.control().data;
+  std::byte record[24]{};
+  auto wakes = [&] { return producer_counts(ring)[layout::futex_wakes]; };
+
+  register_sleeper(line);
+  for (int i = 0; i < 50; ++i) REQUIRE(w.try_write(record) == Status::ok);
+  // The first commit wakes it; it is still counted in `waiters` (woken, not yet gone), but the
+  // futex word still holds that wake's value, so nobody new registered: no more futex(2).
+  CHECK(wakes() == 1);
+  unregister_sleeper(line);
+  for (int i = 0; i < 10; ++i) REQUIRE(w.try_write(record) == Status::ok);
+  CHECK(wakes() == 1);  // nobody registered
+
+  // A new registration changes the word: the next commit wakes again, once.
+  register_sleeper(line);
+  for (int i = 0; i < 10; ++i) REQUIRE(w.try_write(record) == Status::ok);
+  CHECK(wakes() == 2);
+  // A second one while the first is still registered (an observer, say): spsc wakes every
+  // sleeper, so one wake covers both.
+  register_sleeper(line);
+  for (int i = 0; i < 5; ++i) REQUIRE(w.try_write(record) == Status::ok);
+  CHECK(wakes() == 3);
+  unregister_sleeper(line);
+  unregister_sleeper(line);
+}
+
+TEST_CASE("a one-consumer wake does not stand for several sleepers", "[stats][wait]") {
+  const auto name = unique_name("stats-mark-mpmc");
+  RemoveGuard guard(name);
+  auto ring = Ring::create(name, {.capacity = 1 << 16, .mode = Mode::mpmc});
+  Writer<Mode::mpmc> w(ring, kNoSpin);
+  Reader<Mode::mpmc> r(ring, kNoSpin);
+  auto& line = ring.control().data;
+  std::byte record[24]{};
+  auto wakes = [&] {  // mpmc producers have no owner word: add up the producer slots
+    std::uint64_t n = 0;
+    for (const auto& p : ring.control().peers) {
+      if (p.role.load() == static_cast<std::uint32_t>(layout::Role::producer)) {
+        n += p.counter[layout::futex_wakes].load();
+      }
+    }
+    return n;
+  };
+  // mpmc wakes one consumer per commit: with two registered, a wake reaches one, so every commit
+  // wakes (as before the mark), until only one is left.
+  register_sleeper(line);
+  register_sleeper(line);
+  for (int i = 0; i < 5; ++i) REQUIRE(w.try_write(record) == Status::ok);
+  CHECK(wakes() == 5);
+  unregister_sleeper(line);
+  for (int i = 0; i < 5; ++i) REQUIRE(w.try_write(record) == Status::ok);
+  CHECK(wakes() == 6);  // one more wake, which covers the one left
+  unregister_sleeper(line);
+}

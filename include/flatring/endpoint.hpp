@@ -277,35 +277,56 @@ enum class Handshake : std::uint8_t {
 /// src/wait_fd.cpp. Called by wake_sleepers only, when a bit was seen.
 void notify_armed(layout::WaitLine& w, const Attachment& self, int count) noexcept;
 
+/// A waker's memory of its last FUTEX_WAKE on one wait line: process-local, one per endpoint and
+/// line. Every sleeper bumps the line's futex word as it registers (sleep_on) and sleeps on the
+/// value of its own bump, and every value is written once, so a word still holding the value our
+/// last wake wrote means that nobody registered since. When that wake covered every sleeper then
+/// registered (`all`), a second FUTEX_WAKE would find nobody new: the waker skips it. Without this
+/// a producer paid one futex(2) per commit from its wake until the woken consumer had run far
+/// enough to take its count off `waiters` (up to a whole batch of records).
+struct WakeMark {
+  std::uint32_t futex = 0;
+  bool all = false;
+};
+
 /// Wakes up to `count` sleepers, WaitFd and futex ones. Called only when `waiters` was seen
 /// non-zero.
-inline void wake_sleepers(layout::WaitLine& w, const Attachment& self, int count) noexcept {
+inline void wake_sleepers(layout::WaitLine& w, const Attachment& self, int count,
+                          WakeMark& mark) noexcept {
   // Acquire: the caller saw `waiters` non-zero (a relaxed or seq_cst load); a waiter bumps it
-  // (release) after its notify bit or its `sleepers` count, so those of any waiter we counted are
-  // visible here. A waiter we did not count re-checks after registering and sees our progress.
+  // (release) after its notify bit, its `sleepers` count and its bump of `futex`, so those of any
+  // waiter we counted are visible here. A waiter we did not count re-checks after registering
+  // and sees our progress.
   std::atomic_thread_fence(std::memory_order_acquire);
   // The fd waiters first: their datagram is the longer way to a wake-up.
   if (w.notify.load(std::memory_order_relaxed) != 0) notify_armed(w, self, count);
   if (w.sleepers.load(std::memory_order_relaxed) == 0) return;
-  // Release: pairs with the sleeper's acquire load of the futex word before it re-checks.
-  w.futex.fetch_add(1, std::memory_order_release);
+  // Every futex sleeper we counted bumped `futex` before `waiters`: a word still at our mark
+  // means each of them registered before our last wake, which reached them all.
+  if (mark.all && w.futex.load(std::memory_order_relaxed) == mark.futex) return;
+  // Acq_rel: pairs with the sleeper's acquire load of the futex word before it re-checks
+  // (release), and reads from every earlier sleeper's bump (acquire), so that `sleepers` below
+  // counts each sleeper that registered before this wake.
+  mark.futex = w.futex.fetch_add(1, std::memory_order_acq_rel) + 1;
+  mark.all = count >= static_cast<int>(w.sleepers.load(std::memory_order_relaxed));
   wait::futex_wake(w.futex, count);
   self.count(layout::futex_wakes);
 }
 
 /// The waker's half of the handshake, after it published its progress: wakes `count` sleepers on
-/// `line` if anyone sleeps there. No syscall unless someone does.
+/// `line` if anyone sleeps there. No syscall unless someone does, and none again for sleepers an
+/// earlier wake already reached (`mark`).
 template <Handshake H>
-inline void wake(layout::WaitLine& line, const Attachment& self, bool fast_fence,
-                 int count) noexcept {
+inline void wake(layout::WaitLine& line, const Attachment& self, bool fast_fence, int count,
+                 WakeMark& mark) noexcept {
   if constexpr (H == Handshake::asymmetric) {
     // Dekker partner of the sleeper's waiters.fetch_add + sleeper_fence. Relaxed is enough after
     // the waker fence: the fence pair orders it after the progress store for any sleeper.
     wait::waker_fence(fast_fence);
-    if (line.waiters.load(std::memory_order_relaxed) != 0) wake_sleepers(line, self, count);
+    if (line.waiters.load(std::memory_order_relaxed) != 0) wake_sleepers(line, self, count, mark);
   } else {
     // seq_cst: Dekker partner of the sleeper's seq_cst waiters.fetch_add, after our seq_cst store.
-    if (line.waiters.load(std::memory_order_seq_cst) != 0) wake_sleepers(line, self, count);
+    if (line.waiters.load(std::memory_order_seq_cst) != 0) wake_sleepers(line, self, count, mark);
   }
 }
 
@@ -517,7 +538,7 @@ class ProducerCore {
     used -= offset;
     tally_.add(used);
     tally_.store(self_, layout::records_written, layout::bytes_written);
-    wake<Policy::kHandshake>(ctrl_->data, self_, fast_fence_, Policy::kWakeCount);
+    wake<Policy::kHandshake>(ctrl_->data, self_, fast_fence_, Policy::kWakeCount, data_mark_);
     return Status::ok;
   }
 
@@ -534,6 +555,7 @@ class ProducerCore {
   std::uint64_t reserved_ = kNone;
   std::byte* reserved_at_ = nullptr;  // the reservation's payload area
   Tally tally_;
+  WakeMark data_mark_;  // our last wake of consumers
   bool fast_fence_ = false;
   bool has_wait_fd_ = false;
 
@@ -758,7 +780,7 @@ class ConsumerCore {
     tally_.store(self_, layout::records_read, layout::bytes_read);
     if (kept_from_ != kNotKept) return;  // kept records hold their space until release_to()
     if (policy().publish_position()) {
-      wake<Policy::kHandshake>(ctrl_->space, self_, fast_fence_, INT_MAX);
+      wake<Policy::kHandshake>(ctrl_->space, self_, fast_fence_, INT_MAX, space_mark_);
     }
   }
 
@@ -802,6 +824,7 @@ class ConsumerCore {
   Status last_status_ = Status::empty;
   bool held_ = false;
   bool held_redelivered_ = false;
+  WakeMark space_mark_;  // our last wake of producers
   bool fast_fence_ = false;
   bool seen_producer_ = false;
   bool has_wait_fd_ = false;

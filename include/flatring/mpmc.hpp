@@ -82,6 +82,7 @@ class MpmcReader final : public ConsumerCore<MpmcReader, true> {
   Status unblock_claim() noexcept;
   bool consumer_alive_at(std::uint64_t pos) const noexcept;
 
+  WakeMark data_mark_;                 // our last wake of another consumer (pass_wake_on)
   std::uint64_t stall_at_ = kNoClaim;  // the claim position we have seen stuck since...
   Clock::time_point stall_since_{};
 };

@@ -98,7 +98,7 @@ class MpWriterCore : public ProducerCore<MpWriterCore> {
                                            layout::make_frame(layout::RecordType::abandoned,
                                                               extent - layout::kRecordHeaderSize),
                                            std::memory_order_seq_cst, std::memory_order_relaxed)) {
-      wake<kHandshake>(ctrl_->data, self_, false, kWakeCount);
+      wake<kHandshake>(ctrl_->data, self_, false, kWakeCount, data_mark_);
     } else {
       finish_if_stalled(expected, extent);
     }
@@ -121,6 +121,7 @@ class MpWriterCore : public ProducerCore<MpWriterCore> {
 
   std::uint64_t head_cache_ = 0;
   std::uint64_t claim_ = 0;
+  WakeMark space_mark_;  // our last wake of producers (finish_if_stalled frees space)
 };
 
 /// Writer<Mode::mpsc> and Writer<Mode::mpmc>: the same producer, refusing a ring of the other

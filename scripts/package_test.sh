@@ -47,6 +47,7 @@ case "$found" in
 esac
 cmake --build "$work/consumer" -j"$jobs"
 "$work/consumer/flatring_package_test"
+"$work/consumer/flatring_package_bridge_test"
 
 pcdir=$(dirname "$(find "$prefix" -name flatring.pc | head -n1)")
 # shellcheck disable=SC2046  # pkg-config output is a list of flags

@@ -1,5 +1,5 @@
 // What the flatring rows share (transports_flatring.cpp, transports_flatring_wait.cpp): the ring
-// size, the error report, and the copying sender.
+// size, the error report, the copying sender and the checked batch receive.
 #pragma once
 
 #include "common.hpp"
@@ -53,5 +53,27 @@ class CopySender {
   flatring::Writer<> w_;
   std::vector<std::byte> buf_;
 };
+
+// Throughput: one Reader::poll batch of at most `max` records (and kPollBatch), each checked
+// against sequence `seq` onwards; `on_empty()` runs while the ring is empty (a spin or a sleep).
+inline constexpr std::uint64_t kPollBatch = 64;
+template <class OnEmpty>
+std::uint64_t poll_checked(flatring::Reader<>& r, std::size_t payload, std::uint64_t seq,
+                           std::uint64_t max, OnEmpty&& on_empty) {
+  const std::size_t batch = std::size_t(std::min<std::uint64_t>(max, kPollBatch));
+  for (;;) {
+    std::uint64_t got = 0;
+    const std::size_t n = r.poll(
+        [&](std::span<const std::byte> b) {
+          check(b.data(), b.size(), payload, seq + got);
+          ++got;
+        },
+        batch);
+    if (n != 0) [[likely]]
+      return n;
+    if (r.last_status() != flatring::Status::empty) fail_status("poll", r.last_status());
+    on_empty();
+  }
+}
 
 }  // namespace bench

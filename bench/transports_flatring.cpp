@@ -108,25 +108,13 @@ class RawReceiver {
 
   // Throughput: a batch per call, busy-polling while the ring is empty.
   std::uint64_t recv_many(std::uint64_t seq, std::uint64_t max) {
-    const std::size_t batch = std::size_t(std::min<std::uint64_t>(max, kBatch));
-    for (;;) {
-      std::uint64_t got = 0;
-      const std::size_t n = r_.poll(
-          [&](std::span<const std::byte> b) {
-            check(b.data(), b.size(), payload_, seq + got);
-            ++got;
-          },
-          batch);
-      if (n != 0) [[likely]]
-        return n;
-      if (r_.last_status() != flatring::Status::empty) fail_status("poll", r_.last_status());
+    return poll_checked(r_, payload_, seq, max, [&] {
       cpu_relax();
       peer_->spin_check();
-    }
+    });
   }
 
  private:
-  static constexpr std::uint64_t kBatch = 64;
   Peer* peer_;
   flatring::Reader<> r_;
   std::size_t payload_;
@@ -204,7 +192,7 @@ class TypedReceiver {
 
   // Throughput: a verified batch per call (Consumer::poll), busy-polling while the ring is empty.
   std::uint64_t recv_many(std::uint64_t seq, std::uint64_t max) {
-    const std::size_t batch = std::size_t(std::min<std::uint64_t>(max, kBatch));
+    const std::size_t batch = std::size_t(std::min<std::uint64_t>(max, kPollBatch));
     for (;;) {
       std::uint64_t got = 0;
       const flatring::PollCount n = c_.poll(
@@ -230,7 +218,6 @@ class TypedReceiver {
                                    v ? "" : " and no payload"));
     check(reinterpret_cast<const std::byte*>(v->data()), v->size(), payload_, seq);
   }
-  static constexpr std::uint64_t kBatch = 64;
   static flatring::ConsumerOptions options(bool in_place) {
     flatring::ConsumerOptions o;
     o.in_place = in_place;

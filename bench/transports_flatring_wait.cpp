@@ -121,24 +121,10 @@ class Receiver {
   }
 
   std::uint64_t recv_many(std::uint64_t seq, std::uint64_t max) {
-    const std::size_t batch = std::size_t(std::min<std::uint64_t>(max, kBatch));
-    for (;;) {
-      std::uint64_t got = 0;
-      const std::size_t n = r_.poll(
-          [&](std::span<const std::byte> b) {
-            check(b.data(), b.size(), payload_, seq + got);
-            ++got;
-          },
-          batch);
-      if (n != 0) [[likely]]
-        return n;
-      if (r_.last_status() != Status::empty) fail_status("poll", r_.last_status());
-      (void)waiter_->wait(*peer_, kWaitSlice);
-    }
+    return poll_checked(r_, payload_, seq, max, [&] { (void)waiter_->wait(*peer_, kWaitSlice); });
   }
 
  private:
-  static constexpr std::uint64_t kBatch = 64;
   static std::vector<flatring::Reader<>> open_idle(std::vector<flatring::Ring>& rings) {
     std::vector<flatring::Reader<>> out;
     out.reserve(rings.size());

@@ -59,28 +59,16 @@ def chunks(payload, n):
 # ---- producers (run in the forked child) ----
 
 
-def flatring_pipe_producer(conn, go, size, n, batched):
+def flatring_producer(send, send_many, go, size, n, batched):
+    """Pipe (send_bytes, send_many) or Queue (put, put_many): bound methods, passed by fork."""
     payload = b"x" * size
     go.wait()
     if batched:
         for c in chunks(payload, n):
-            conn.send_many(c)
+            send_many(c)
     else:
-        send = conn.send_bytes
         for _ in range(n):
             send(payload)
-
-
-def flatring_queue_producer(q, go, size, n, batched):
-    payload = b"x" * size
-    go.wait()
-    if batched:
-        for c in chunks(payload, n):
-            q.put_many(c)
-    else:
-        put = q.put
-        for _ in range(n):
-            put(payload)
 
 
 def mp_pipe_producer(conn, go, size, n, pickled):
@@ -108,7 +96,8 @@ def measure(kind, size, n):
     if kind.startswith("flatring.Pipe"):
         rx, tx = flatring.Pipe(duplex=False, capacity=CAPACITY)
         batched = kind.endswith("batched")
-        p = ctx.Process(target=flatring_pipe_producer, args=(tx, go, size, n, batched))
+        p = ctx.Process(target=flatring_producer,
+                        args=(tx.send_bytes, tx.send_many, go, size, n, batched))
         if batched:
             def drain():
                 got = 0
@@ -122,7 +111,7 @@ def measure(kind, size, n):
     elif kind.startswith("flatring.Queue"):
         q = flatring.Queue(capacity=CAPACITY)
         batched = kind.endswith("batched")
-        p = ctx.Process(target=flatring_queue_producer, args=(q, go, size, n, batched))
+        p = ctx.Process(target=flatring_producer, args=(q.put, q.put_many, go, size, n, batched))
         if batched:
             def drain():
                 got = 0

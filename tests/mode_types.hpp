@@ -11,3 +11,6 @@ using Mpsc = std::integral_constant<flatring::Mode, flatring::Mode::mpsc>;
 using Mpmc = std::integral_constant<flatring::Mode, flatring::Mode::mpmc>;
 using Broadcast = std::integral_constant<flatring::Mode, flatring::Mode::broadcast>;
 }  // namespace fr_test
+
+/// Every mode, for TEMPLATE_TEST_CASE(name, tags, FR_ALL_MODES).
+#define FR_ALL_MODES fr_test::Spsc, fr_test::Mpsc, fr_test::Mpmc, fr_test::Broadcast

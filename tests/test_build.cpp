@@ -26,11 +26,6 @@ using fr_test::unique_name;
 
 namespace {
 
-using fr_test::Broadcast;
-using fr_test::Mpmc;
-using fr_test::Mpsc;
-using fr_test::Spsc;
-
 std::size_t payload_of(std::uint64_t seq) { return (seq * 37) % 700; }
 
 // A Msg of `size` pattern bytes, as a build callback.
@@ -77,7 +72,7 @@ int build_records(const std::string& name, std::uint64_t count) {
 
 TEMPLATE_TEST_CASE("Producer::build writes each record once, in place, and a consumer process "
                    "gets exactly the bytes an ordinary builder makes",
-                   "[typed][build][process]", Spsc, Mpsc, Mpmc, Broadcast) {
+                   "[typed][build][process]", FR_ALL_MODES) {
   constexpr Mode M = TestType::value;
   const auto name = unique_name("build");
   RemoveGuard guard(name);
@@ -114,9 +109,9 @@ TEMPLATE_TEST_CASE("Producer::build writes each record once, in place, and a con
 }
 
 TEMPLATE_TEST_CASE("Producer::try_build: the record a reader sees is exactly an ordinary "
-                   "builder's bytes, in place or through the fallback; max_record_size; a build "
-                   "that throws; a full ring",
-                   "[typed][build]", Spsc, Mpsc, Mpmc, Broadcast) {
+                   "builder's bytes, in place or through the fallback, max_record_size, a build "
+                   "that throws, a full ring",
+                   "[typed][build]", FR_ALL_MODES) {
   constexpr Mode M = TestType::value;
   const auto name = unique_name("build-edges");
   RemoveGuard guard(name);
@@ -186,8 +181,8 @@ TEMPLATE_TEST_CASE("Producer::try_build: the record a reader sees is exactly an 
 }
 
 TEMPLATE_TEST_CASE("A producer killed while building in place: spsc and broadcast show nothing, "
-                   "mpsc and mpmc skip its claim as abandoned; the stream goes on",
-                   "[typed][build][crash][process]", Spsc, Mpsc, Mpmc, Broadcast) {
+                   "mpsc and mpmc skip its claim as abandoned, the stream goes on",
+                   "[typed][build][crash][process]", FR_ALL_MODES) {
   constexpr Mode M = TestType::value;
   const auto name = unique_name("build-kill");
   RemoveGuard guard(name);
@@ -231,7 +226,7 @@ TEMPLATE_TEST_CASE("A producer killed while building in place: spsc and broadcas
 
 TEMPLATE_TEST_CASE("The offset word of a record built in place is untrusted: out of range or "
                    "misaligned is corrupt, never a read outside the record",
-                   "[build][hostile]", Spsc, Mpsc, Mpmc, Broadcast) {
+                   "[build][hostile]", FR_ALL_MODES) {
   constexpr Mode M = TestType::value;
   const auto name = unique_name("build-hostile");
   RemoveGuard guard(name);

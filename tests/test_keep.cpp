@@ -8,9 +8,6 @@
 #include "mode_types.hpp"
 
 using namespace flatring;
-using fr_test::Broadcast;
-using fr_test::Mpsc;
-using fr_test::Spsc;
 
 namespace {
 
@@ -24,7 +21,7 @@ std::vector<std::byte> record_of(std::uint64_t seq, std::size_t size) {
 }  // namespace
 
 TEMPLATE_TEST_CASE("keep holds space until release_to, and a new consumer resumes at the release",
-                   "[keep]", Spsc, Mpsc, Broadcast) {
+                   "[keep]", fr_test::Spsc, fr_test::Mpsc, fr_test::Broadcast) {
   constexpr Mode M = TestType::value;
   const std::string name = fr_test::unique_name("keep");
   RemoveGuard guard(name);

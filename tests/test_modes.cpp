@@ -29,11 +29,6 @@ using fr_test::unique_name;
 
 namespace {
 
-using fr_test::Broadcast;
-using fr_test::Mpmc;
-using fr_test::Mpsc;
-using fr_test::Spsc;
-
 constexpr std::uint64_t kCap = 4096;
 // Blocking calls in these tests sleep at once and check their peers often.
 constexpr WaitOptions kFast{.spin = 0ns, .liveness_interval = 10ms};
@@ -127,7 +122,7 @@ const char* name_of(Status s) { return to_string(s).data(); }  // to_string's vi
 
 TEMPLATE_TEST_CASE(
     "every endpoint of another mode refuses the ring: wrong_mode, and no slot is taken", "[modes]",
-    Spsc, Mpsc, Mpmc, Broadcast) {
+    FR_ALL_MODES) {
   constexpr Mode M = TestType::value;
   Fixture<M> f;
   for (const Mode other : kModes) {
@@ -161,7 +156,7 @@ TEMPLATE_TEST_CASE(
 TEMPLATE_TEST_CASE(
     "an exclusive role held by a live process is refused to another process (role_taken), "
     "and shared roles attach many times",
-    "[modes][process]", Spsc, Mpsc, Mpmc, Broadcast) {
+    "[modes][process]", FR_ALL_MODES) {
   constexpr Mode M = TestType::value;
   Fixture<M> f;
   const layout::Role role = GENERATE(layout::Role::producer, layout::Role::consumer);
@@ -217,7 +212,7 @@ TEMPLATE_TEST_CASE(
 TEMPLATE_TEST_CASE(
     "a record one byte over max_record_size is too_large and leaves no trace, and one of "
     "exactly the maximum round-trips",
-    "[modes]", Spsc, Mpsc, Mpmc, Broadcast) {
+    "[modes]", FR_ALL_MODES) {
   constexpr Mode M = TestType::value;
   const std::uint64_t max = GENERATE(std::uint64_t{777}, max_record_size_for(kCap));
   CAPTURE(max);
@@ -263,7 +258,7 @@ TEMPLATE_TEST_CASE(
 }
 
 TEMPLATE_TEST_CASE("records of every size wrap correctly at every 16-byte offset of a small ring",
-                   "[modes]", Spsc, Mpsc, Mpmc, Broadcast) {
+                   "[modes]", FR_ALL_MODES) {
   constexpr Mode M = TestType::value;
   Fixture<M> f;
   Writer<M> w(f.ring);
@@ -300,7 +295,7 @@ TEMPLATE_TEST_CASE("records of every size wrap correctly at every 16-byte offset
 
 TEMPLATE_TEST_CASE("poll delivers up to max records and releases them as one batch, publishing the "
                    "position once",
-                   "[modes]", Spsc, Mpsc, Mpmc, Broadcast) {
+                   "[modes]", FR_ALL_MODES) {
   constexpr Mode M = TestType::value;
   Fixture<M> f;
   Writer<M> w(f.ring);
@@ -363,7 +358,7 @@ TEMPLATE_TEST_CASE("poll delivers up to max records and releases them as one bat
 }
 
 TEMPLATE_TEST_CASE("poll keeps up with producer processes streaming through many laps",
-                   "[modes][process]", Spsc, Mpsc, Mpmc, Broadcast) {
+                   "[modes][process]", FR_ALL_MODES) {
   constexpr Mode M = TestType::value;
   Fixture<M> f;
   const std::uint32_t producers = exclusive_producer(M) ? 1 : 2;
@@ -441,7 +436,7 @@ constexpr bool produces(Blocked b) {
 TEMPLATE_TEST_CASE(
     "a peer that shrinks the segment under a blocked reader or writer: segment_lost, "
     "and the process exits normally",
-    "[modes][process][sigbus]", Spsc, Mpsc, Mpmc, Broadcast) {
+    "[modes][process][sigbus]", FR_ALL_MODES) {
   constexpr Mode M = TestType::value;
   const Blocked victim = GENERATE(Blocked::reader, Blocked::typed_consumer, Blocked::writer,
                                   Blocked::reserver, Blocked::typed_producer);
@@ -519,7 +514,7 @@ enum class Polling { reader, writer };
 
 TEMPLATE_TEST_CASE("a peer that shrinks the segment under a polling reader or writer: it observes "
                    "segment_lost and exits normally",
-                   "[modes][process][sigbus]", Spsc, Mpsc, Mpmc, Broadcast) {
+                   "[modes][process][sigbus]", FR_ALL_MODES) {
   constexpr Mode M = TestType::value;
   const Polling victim = GENERATE(Polling::reader, Polling::writer);
   const std::string polling = victim == Polling::reader ? "Reader::try_read" : "Writer::try_write";
@@ -582,7 +577,7 @@ TEMPLATE_TEST_CASE("a peer that shrinks the segment under a polling reader or wr
 
 TEMPLATE_TEST_CASE("writers blocked on a full ring whose consumer process is SIGKILLed: peer_dead "
                    "(broadcast: the dead consumer is reclaimed and the write goes through)",
-                   "[modes][process][wait]", Spsc, Mpsc, Mpmc, Broadcast) {
+                   "[modes][process][wait]", FR_ALL_MODES) {
   constexpr Mode M = TestType::value;
   Fixture<M> f;
   const std::uint32_t writers = exclusive_producer(M) ? 1 : 2;
@@ -679,7 +674,7 @@ TEMPLATE_TEST_CASE("writers blocked on a full ring whose consumer process is SIG
 TEMPLATE_TEST_CASE(
     "a reader blocked on an empty ring whose only producer process was SIGKILLed: every "
     "record, then peer_dead",
-    "[modes][process][wait]", Spsc, Mpsc, Mpmc, Broadcast) {
+    "[modes][process][wait]", FR_ALL_MODES) {
   constexpr Mode M = TestType::value;
   Fixture<M> f;
   Reader<M> r(f.ring, kFast);  // before anything is written (broadcast: joined)

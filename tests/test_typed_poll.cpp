@@ -20,11 +20,6 @@ using fr_test::unique_name;
 
 namespace {
 
-using fr_test::Broadcast;
-using fr_test::Mpmc;
-using fr_test::Mpsc;
-using fr_test::Spsc;
-
 // Every kGarbageEvery-th record the producer sends raw bytes that are no Msg.
 constexpr std::uint64_t kGarbageEvery = 997;
 const std::array<std::byte, 40> kGarbage{std::byte{0xFF}, std::byte{0xFF}, std::byte{0x7F}};
@@ -52,7 +47,7 @@ int produce(const std::string& name, std::uint64_t count) {
 
 TEMPLATE_TEST_CASE("Consumer::poll delivers verified batches from a producer process, skipping "
                    "garbage inside a batch, across the wrap",
-                   "[typed][poll][process]", Spsc, Mpsc, Mpmc, Broadcast) {
+                   "[typed][poll][process]", FR_ALL_MODES) {
   constexpr Mode M = TestType::value;
   const auto name = unique_name("typed-poll");
   RemoveGuard guard(name);
@@ -95,7 +90,7 @@ TEMPLATE_TEST_CASE("Consumer::poll delivers verified batches from a producer pro
 
 TEMPLATE_TEST_CASE("Consumer::poll publishes the read position once per batch and delivers the "
                    "rest of a batch after a bad record",
-                   "[typed][poll]", Spsc, Mpsc, Mpmc, Broadcast) {
+                   "[typed][poll]", FR_ALL_MODES) {
   constexpr Mode M = TestType::value;
   const auto name = unique_name("typed-poll-batch");
   RemoveGuard guard(name);

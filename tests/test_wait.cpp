@@ -27,10 +27,6 @@
 
 using namespace flatring;
 using namespace std::chrono_literals;
-using fr_test::Broadcast;
-using fr_test::Mpmc;
-using fr_test::Mpsc;
-using fr_test::Spsc;
 
 namespace {
 
@@ -137,7 +133,7 @@ Result<RecordView> read_via_fd(R& reader, WaitFd& w) {
 
 TEMPLATE_TEST_CASE("WaitFd: a reader sleeping on its fd wakes for every record from another "
                    "process, and try_read then returns it",
-                   "[wait][process]", Spsc, Mpsc, Mpmc, Broadcast) {
+                   "[wait][process]", FR_ALL_MODES) {
   constexpr Mode M = TestType::value;
   const std::string name = fr_test::unique_name("wfd-read");
   RemoveGuard guard(name);
@@ -179,7 +175,7 @@ TEMPLATE_TEST_CASE("WaitFd: a reader sleeping on its fd wakes for every record f
 
 TEMPLATE_TEST_CASE("WaitFd: a writer sleeping on its fd wakes when a consumer in another process "
                    "frees space",
-                   "[wait][process]", Spsc, Mpsc, Mpmc, Broadcast) {
+                   "[wait][process]", FR_ALL_MODES) {
   constexpr Mode M = TestType::value;
   const std::string name = fr_test::unique_name("wfd-write");
   RemoveGuard guard(name);
@@ -232,7 +228,7 @@ TEMPLATE_TEST_CASE("WaitFd: a writer sleeping on its fd wakes when a consumer in
 
 TEMPLATE_TEST_CASE("WaitFd: the fd becomes readable when the producer dies, and arm() reports "
                    "peer_dead",
-                   "[wait][process]", Spsc, Mpsc, Mpmc, Broadcast) {
+                   "[wait][process]", FR_ALL_MODES) {
   constexpr Mode M = TestType::value;
   const std::string name = fr_test::unique_name("wfd-dead");
   RemoveGuard guard(name);
@@ -682,7 +678,7 @@ TEST_CASE("WaitSet: timeouts, an empty set, and remove", "[wait]") {
 
 TEMPLATE_TEST_CASE("WaitSet: a producer that dies while the WaitSet sleeps on its ring is "
                    "reported as peer_dead",
-                   "[wait][process]", Spsc, Mpsc, Mpmc, Broadcast) {
+                   "[wait][process]", FR_ALL_MODES) {
   constexpr Mode M = TestType::value;
   const std::string name = fr_test::unique_name("wset-dead");
   const std::string other = fr_test::unique_name("wset-alive");

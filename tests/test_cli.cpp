@@ -218,6 +218,40 @@ TEST_CASE("create then ls and stat show the ring and its schema and peers and co
   }
 }
 
+TEST_CASE("stat shows who waits on the ring: armed WaitFds by slot and futex sleepers",
+          "[cli][wait]") {
+  const auto name = unique_name("cli-wait");
+  RemoveGuard guard(name);
+  auto ring = Ring::create(name, {.capacity = 4096});
+  Writer<> w(ring);
+  Reader<> r(ring);
+  const auto slot = static_cast<std::uint32_t>(&r.attachment().slot() - &ring.control().peers[0]);
+  auto waiting = [&] {
+    auto st = run({"stat", name, "--json"});
+    REQUIRE(st.code == 0);
+    return json::parse(st.out)["waiting"];
+  };
+  json wt = waiting();
+  CHECK(wt["data"]["waiters"] == 0);
+  CHECK(wt["data"]["armed_wait_fd_slots"].empty());
+  {
+    WaitFd fd(r);
+    REQUIRE(fd.arm() == Status::empty);
+    wt = waiting();
+    CHECK(wt["data"]["waiters"] == 1);
+    CHECK(wt["data"]["futex_sleepers"] == 0);
+    CHECK(wt["data"]["armed_wait_fd_slots"] == json::array({slot}));
+    CHECK(wt["space"]["waiters"] == 0);
+    const auto text = run({"stat", name});
+    CHECK(text.out.find("consumers: 1 waiting (0 on the futex, WaitFds armed: #" +
+                        std::to_string(slot) + ")") != std::string::npos);
+    fd.disarm();
+  }
+  wt = waiting();
+  CHECK(wt["data"]["waiters"] == 0);
+  CHECK(wt["data"]["armed_wait_fd_slots"].empty());
+}
+
 TEST_CASE("rm refuses a ring with live peers unless forced", "[cli]") {
   const auto name = unique_name("cli-rm");
   RemoveGuard guard(name);

@@ -195,6 +195,23 @@ void run_ls(const LsOptions& o) {
 
 namespace {
 
+json wait_json(const WaitRow& w) {
+  json armed = json::array();
+  for (std::uint32_t i = 0; i < 32; ++i) {
+    if ((w.notify >> i & 1u) != 0) armed.push_back(i);
+  }
+  return {{"waiters", w.waiters}, {"futex_sleepers", w.sleepers}, {"armed_wait_fd_slots", armed}};
+}
+
+std::string wait_text(const WaitRow& w) {
+  std::string slots;
+  for (std::uint32_t i = 0; i < 32; ++i) {
+    if ((w.notify >> i & 1u) != 0) slots += fmt::format(" #{}", i);
+  }
+  return fmt::format("{} waiting ({} on the futex, WaitFds armed:{})", w.waiters, w.sleepers,
+                     slots.empty() ? " none" : slots);
+}
+
 void print_stat(const Snapshot& s, bool json_out) {
   if (json_out) {
     json peers = json::array();
@@ -212,6 +229,7 @@ void print_stat(const Snapshot& s, bool json_out) {
                 {"positions_valid", s.positions_valid},
                 {"totals", counts_json(s.totals())},
                 {"retired", counts_json(s.retired)},
+                {"waiting", {{"data", wait_json(s.data_wait)}, {"space", wait_json(s.space_wait)}}},
                 {"peers", peers}});
     return;
   }
@@ -233,6 +251,8 @@ void print_stat(const Snapshot& s, bool json_out) {
   std::string out =
       fmt::format("{} ({}, schema {}, capacity {}, fill {})\n", s.info.name, to_string(s.info.mode),
                   schema_text(s.info), human_size(s.info.capacity), fill_text(s));
+  out += fmt::format("consumers: {}\nproducers: {}\n", wait_text(s.data_wait),
+                     wait_text(s.space_wait));
   out += t.str();
   std::fputs(out.c_str(), stdout);
   std::fflush(stdout);

@@ -91,6 +91,14 @@ Snapshot snapshot(const Ring& ring) {
     s.peers.push_back(row);
   }
   s.retired = load_counts(c.retired.value);
+  // Relaxed: display values, shown as read.
+  auto wait_row = [](const layout::WaitLine& l) {
+    return WaitRow{l.waiters.load(std::memory_order_relaxed),
+                   l.sleepers.load(std::memory_order_relaxed),
+                   l.notify.load(std::memory_order_relaxed)};
+  };
+  s.data_wait = wait_row(c.data);
+  s.space_wait = wait_row(c.space);
   if (s.info.mode == Mode::broadcast) {
     // No shared head: the producer's free space ends at the slowest live consumer. Cursors
     // outside [tail - capacity, tail] (joining, or impossible) are ignored, as the producer does.

@@ -32,6 +32,13 @@ struct PeerRow {
   Counts counts{};
 };
 
+/// One wait line as read (untrusted words, for display only).
+struct WaitRow {
+  std::uint32_t waiters = 0;   // registered waiters: blocked calls, WaitSets and armed WaitFds
+  std::uint32_t sleepers = 0;  // of those, the ones sleeping on the futex word
+  std::uint32_t notify = 0;    // one bit per peer slot with an armed WaitFd
+};
+
 struct Snapshot {
   SegmentInfo info;
   bool creator_alive = false;
@@ -44,6 +51,8 @@ struct Snapshot {
   bool positions_valid = false;
   std::vector<PeerRow> peers;  // occupied slots only
   Counts retired{};
+  WaitRow data_wait;   // consumers waiting for records
+  WaitRow space_wait;  // producers waiting for space
 
   [[nodiscard]] std::uint64_t fill() const noexcept { return positions_valid ? tail - head : 0; }
   [[nodiscard]] std::uint32_t live_peers() const noexcept;

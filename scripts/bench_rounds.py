@@ -5,7 +5,8 @@ ratio to a reference row measured in the same round, with the range.
     scripts/bench_rounds.py --bench build/bench/flatring-bench --rounds 5 \\
         --transport flatring,flatring-typed,raw-ring,pipe --size 64,1KiB,1MiB --ref flatring
 
-Ratios are taken inside one round (the rows ran minutes apart at most, on the same machine state),
+Rounds alternate the order of the rows (forward, then reversed). Ratios are taken inside one round
+(the rows ran minutes apart at most, on the same machine state),
 then summarised over rounds: on a shared machine the absolute figures swing between rounds far more
 than the ratios do. Throughput ratios are msgs/s over the reference's; latency ratios are the
 round-trip percentiles over the reference's (lower is better). Writes every round's JSON and the
@@ -22,7 +23,12 @@ import tempfile
 
 def run_round(args, i, tmp):
     out = os.path.join(tmp, f"round{i}.json")
-    cmd = [args.bench, "--transport", args.transport, "--size", args.size, "--budget",
+    transports = args.transport.split(",")
+    if i % 2 == 1:
+        # Alternate the order: a row that always runs right after a spinning one, or always first
+        # on a CPU coming out of idle, would carry that position's cost in every round.
+        transports.reverse()
+    cmd = [args.bench, "--transport", ",".join(transports), "--size", args.size, "--budget",
            str(args.budget), "--json", out]
     if args.pattern:
         cmd += ["--pattern", args.pattern]

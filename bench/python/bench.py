@@ -222,15 +222,20 @@ def main():
                                  "min": min(v), "max": max(v), "runs": v})
         print(line)
     print()
-    print("%-34s" % "ratio (of medians)" + "".join("%12s" % human(s) for s in sizes))
+    # Each round's ratio (both rows ran in that round, minutes apart at most), then the median
+    # over the rounds with the range: the absolute rates swing between rounds more than ratios do.
+    print("%-34s" % "ratio: median over rounds (min-max)" + "".join("%24s" % human(s) for s in sizes))
     for what, num, den in RATIOS:
         line = "%-34s" % what
         for size in sizes:
-            ratio = statistics.median(results[(num, size)]) / statistics.median(results[(den, size)])
+            per_round = [a / b for a, b in zip(results[(num, size)], results[(den, size)])]
+            ratio = statistics.median(per_round)
             target = TARGETS.get((what, size))
             mark = "" if target is None else (" >=%d%s" % (target, "" if ratio >= target else "!"))
-            line += "%12s" % ("%.1fx%s" % (ratio, mark))
-            out["ratios"].append({"ratio": what, "size": size, "value": ratio, "target": target})
+            line += "%24s" % ("%.1fx (%.1f-%.1f)%s" % (ratio, min(per_round), max(per_round), mark))
+            out["ratios"].append({"ratio": what, "size": size, "value": ratio,
+                                  "min": min(per_round), "max": max(per_round),
+                                  "runs": per_round, "target": target})
         print(line)
     print("(>=N: the issue's target; ! marks a missed one)")
     print()

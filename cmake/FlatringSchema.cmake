@@ -3,7 +3,8 @@
 # Runs flatc on each schema at build time and adds the directory holding the generated
 # <name>_generated.h to the target's include path:
 #  - the C++ generator with --gen-name-strings (flatring names the root type) and --bfbs-gen-embed
-#    (the binary schema, which a ring stores so that readers without the .fbs can use it);
+#    (the binary schema, which a ring stores so that readers without the .fbs can use it), with
+#    --bfbs-builtins (the builtin attributes in it: RecordVerifier finds nested_flatbuffer fields);
 #  - <name>_generated.h is a small wrapper over flatc's two headers that adds, for the root type,
 #    the function FLATRING_SCHEMA finds by argument-dependent lookup:
 #      std::span<const std::uint8_t> flatring_binary_schema(const Root*);
@@ -29,7 +30,7 @@ function(flatring_add_schema target)
     add_custom_command(
       OUTPUT ${out}
       COMMAND ${CMAKE_COMMAND} -E make_directory ${raw_dir}
-      COMMAND ${flatc} --cpp --gen-name-strings --scoped-enums --bfbs-gen-embed -o ${raw_dir} ${abs}
+      COMMAND ${flatc} --cpp --gen-name-strings --scoped-enums --bfbs-gen-embed --bfbs-builtins -o ${raw_dir} ${abs}
       COMMAND ${CMAKE_COMMAND} -DSTEM=${stem} -DRAW_DIR=${raw_dir} -DOUT=${out}
               -P ${FLATRING_SCHEMA_WRAP_SCRIPT}
       DEPENDS ${abs} ${FLATRING_SCHEMA_WRAP_SCRIPT}

@@ -1,6 +1,6 @@
 // Writes the seed corpus for the fuzz targets from real rings and records:
 //   make_seeds <dir>   ->  <dir>/reader/*, <dir>/mpmc/*, <dir>/typed/*, <dir>/open/*,
-//   <dir>/schema/*
+//   <dir>/schema/*, <dir>/frames/*
 // The committed corpus in fuzz/corpus/ was made with it; rerun it after a layout change. The schema
 // seeds are parsed from tests/schema/*.fbs and fuzz/schema/fuzz_msg.fbs (FLATRING_SOURCE_DIR).
 #include <cstdint>
@@ -15,6 +15,8 @@
 #include <vector>
 
 #include "fuzz_msg_generated.h"
+#include "record_digest.hpp"  // FLATRING_SCHEMA of fuzz_schema::Record
+#include "wire.hpp"           // src/bridge/: the bridge's frames (header only)
 #include <flatbuffers/idl.h>
 #include <flatbuffers/util.h>
 #include <flatring/flatring.hpp>
@@ -344,6 +346,174 @@ void schema_seeds(const fs_::path& dir) {
   save(dir, "segment-none", schema_input(1, {}, {}));
 }
 
+// ---- fuzz_frames (fuzz_frames.cpp): u8 ring (bits 0-1 mode, bit 2 raw), then messages
+// {u8 peer (bit 7: end of batch), u16 length, the message}.
+
+namespace wire = flatring::bridge::wire;
+
+Bytes frame(wire::Type type, std::uint64_t a, std::uint64_t b, const Bytes& body) {
+  Bytes m(wire::kHeaderSize);
+  wire::put_header(reinterpret_cast<std::byte*>(m.data()), {type, a, b});
+  m.insert(m.end(), body.begin(), body.end());
+  return m;
+}
+
+Bytes hello(std::uint64_t source, const SchemaId& id, std::span<const std::uint8_t> bfbs) {
+  Bytes body(id.file_identifier, id.file_identifier + 4);
+  put<std::uint64_t>(body, id.hash);
+  body.insert(body.end(), bfbs.begin(), bfbs.end());
+  return frame(wire::Type::hello, source, 4096, body);
+}
+
+struct Item {
+  std::uint64_t seq;
+  std::uint64_t prev;
+  Bytes payload;
+  std::uint64_t flags = 0;
+  std::uint64_t len = ~std::uint64_t{0};  // the payload's size unless set
+};
+
+Bytes data(const std::vector<Item>& items) {
+  Bytes body;
+  for (const Item& it : items) {
+    const std::size_t at = body.size();
+    body.resize(at + wire::kEntrySize);
+    const std::uint64_t len = it.len == ~std::uint64_t{0} ? it.payload.size() : it.len;
+    wire::put_entry(reinterpret_cast<std::byte*>(body.data() + at),
+                    {it.seq, it.prev, len, it.flags});
+    body.insert(body.end(), it.payload.begin(), it.payload.end());
+    body.resize(at + wire::kEntrySize + wire::padded(it.payload.size()));
+  }
+  return frame(wire::Type::data, 0, 0, body);
+}
+
+class Frames {
+ public:
+  explicit Frames(std::uint8_t ring) { put<std::uint8_t>(b_, ring); }
+  Frames& send(std::uint8_t peer, const Bytes& m) {
+    put<std::uint8_t>(b_, peer);
+    put<std::uint16_t>(b_, static_cast<std::uint16_t>(m.size()));
+    b_.insert(b_.end(), m.begin(), m.end());
+    return *this;
+  }
+  [[nodiscard]] const Bytes& bytes() const { return b_; }
+
+ private:
+  Bytes b_;
+};
+
+constexpr std::uint8_t kEndBatch = 0x80;
+constexpr Mode kModes[4] = {Mode::spsc, Mode::mpsc, Mode::mpmc, Mode::broadcast};
+constexpr std::uint64_t kNone = wire::kNone;
+
+void frames_seeds(const fs_::path& dir) {
+  namespace fz = flatring::fuzz_schema;
+  SchemaId typed_id;
+  SchemaId raw_id;
+  {
+    const std::string name = temp_name("frames");
+    Ring::remove(name);
+    RemoveGuard guard(name);
+    typed_id = create_ring<fz::Record>(name, {.capacity = 1 << 16}).info().schema;
+    Ring::remove(name);
+    raw_id = Ring::create(name, {.capacity = 1 << 16}).info().schema;
+  }
+  const auto bfbs = binary_schema_of<fz::Record>().bfbs();
+  const Bytes full1 = record_bytes(true, 1), full2 = record_bytes(true, 2);
+  const Bytes minimal = record_bytes(false, 0);
+  Bytes cut = full1;
+  cut.resize(cut.size() / 2);
+  const Bytes noise(300, 0x5a);
+  for (std::uint8_t ring = 0; ring < 4; ++ring) {
+    const std::string mode = std::string(to_string(kModes[ring]));
+    save(dir, mode + "-records",
+         Frames(ring)
+             .send(0, hello(7, typed_id, bfbs))
+             .send(kEndBatch, data({{0, kNone, full1}, {1, 0, minimal}, {2, 1, full2}}))
+             .send(0, data({{1, 0, minimal}, {3, 2, full1}}))  // a duplicate, then the next
+             .bytes());
+    save(dir, mode + "-raw-records",
+         Frames(ring | 4)
+             .send(0, hello(7, raw_id, {}))
+             .send(kEndBatch, data({{0, kNone, noise}, {8, 0, Bytes(5, 1)}, {9, 8, {}}}))
+             .send(0, data({{10, 9, Bytes(2049, 2)}, {11, 10, {}, wire::kOmitted, 1u << 20}}))
+             .bytes());
+  }
+  const std::span<const std::uint8_t> none;
+  save(dir, "identity-hello",
+       Frames(0).send(0, hello(1, typed_id, none)).send(0, data({{0, kNone, full1}})).bytes());
+  save(dir, "verify-failed",
+       Frames(0)
+           .send(0, hello(1, typed_id, bfbs))
+           .send(0, data({{0, kNone, cut}, {1, 0, noise}, {2, 1, {}}, {3, 2, full2}}))
+           .bytes());
+  save(dir, "gap-and-resend",
+       Frames(0)
+           .send(0, hello(1, typed_id, bfbs))
+           .send(kEndBatch, data({{5, 4, full1}, {6, 5, full1}}))
+           .send(0, data({{0, kNone, full1}}))
+           .bytes());
+  save(
+      dir, "oversized-and-omitted",
+      Frames(0)
+          .send(0, hello(1, typed_id, bfbs))
+          .send(0,
+                data({{0, kNone, Bytes(2100, 3)}, {1, 0, {}, wire::kOmitted, 5000}, {2, 1, full1}}))
+          .bytes());
+  save(dir, "malformed-entries",
+       Frames(0)
+           .send(0, hello(1, typed_id, bfbs))
+           .send(0, data({{0, kNone, full1}, {1, 0, minimal, 0, 60000}}))  // longer than the body
+           .send(0, data({{1, 0, minimal, 4}}))                            // an unknown flag
+           .send(0, Bytes(40, 0x42))                                       // not a frame
+           .send(0, frame(wire::Type::ack, 1, 1, {}))                      // only an In sends it
+           .send(0, frame(wire::Type::hello, 1, 0, Bytes(5, 0)))           // a short hello
+           .bytes());
+  save(dir, "no-session",
+       Frames(0)
+           .send(1, data({{0, kNone, full1}}))
+           .send(2, frame(wire::Type::data, 0, 0, {}))
+           .bytes());
+  const Parsed other = parse_fbs("tests/schema/test_msg.fbs", nullptr);
+  save(dir, "incompatible-hello",
+       Frames(0)
+           .send(0, hello(1, typed_id, other.bfbs))
+           .send(1, hello(2, typed_id, Bytes(64, 0x11)))
+           .send(2, hello(3, raw_id, none))
+           .send(3, data({{0, kNone, full1}}))
+           .bytes());
+  // Records whose nested flatbuffer (Record.blob, a Leaf) is not one: the reflection verifier
+  // alone passed them, and a reader of blob_nested_root() then read out of bounds.
+  for (const auto& [tag, blob] :
+       {std::pair<std::string, Bytes>{"offset", {0xf0, 0xff, 0xff, 0x7f, 0, 0, 0, 0}},
+        {"short", {4, 0}},
+        {"vtable", {8, 0, 0, 0, 0, 0, 0, 0, 0xf0, 0xff, 0xff, 0x7f}}}) {
+    flatbuffers::FlatBufferBuilder fbb;
+    fbb.Finish(fz::CreateRecordDirect(fbb, 1, nullptr, nullptr, nullptr, nullptr, 0,
+                                      fz::Choice::NONE, 0, &blob),
+               fz::RecordIdentifier());
+    const Bytes record(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
+    save(dir, "nested-bogus-" + tag,
+         Frames(static_cast<std::uint8_t>(tag.size() % 4))
+             .send(0, hello(1, typed_id, bfbs))
+             .send(0, data({{0, kNone, record}, {1, 0, full1}}))
+             .bytes());
+  }
+  save(dir, "raw-identity-differs",
+       Frames(4).send(0, hello(1, typed_id, none)).send(0, data({{0, kNone, noise}})).bytes());
+  save(dir, "two-peers-one-source",
+       Frames(1)
+           .send(0, hello(9, typed_id, bfbs))
+           .send(kEndBatch, data({{0, kNone, full1}}))
+           .send(1, hello(9, typed_id, none))
+           .send(1, data({{0, kNone, full1}, {1, 0, full2}}))
+           .bytes());
+  Frames many(2);
+  for (std::uint64_t source = 1; source <= 66; ++source)
+    many.send(source & 3, hello(source, typed_id, none));
+  save(dir, "too-many-sources", many.bytes());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -357,5 +527,6 @@ int main(int argc, char** argv) {
   typed_seeds(root / "typed");
   open_seeds(root / "open");
   schema_seeds(root / "schema");
+  frames_seeds(root / "frames");
   return 0;
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (clang 14, ASan + UBSan, fuzz/) and runs each for a bounded time.
-#   scripts/fuzz.sh [seconds per target] [target...]   (default 60 s; reader mpmc typed open schema wait)
+#   scripts/fuzz.sh [seconds per target] [target...]   (default 60 s; reader mpmc typed open schema wait frames)
 # Each target starts from the committed seed corpus (fuzz/corpus/<target>/); new inputs go to
 # build-fuzz/corpus/<target>/ and crashing inputs to build-fuzz/artifacts/<target>/. Exits non-zero
 # if any target crashed, leaked, hung past 10 s on one input, or tripped a sanitizer. Prints the
@@ -18,7 +18,7 @@ fi
 seconds=${1:-60}
 shift || true
 targets=("$@")
-if ((${#targets[@]} == 0)); then targets=(reader mpmc typed open schema wait); fi
+if ((${#targets[@]} == 0)); then targets=(reader mpmc typed open schema wait frames); fi
 if ((list)); then
   echo "${targets[@]}"
   exit 0
@@ -31,7 +31,8 @@ cxx=${FUZZ_CXX:-clang++-14}
 # are recoverable only so that fuzz/ubsan.supp can silence the one in FlatBuffers' own accessors;
 # any other runtime error in the log fails the run below. FUZZ_CXX replaces the preset's compiler.
 cmake --preset fuzz -DCMAKE_CXX_COMPILER="$cxx" >/dev/null
-cmake --build --preset fuzz -j"$jobs" --target fuzz_reader fuzz_mpmc fuzz_typed fuzz_open fuzz_schema fuzz_wait
+cmake --build --preset fuzz -j"$jobs" --target fuzz_reader fuzz_mpmc fuzz_typed fuzz_open fuzz_schema fuzz_wait \
+  fuzz_frames
 
 summary=$out/fuzz-summary.txt
 mkdir -p "$out"

@@ -372,6 +372,7 @@ Schema Schema::from_fbs_file(const std::string& path, const std::vector<std::str
   cdirs.push_back(nullptr);
   flatbuffers::IDLOptions opts;
   opts.binary_schema_comments = false;
+  opts.binary_schema_builtins = true;  // nested_flatbuffer, for RecordVerifier
   flatbuffers::Parser parser(opts);
   if (!parser.Parse(text.c_str(), cdirs.data(), path.c_str())) {
     fail(Errc::invalid_schema, "'" + path + "': " + parser.error_);
@@ -598,6 +599,132 @@ bool has_union_vector(const reflection::Object& o) {
            f->type()->element() == reflection::Union;
   });
 }
+bool is_nested_flatbuffer(const reflection::Field& f) {
+  return f.type()->base_type() == reflection::Vector && f.type()->element() == reflection::UByte &&
+         f.attributes() != nullptr && f.attributes()->LookupByKey("nested_flatbuffer") != nullptr;
+}
+
+bool has_nested_flatbuffer(const reflection::Schema& schema) {
+  if (schema.objects() == nullptr) return false;
+  return std::any_of(
+      schema.objects()->begin(), schema.objects()->end(), [](const reflection::Object* o) {
+        return o->fields() != nullptr &&
+               std::any_of(o->fields()->begin(), o->fields()->end(),
+                           [](const reflection::Field* f) { return is_nested_flatbuffer(*f); });
+      });
+}
+
+// FlatBuffers 2.0.8's reflection verifier checks a `[ubyte] (nested_flatbuffer: "T")` field as
+// plain bytes, while generated code verifies those bytes as a buffer of T, and its accessor
+// (field_nested_root()) reads them as one: a record the reflection verifier passed could make
+// generated code read out of bounds (found by fuzz/fuzz_frames.cpp). NestedCheck walks a record
+// flatbuffers::Verify has passed and verifies each nested flatbuffer as its table, as generated
+// code does. Table visits and nested bytes count against a budget: offsets may alias, and one
+// record must not cost much more than its size.
+class NestedCheck {
+ public:
+  NestedCheck(const reflection::Schema& s, const RecordVerifier::Limits& limits, std::size_t size)
+      : s_(s), limits_(limits), tables_left_(limits.max_tables), bytes_left_(16 * size + 4096) {}
+
+  bool table(const reflection::Object& obj, const flatbuffers::Table& t, std::uint32_t depth) {
+    if (tables_left_ == 0 || depth > limits_.max_depth) return false;
+    --tables_left_;
+    if (obj.fields() == nullptr) return true;
+    for (const reflection::Field* f : *obj.fields()) {
+      const reflection::Type& type = *f->type();
+      if (type.base_type() == reflection::Obj) {
+        const reflection::Object* o = object(type.index());
+        if (o == nullptr) return false;
+        if (o->is_struct()) continue;  // a struct holds no vectors
+        const flatbuffers::Table* sub = flatbuffers::GetFieldT(t, *f);
+        if (sub != nullptr && !table(*o, *sub, depth + 1)) return false;
+      } else if (type.base_type() == reflection::Union) {
+        const reflection::Object* o = union_member(obj, *f, t);
+        const flatbuffers::Table* sub = flatbuffers::GetFieldT(t, *f);
+        if (o != nullptr && sub != nullptr && !table(*o, *sub, depth + 1)) return false;
+      } else if (type.base_type() == reflection::Vector && type.element() == reflection::Obj) {
+        const reflection::Object* o = object(type.index());
+        if (o == nullptr) return false;
+        if (o->is_struct()) continue;
+        const auto* v =
+            t.GetPointer<const flatbuffers::Vector<flatbuffers::Offset<flatbuffers::Table>>*>(
+                f->offset());
+        if (v == nullptr) continue;
+        for (const flatbuffers::Table* sub : *v) {
+          if (!table(*o, *sub, depth + 1)) return false;
+        }
+      } else if (is_nested_flatbuffer(*f)) {
+        const auto* v = t.GetPointer<const flatbuffers::Vector<std::uint8_t>*>(f->offset());
+        if (v != nullptr && !nested(nested_type(obj, *f), *v, depth + 1)) return false;
+      }
+    }
+    return true;
+  }
+
+ private:
+  const reflection::Object* object(std::int32_t index) const noexcept {
+    const auto* objects = s_.objects();
+    if (objects == nullptr || index < 0 || static_cast<std::uint32_t>(index) >= objects->size())
+      return nullptr;
+    return objects->Get(static_cast<flatbuffers::uoffset_t>(index));
+  }
+
+  // The table a union field holds in `t` (nullptr: none, unknown, or not a table).
+  const reflection::Object* union_member(const reflection::Object& owner,
+                                         const reflection::Field& f,
+                                         const flatbuffers::Table& t) const {
+    const auto* enums = s_.enums();
+    const std::int32_t e = f.type()->index();
+    if (enums == nullptr || e < 0 || static_cast<std::uint32_t>(e) >= enums->size()) return nullptr;
+    const reflection::Field* type_field = owner.fields()->LookupByKey(
+        (f.name()->str() + flatbuffers::UnionTypeFieldSuffix()).c_str());
+    if (type_field == nullptr) return nullptr;
+    const auto utype = flatbuffers::GetFieldI<std::uint8_t>(t, *type_field);
+    if (utype == 0 || enums->Get(static_cast<flatbuffers::uoffset_t>(e))->values() == nullptr)
+      return nullptr;
+    const reflection::EnumVal* v =
+        enums->Get(static_cast<flatbuffers::uoffset_t>(e))->values()->LookupByKey(utype);
+    if (v == nullptr || v->union_type() == nullptr ||
+        v->union_type()->base_type() != reflection::Obj)
+      return nullptr;
+    const reflection::Object* o = object(v->union_type()->index());
+    return o != nullptr && !o->is_struct() ? o : nullptr;
+  }
+
+  // The table named by the attribute, looked up as flatc does: in the owner's namespace, then
+  // in each enclosing one.
+  const reflection::Object* nested_type(const reflection::Object& owner,
+                                        const reflection::Field& f) const {
+    const auto* value = f.attributes()->LookupByKey("nested_flatbuffer")->value();
+    const std::string name = value == nullptr ? std::string() : value->str();
+    if (name.empty() || s_.objects() == nullptr) return nullptr;
+    std::string ns = owner.name()->str();
+    for (;;) {
+      const auto dot = ns.rfind('.');
+      ns = dot == std::string::npos ? std::string() : ns.substr(0, dot);
+      const std::string full = ns.empty() ? name : ns + "." + name;
+      if (const auto* o = s_.objects()->LookupByKey(full.c_str())) return o;
+      if (ns.empty()) return nullptr;
+    }
+  }
+
+  bool nested(const reflection::Object* type, const flatbuffers::Vector<std::uint8_t>& bytes,
+              std::uint32_t depth) {
+    if (type == nullptr || type->is_struct() || bytes.size() > bytes_left_ ||
+        bytes.size() < sizeof(flatbuffers::uoffset_t))
+      return false;
+    bytes_left_ -= bytes.size();
+    if (!flatbuffers::Verify(s_, *type, bytes.data(), bytes.size(), limits_.max_depth,
+                             limits_.max_tables))
+      return false;
+    return table(*type, *flatbuffers::GetAnyRoot(bytes.data()), depth);
+  }
+
+  const reflection::Schema& s_;
+  RecordVerifier::Limits limits_;
+  std::uint64_t tables_left_;
+  std::uint64_t bytes_left_;
+};
 }  // namespace
 
 bool RecordVerifier::supports(const Schema& schema) noexcept {
@@ -610,7 +737,10 @@ bool RecordVerifier::supports(const Schema& schema) noexcept {
 }
 
 RecordVerifier::RecordVerifier(Schema schema, Limits limits)
-    : schema_(std::move(schema)), limits_(limits), supported_(supports(schema_)) {}
+    : schema_(std::move(schema)),
+      limits_(limits),
+      supported_(supports(schema_)),
+      nested_(supported_ && has_nested_flatbuffer(schema_.reflection())) {}
 
 bool RecordVerifier::verify(std::span<const std::byte> bytes) const noexcept {
   if (!supported_ || bytes.size() >= FLATBUFFERS_MAX_BUFFER_SIZE ||
@@ -626,8 +756,11 @@ bool RecordVerifier::verify(std::span<const std::byte> bytes) const noexcept {
     }
   }
   try {
-    return flatbuffers::Verify(schema_.reflection(), schema_.root(), buf, bytes.size(),
-                               limits_.max_depth, limits_.max_tables);
+    if (!flatbuffers::Verify(schema_.reflection(), schema_.root(), buf, bytes.size(),
+                             limits_.max_depth, limits_.max_tables))
+      return false;
+    return !nested_ || NestedCheck(schema_.reflection(), limits_, bytes.size())
+                           .table(schema_.root(), *flatbuffers::GetAnyRoot(buf), 1);
   } catch (...) {
     return false;  // the reflection verifier allocates nothing, but never let it escape
   }

@@ -128,7 +128,12 @@ class RecordVerifier {
   [[nodiscard]] static bool supports(const Schema& schema) noexcept;
 
   /// True when `bytes` is a valid buffer of the schema's root type, carrying its file identifier
-  /// (when the schema declares one). Never reads outside `bytes`. \pre `bytes` is 8-byte aligned
+  /// (when the schema declares one), and each nested flatbuffer in it (a `[ubyte]` field with the
+  /// nested_flatbuffer attribute) a valid buffer of its table, as generated code verifies them.
+  /// Only a binary schema with builtin attributes says which fields are nested flatbuffers
+  /// (flatring_add_schema and Schema::from_fbs_file make them so; `flatc --schema` needs
+  /// --bfbs-builtins): without them such a field is checked as plain bytes, and a reader of its
+  /// nested root must verify it first. Never reads outside `bytes`. \pre `bytes` is 8-byte aligned
   /// (FlatBuffers' own verifier checks the alignment of scalars).
   [[nodiscard]] bool verify(std::span<const std::byte> bytes) const noexcept;
   [[nodiscard]] const Schema& schema() const noexcept { return schema_; }
@@ -137,6 +142,7 @@ class RecordVerifier {
   Schema schema_;
   Limits limits_;
   bool supported_ = false;
+  bool nested_ = false;  // the schema has nested flatbuffers: each is verified too
 };
 
 }  // namespace flatring

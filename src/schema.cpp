@@ -16,6 +16,7 @@
 #include <string_view>
 
 #include "flatring/segment.hpp"
+#include "test_hooks.hpp"
 
 namespace flatring {
 
@@ -755,6 +756,7 @@ bool RecordVerifier::verify(std::span<const std::byte> bytes) const noexcept {
       return false;
     }
   }
+  FLATRING_TEST_HOOK(mid_verify);
   try {
     if (!flatbuffers::Verify(schema_.reflection(), schema_.root(), buf, bytes.size(),
                              limits_.max_depth, limits_.max_tables))

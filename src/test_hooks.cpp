@@ -6,5 +6,6 @@ void (*after_claim)() = nullptr;
 void (*mid_copy)() = nullptr;
 void (*mid_release)() = nullptr;
 void (*mid_unblock)() = nullptr;
+void (*mid_verify)() = nullptr;
 
 }  // namespace flatring::test_hooks

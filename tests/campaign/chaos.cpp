@@ -8,11 +8,22 @@
 //   random       after a random 0-20 ms, a producer, a consumer, or both;
 //   hook         a process that parked itself at a stop inside a call, then waits to be killed:
 //                the library's test seams (src/test_hooks.hpp: after_claim = mid-claim, mid_copy,
-//                mid_release, mid_unblock), and between filling a reservation and committing it
-//                (before_commit) or between counting a record and releasing it (holding). Each
-//                call reaching a stop parks with odds 1 in --hook-odds (mid_unblock: 1 in 4);
-//   asleep       the other side is SIGSTOPped until the victim sleeps in the ring's futex
-//                (the WaitLine's waiters word), then the victim is killed there.
+//                mid_release, mid_unblock, mid_verify = inside RecordVerifier::verify), and
+//                between filling a reservation and committing it (before_commit) or between
+//                counting a record and releasing it (holding). Each call reaching a stop parks
+//                with odds 1 in --hook-odds (mid_unblock: 1 in 4; mid_verify: 8 times the odds);
+//   asleep       the other side is SIGSTOPped until the victim sleeps inside a waiting call, then
+//                the victim is killed there: in the ring's futex (asleep: a blocking read or
+//                write, seen in the WaitLine's waiters word), in WaitSet::wait (asleep_wait_set),
+//                or in poll(2) on an armed WaitFd (asleep_wait_fd). "Sleeps" means the process
+//                marked the call in the ledger just before it and the kernel has it asleep.
+// How each process waits depends on its generation: producers block in reserve/write, or use
+// try_reserve/try_write and sleep in a WaitSet or on a WaitFd when full; consumers block in
+// read, or use try_read and sleep in a WaitSet or on a WaitFd, or poll (try_read + recover()).
+// Records are flatring::test::Msg FlatBuffers (the ring stores its schema) whose payload is the
+// tagged bytes; half the consumer generations check each with RecordVerifier (the library's
+// typed verification, in place in the ring, before the record is counted), the others with
+// generated code's verifier.
 // A ledger outside the ring (a shared anonymous mapping) records each sequence number: reserved
 // (next_seq) before the write, committed after the write returned ok; delivered fresh / again per
 // consumer; the record a consumer holds (counted, not yet released) in its slot's holding word,
@@ -38,8 +49,13 @@
 #include <optional>
 #include <random>
 #include <set>
+#include <stdexcept>
 #include <thread>
 #include <vector>
+
+#include <poll.h>
+
+#include <fstream>
 
 #include "campaign.hpp"
 #include "mp_helpers.hpp"
@@ -65,11 +81,14 @@ enum Stop : std::uint32_t {
   kMidUnblock,
   kHolding,
   kAsleep,
+  kMidVerify,
+  kAsleepWaitSet,
+  kAsleepWaitFd,
   kKinds,
 };
-constexpr const char* kStopNames[kKinds] = {"random",        "after_claim", "mid_copy",
-                                            "before_commit", "mid_release", "mid_unblock",
-                                            "holding",       "asleep"};
+constexpr const char* kStopNames[kKinds] = {
+    "random",  "after_claim", "mid_copy",   "before_commit",   "mid_release",   "mid_unblock",
+    "holding", "asleep",      "mid_verify", "asleep_wait_set", "asleep_wait_fd"};
 
 enum Exit : int {
   kWrongStatus = 10,
@@ -91,6 +110,7 @@ struct Ledger {
   std::atomic<std::uint64_t> holding[kSlots];           // seq + 1 counted, not yet released
   std::atomic<std::uint64_t> holding_pos[kSlots];       // its ring position + 1
   std::atomic<std::uint64_t> parked[kSlots];            // Stop + 1 where the slot's process parked
+  std::atomic<std::uint64_t> sleeping[kSlots];          // Stop + 1 while it sleeps in that call
   std::atomic<std::uint64_t> dead_positions;            // entries in dead_pos
   std::atomic<std::uint64_t> dead_pos[kDeadPositions];  // positions + 1 killed consumers held
   std::atomic<std::uint8_t> committed[kMaxSeq];
@@ -115,7 +135,97 @@ void maybe_park(Stop where, std::uint64_t odds) {
 }
 template <Stop S>
 void hook() {
-  maybe_park(S, S == kMidUnblock ? 4 : g_odds);
+  // mid_unblock is reached only in recovery, mid_verify once per verified record (a fraction of
+  // what reaches the other stops): higher odds, so that each is hit in every mode.
+  maybe_park(S, S == kMidUnblock  ? 4
+                : S == kMidVerify ? std::max<std::uint64_t>(1, g_odds / 8)
+                                  : g_odds);
+}
+
+const WaitOptions kWait{.spin = 20us, .liveness_interval = 20ms};
+
+// Marks the slot as sleeping in a waiting call of kind `where` while it lives.
+struct Asleep {
+  explicit Asleep(Stop where) { g_ledger->sleeping[g_slot].store(where + 1); }
+  ~Asleep() { g_ledger->sleeping[g_slot].store(0); }
+  Asleep(const Asleep&) = delete;
+  Asleep& operator=(const Asleep&) = delete;
+};
+
+// How a process waits when its ring is full (producers) or empty (consumers).
+enum class Wait { blocking, wait_set, wait_fd, polling };
+Wait producer_wait(std::uint32_t generation) { return static_cast<Wait>((generation / 2) % 3); }
+Wait consumer_wait(std::uint32_t generation) { return static_cast<Wait>(generation % 4); }
+
+// One sleep in a WaitSet or on a WaitFd (poll(2)) until the endpoint may be ready. ok: try
+// again; otherwise what the wait reports (timed_out, peer_dead, no_consumer, abandoned, ...).
+class Sleeper {
+ public:
+  template <class Endpoint>
+  Sleeper(Wait how, Endpoint& endpoint, std::uint64_t bytes) : how_(how), set_(kWait) {
+    if (how == Wait::wait_set) {
+      if constexpr (requires { endpoint.wait_target(bytes); }) set_.add(endpoint, bytes);
+      else set_.add(endpoint);
+    } else if constexpr (requires { endpoint.wait_target(bytes); }) {
+      fd_.emplace(endpoint, bytes);
+    } else {
+      fd_.emplace(endpoint);
+    }
+  }
+
+  Status sleep(std::chrono::milliseconds limit) {
+    if (how_ == Wait::wait_set) {
+      Asleep mark(kAsleepWaitSet);
+      const Status s = set_.wait(limit);
+      if (s != Status::ok) return s;
+      for (const Ready& r : set_.ready()) {
+        if (r.status != Status::ok) return r.status;
+      }
+      return Status::ok;
+    }
+    const Status armed = fd_->arm();
+    if (armed != Status::empty && armed != Status::full) return armed;  // ok: try again now
+    Asleep mark(kAsleepWaitFd);
+    pollfd p{fd_->fd(), POLLIN, 0};
+    return ::poll(&p, 1, static_cast<int>(limit.count())) == 0 ? Status::timed_out : Status::ok;
+  }
+
+ private:
+  Wait how_;
+  WaitSet set_;
+  std::optional<WaitFd> fd_;
+};
+
+// A chaos record: a Msg {seq, payload = the tagged bytes}. Its size.
+std::size_t make_record(std::byte* out, std::size_t room, flatbuffers::FlatBufferBuilder& fbb,
+                        std::uint32_t producer, std::uint64_t seq) {
+  std::byte tagged[64];
+  const std::size_t n = fr_test::make_tagged(tagged, producer, seq);
+  fbb.Clear();
+  fbb.Finish(flatring::test::CreateMsg(
+                 fbb, seq, fbb.CreateVector(reinterpret_cast<const std::uint8_t*>(tagged), n)),
+             flatring::test::MsgIdentifier());
+  if (fbb.GetSize() > room) throw std::logic_error("chaos: record buffer too small");
+  std::memcpy(out, fbb.GetBufferPointer(), fbb.GetSize());
+  return fbb.GetSize();
+}
+
+// The tag of a chaos record, verified by `verifier` (RecordVerifier, in place) or, without one,
+// by generated code's verifier; nothing if it does not verify or any byte is wrong.
+std::optional<fr_test::Tag> tag_of(std::span<const std::byte> b, const RecordVerifier* verifier) {
+  const auto* p = reinterpret_cast<const std::uint8_t*>(b.data());
+  if (verifier != nullptr) {
+    if (!verifier->verify(b)) return std::nullopt;
+  } else {
+    flatbuffers::Verifier v(p, b.size());
+    if (!flatring::test::VerifyMsgBuffer(v)) return std::nullopt;
+  }
+  const auto* m = flatring::test::GetMsg(p);
+  if (m->payload() == nullptr) return std::nullopt;
+  auto t = fr_test::tagged_of(
+      {reinterpret_cast<const std::byte*>(m->payload()->data()), m->payload()->size()});
+  if (!t || t->seq != m->seq()) return std::nullopt;
+  return t;
 }
 
 struct Setup {
@@ -126,8 +236,6 @@ struct Setup {
   std::uint32_t consumers;  // killed ones (broadcast: plus the witness in slot kSlots - 1)
 };
 
-const WaitOptions kWait{.spin = 20us, .liveness_interval = 20ms};
-
 template <Mode M>
 int producer_main(const Setup& s, Ledger& ledger, std::uint32_t generation) {
   Writer<M> w(Ring::open(s.name), kWait);
@@ -135,15 +243,29 @@ int producer_main(const Setup& s, Ledger& ledger, std::uint32_t generation) {
   test_hooks::mid_copy = hook<kMidCopy>;
   const bool zero_copy = generation % 2 == 0;
   const bool slow = generation % 4 == 0;  // 50 us inside each claim: random kills land there
-  std::byte buf[64];
+  const Wait how = producer_wait(generation);
+  std::byte buf[192];
+  std::optional<Sleeper> sleeper;
+  if (how != Wait::blocking) sleeper.emplace(how, w, sizeof buf);
+  flatbuffers::FlatBufferBuilder fbb(256);
   for (;;) {
     const std::uint64_t seq = ledger.next_seq.fetch_add(1);  // first: never reused after a death
     if (seq >= kMaxSeq) return kLedgerFull;
-    const std::size_t size = fr_test::make_tagged(buf, generation, seq);
+    const std::size_t size = make_record(buf, sizeof buf, fbb, generation, seq);
+    auto reserve = [&]() -> Result<std::span<std::byte>> {
+      if (sleeper) return w.try_reserve(size);
+      Asleep mark(kAsleep);
+      return w.reserve(size, 5s);
+    };
+    auto write = [&]() -> Status {
+      if (sleeper) return w.try_write({buf, size});
+      Asleep mark(kAsleep);
+      return w.write({buf, size}, 5s);
+    };
     for (;;) {
       Status st = Status::ok;
       if (zero_copy) {
-        auto span = w.reserve(size, 5s);
+        auto span = reserve();
         if (span) {
           std::memcpy(span->data(), buf, size);
           maybe_park(kBeforeCommit, g_odds);
@@ -153,9 +275,13 @@ int producer_main(const Setup& s, Ledger& ledger, std::uint32_t generation) {
           st = span.status();
         }
       } else {
-        st = w.write({buf, size}, 5s);
+        st = write();
       }
       if (st == Status::ok) break;
+      if (st == Status::full && sleeper) {  // the try_ calls: sleep until there may be room
+        st = sleeper->sleep(5000ms);
+        if (st == Status::ok) continue;
+      }
       // No (live) consumer, or a slow or stopped one: the same record again.
       if (st != Status::timed_out && st != Status::no_consumer && st != Status::peer_dead) {
         std::fprintf(stderr, "chaos %s producer: %s\n", std::string(to_string(M)).c_str(),
@@ -179,6 +305,27 @@ Result<RecordView> poll_next(Reader<M>& r, std::chrono::nanoseconds idle) {
     if (u != Status::empty) return u;
     if (std::chrono::steady_clock::now() >= stop) return Status::timed_out;
     std::this_thread::sleep_for(200us);
+  }
+}
+
+// The next record as the generation waits for it, within `idle`.
+template <Mode M>
+Result<RecordView> next_record(Reader<M>& r, Wait how, Sleeper* sleeper,
+                               std::chrono::milliseconds idle) {
+  if (how == Wait::polling) return poll_next<M>(r, idle);
+  if (how == Wait::blocking) {
+    Asleep mark(kAsleep);
+    return r.read(idle);
+  }
+  const auto stop = std::chrono::steady_clock::now() + idle;
+  for (;;) {
+    auto got = r.try_read();
+    if (got.status() != Status::empty) return got;
+    const auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(stop - std::chrono::steady_clock::now());
+    if (left <= 0ms) return Status::timed_out;
+    const Status s = sleeper->sleep(left);
+    if (s != Status::ok) return s;
   }
 }
 
@@ -209,6 +356,14 @@ void print_state(const Ring& ring, const char* why) {
   }
 }
 
+// True while `pid` sleeps in the kernel (state S in /proc/<pid>/stat).
+bool kernel_asleep(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const auto at = stat.rfind(')');
+  return at != std::string::npos && at + 2 < stat.size() && stat[at + 2] == 'S';
+}
+
 bool dead_position(const Ledger& ledger, std::uint64_t pos) {
   const std::uint64_t n = std::min<std::uint64_t>(ledger.dead_positions.load(), kDeadPositions);
   for (std::uint64_t i = 0; i < n; ++i) {
@@ -224,8 +379,13 @@ int consumer_main(const Setup& s, Ledger& ledger, std::uint32_t generation, Role
   if (role == Role::killed) {  // the witness and the drainer must finish
     test_hooks::mid_release = hook<kMidRelease>;
     test_hooks::mid_unblock = hook<kMidUnblock>;
+    test_hooks::mid_verify = hook<kMidVerify>;
   }
-  const bool polls = generation % 2 == 0;
+  const Wait how = consumer_wait(generation);
+  std::optional<Sleeper> sleeper;
+  if (how == Wait::wait_set || how == Wait::wait_fd) sleeper.emplace(how, r, 0);
+  std::optional<RecordVerifier> verifier;
+  if (generation % 8 >= 4) verifier.emplace(r.ring().info().stored_schema);
   const bool slow = role == Role::killed && generation % 3 == 0;
   const bool drain = role == Role::drainer;
   std::vector<std::uint64_t> next(kMaxGenerations, 0);  // per producer: lowest fresh seq allowed
@@ -245,7 +405,7 @@ int consumer_main(const Setup& s, Ledger& ledger, std::uint32_t generation, Role
     return true;
   };
   for (;;) {
-    auto got = polls ? poll_next<M>(r, 100ms) : r.read(100ms);
+    auto got = next_record<M>(r, how, sleeper ? &*sleeper : nullptr, 100ms);
     if (got.status() == Status::abandoned) {
       if (ledger.abandoned.fetch_add(1) > kMaxGenerations) return kHang;  // more than producers
       continue;
@@ -264,7 +424,7 @@ int consumer_main(const Setup& s, Ledger& ledger, std::uint32_t generation, Role
       continue;
     }
     idle_since = std::chrono::steady_clock::now();
-    const auto tag = fr_test::tagged_of(got->bytes);
+    const auto tag = tag_of(got->bytes, verifier ? &*verifier : nullptr);
     if (!tag || tag->seq >= kMaxSeq || tag->producer >= kMaxGenerations) {
       // mpsc: a record a dead consumer was zeroing when it died comes again, partly zeroed.
       if (M == Mode::mpsc && first && dead_position(ledger, got->position)) {
@@ -331,7 +491,7 @@ int run(const Args& args) {
   if (M == Mode::mpsc || M == Mode::mpmc) s.producers = 2;
   if (M == Mode::mpmc) s.consumers = 3;
   if (M == Mode::broadcast) s.consumers = 2;
-  const Ring ring = Ring::create(s.name, {.capacity = capacity, .mode = M});
+  const Ring ring = create_ring<flatring::test::Msg>(s.name, {.capacity = capacity, .mode = M});
   auto* ledger = shared_zeroed<Ledger>();
   g_ledger = ledger;
   std::mt19937 rng(seed);
@@ -394,13 +554,19 @@ int run(const Args& args) {
       if (pids[i] > 0) ::kill(pids[i], sig);
     }
   };
-  auto waiters = [&](const layout::WaitLine& line, std::chrono::milliseconds limit) {
+  // Where slot `i` sleeps, waiting up to `limit` for it: the call it marked in the ledger just
+  // before sleeping, once the kernel has it asleep (a futex sleep also shows in `line`'s
+  // waiters); kRandom if it does not sleep within `limit`.
+  auto asleep_in = [&](std::size_t i, const layout::WaitLine& line,
+                       std::chrono::milliseconds limit) {
     const auto stop = std::chrono::steady_clock::now() + limit;
-    while (line.waiters.load() == 0) {
-      if (std::chrono::steady_clock::now() >= stop) return false;
+    for (;;) {
+      const std::uint64_t at = ledger->sleeping[i].load();
+      if (at != 0 && kernel_asleep(pids[i]) && (at - 1 != kAsleep || line.waiters.load() != 0))
+        return static_cast<Stop>(at - 1);
+      if (std::chrono::steady_clock::now() >= stop) return kRandom;
       std::this_thread::sleep_for(1ms);
     }
-    return true;
   };
 
   std::uint64_t last_checked = 0;
@@ -446,15 +612,13 @@ int run(const Args& args) {
     } else if (what == 8) {  // a producer asleep on a full ring: stop every consumer
       signal_group(first_consumer, end_consumer, SIGSTOP);
       if (M == Mode::broadcast) signal_group(kWitness, kWitness + 1, SIGSTOP);
-      const bool asleep = waiters(ring.control().space, 300ms);
-      kill_slot(victim_p, asleep ? kAsleep : kRandom);
+      kill_slot(victim_p, asleep_in(victim_p, ring.control().space, 300ms));
       start_slot(victim_p, Role::killed);
       if (M == Mode::broadcast) signal_group(kWitness, kWitness + 1, SIGCONT);
       signal_group(first_consumer, end_consumer, SIGCONT);
     } else {  // a consumer asleep on an empty ring: stop every producer
       signal_group(0, s.producers, SIGSTOP);
-      const bool asleep = waiters(ring.control().data, 300ms);
-      kill_slot(victim_c, asleep ? kAsleep : kRandom);
+      kill_slot(victim_c, asleep_in(victim_c, ring.control().data, 300ms));
       start_slot(victim_c, Role::killed);
       signal_group(0, s.producers, SIGCONT);
     }

@@ -58,7 +58,7 @@ int run_idle_cpu(double) { return 1; }
 int main(int argc, char** argv) {
   CLI::App app{"flatring-bench: flatring against pipes, sockets and message queues (two processes, "
                "every message checked)"};
-  bool quick = false, list = false;
+  bool quick = false, list = false, as_given = false;
   std::vector<std::string> transport_args, size_args, pattern_args;
   std::string json_path, plot_path;
   double budget = 0;
@@ -80,6 +80,9 @@ int main(int argc, char** argv) {
                  "Seconds aimed at for each timed round (default 0.35 with --quick, 1.5 otherwise)")
       ->check(CLI::Range(0.01, 60.0));
   app.add_flag("--list", list, "List the transports and exit");
+  app.add_flag("--as-given", as_given,
+               "Run the --transport rows in the order given (default: the registry order, "
+               "flatring first); scripts/bench_rounds.py alternates it between rounds");
   double idle_seconds = 0;
   app.add_option("--idle-cpu", idle_seconds,
                  "Only print the idle-CPU table: CPU time and wake-ups per second of receivers "
@@ -126,12 +129,14 @@ int main(int argc, char** argv) {
       if (std::find(selected.begin(), selected.end(), it->get()) == selected.end())
         selected.push_back(it->get());
     }
-    // Keep the registry order (flatring first) whatever the command line order.
-    std::vector<Transport*> ordered;
-    for (auto& t : transports)
-      if (std::find(selected.begin(), selected.end(), t.get()) != selected.end())
-        ordered.push_back(t.get());
-    selected = ordered;
+    // Keep the registry order (flatring first) whatever the command line order, unless asked.
+    if (!as_given) {
+      std::vector<Transport*> ordered;
+      for (auto& t : transports)
+        if (std::find(selected.begin(), selected.end(), t.get()) != selected.end())
+          ordered.push_back(t.get());
+      selected = ordered;
+    }
   }
   std::vector<std::size_t> sizes;
   if (size_args.empty()) {

@@ -28,7 +28,8 @@ def run_round(args, i, tmp):
         # Alternate the order: a row that always runs right after a spinning one, or always first
         # on a CPU coming out of idle, would carry that position's cost in every round.
         transports.reverse()
-    cmd = [args.bench, "--transport", ",".join(transports), "--size", args.size, "--budget",
+    cmd = [args.bench, "--as-given", "--transport", ",".join(transports), "--size", args.size,
+           "--budget",
            str(args.budget), "--json", out]
     if args.pattern:
         cmd += ["--pattern", args.pattern]

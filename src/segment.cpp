@@ -500,6 +500,15 @@ std::optional<std::string> Ring::stale_reason(std::string_view name) noexcept {
   }
 }
 
+bool Ring::same_segment(const Ring& other) const noexcept {
+  if (!map_ || !other.map_) return false;
+  if (map_ == other.map_) return true;
+  struct stat a {};
+  struct stat b {};
+  return ::fstat(fd_of(map_->shm), &a) == 0 && ::fstat(fd_of(other.map_->shm), &b) == 0 &&
+         a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
 bool Ring::is_stale(std::string_view name) { return stale_reason_of(Ring::open(name)).has_value(); }
 
 bool Ring::reclaim_if_stale(std::string_view name) {

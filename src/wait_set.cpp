@@ -13,7 +13,6 @@ namespace {
 struct SetSleeper {
   std::span<layout::WaitLine* const> lines;
   bool asymmetric;
-  std::span<const Ready> found;  // for lost(): the round's results already say it
 
   template <class ReadyFn>
   void sleep(ReadyFn&& ready, detail::Clock::time_point deadline,
@@ -53,10 +52,25 @@ bool WaitSet::remove(std::size_t id) noexcept {
 
 void WaitSet::rebuild_lines() {
   lines_.clear();
+  std::vector<const detail::WaitTarget*> owners;  // an entry whose ring each line is in
   asymmetric_ = false;
   for (const Entry& e : entries_) {
-    if (std::find(lines_.begin(), lines_.end(), e.target.line) == lines_.end()) {
+    // One line once, also when two endpoints reach it through mappings of their own (two
+    // Ring::open of one ring): sleep_on bumps each line it is given and sleeps on its own bump,
+    // so one word listed twice would never hold the first bump's value, and no sleep would last.
+    const auto offset = [](const detail::WaitTarget& t) {
+      return reinterpret_cast<const std::byte*>(t.line) -
+             reinterpret_cast<const std::byte*>(&t.self->ring().control());
+    };
+    bool seen = false;
+    for (std::size_t i = 0; i < lines_.size() && !seen; ++i) {
+      seen = lines_[i] == e.target.line ||
+             (offset(*owners[i]) == offset(e.target) &&
+              owners[i]->self->ring().same_segment(e.target.self->ring()));
+    }
+    if (!seen) {
       lines_.push_back(e.target.line);
+      owners.push_back(&e.target);
     }
     asymmetric_ |= e.target.handshake == detail::Handshake::asymmetric;
   }
@@ -99,7 +113,7 @@ Status WaitSet::wait(std::chrono::nanoseconds timeout) {
   const detail::Outcome r = detail::block(
       attempt, [&](std::memory_order order) { return any_ready(order); },
       [&](bool final) { return interval(final) ? Status::ok : Status::empty; }, Status::empty,
-      SetSleeper{lines_, asymmetric_, ready_}, wait_, timeout);
+      SetSleeper{lines_, asymmetric_}, wait_, timeout);
   return r.status();
 }
 

@@ -708,3 +708,34 @@ TEMPLATE_TEST_CASE("WaitSet: a producer that dies while the WaitSet sleeps on it
   CHECK(set.ready()[0].id != idle_id);
   CHECK(fr_test::join(child) == 128 + SIGKILL);
 }
+
+TEST_CASE("WaitSet: two readers of one ring through mappings of their own share one wait line, "
+          "and the WaitSet really sleeps",
+          "[wait]") {
+  const auto name = fr_test::unique_name("ws-alias");
+  RemoveGuard guard(name);
+  Ring ring = make_ring<Mode::broadcast>(name);
+  Writer<Mode::broadcast> w(ring);
+  // Each reader maps the ring anew: the same wait words at two addresses.
+  Reader<Mode::broadcast> a(Ring::open(name)), b(Ring::open(name));
+  REQUIRE(&a.ring().control() != &b.ring().control());
+  REQUIRE(a.ring().same_segment(b.ring()));
+  const auto other_name = fr_test::unique_name("ws-alias-other");
+  RemoveGuard other_guard(other_name);
+  CHECK_FALSE(a.ring().same_segment(make_ring<Mode::broadcast>(other_name)));
+  WaitSet set(WaitOptions{.spin = 0ns, .liveness_interval = 60s});
+  (void)set.add(a);
+  (void)set.add(b);
+  // A sleeper bumps each line's futex word once as it registers. Listed twice, the word would
+  // never hold the first bump's value, and the WaitSet would spin through futex_waitv's EAGAIN
+  // for the whole timeout, bumping the word on every pass.
+  auto& futex = ring.control().data.futex;
+  const std::uint32_t before = futex.load();
+  CHECK(set.wait(200ms) == Status::timed_out);
+  CHECK(futex.load() - before <= 2);  // one registration (a second if a wake-up was spurious)
+  // It still wakes for a record.
+  std::byte rec[8]{};
+  REQUIRE(w.try_write(rec) == Status::ok);
+  CHECK(set.wait(10s) == Status::ok);
+  CHECK(set.ready().size() == 2);
+}

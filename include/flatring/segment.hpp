@@ -198,6 +198,11 @@ class Ring {
   ///   non-directory; Error(system_error).
   [[nodiscard]] int notify_dir(bool create) const;
 
+  /// True when `other` maps the same segment (the same mapping, or the same shared-memory object
+  /// mapped again by another Ring::open): compared by device and inode, never by what the
+  /// segment says.
+  [[nodiscard]] bool same_segment(const Ring& other) const noexcept;
+
   /// Reclaims peer slots (and exclusive role ownership) of processes that have died, folding their
   /// counters into the retired totals. Returns how many were reclaimed.
   std::uint32_t reap_dead_peers() const noexcept;

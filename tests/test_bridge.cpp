@@ -523,3 +523,25 @@ TEST_CASE("bridge: a full remote ring stops the source without loss", "[bridge]"
   CHECK(fr_bridge::terminate(out, out_status) == 0);
   CHECK(fr_bridge::terminate(*in.proc, in.status) == 0);
 }
+
+TEST_CASE("bridge: the JSON status is valid JSON whatever text a peer put in last_error",
+          "[bridge]") {
+  bridge::OutStatus out;
+  out.forwarded = 7;
+  // REFUSE reasons come from the network: quotes, control bytes and bytes that are not UTF-8.
+  out.last_error = "the peer refused our schema: \"x\"\n\x01\xff\xfe";
+  const std::string o = bridge::to_json(out);
+  CHECK(o.find("\"forwarded\":7") != std::string::npos);
+  CHECK(o.find("\"side\":\"out\"") == 1);  // first, in the documented order
+  CHECK(o.find('\n') == std::string::npos);
+  CHECK(o.find("\\\"x\\\"") != std::string::npos);
+  CHECK(o.find("\\u0001") != std::string::npos);
+  CHECK(o.find("\xff") == std::string::npos);  // replaced, U+FFFD
+  CHECK(o.find("\xef\xbf\xbd") != std::string::npos);
+  bridge::InStatus in;
+  in.rejected_verify = 3;
+  in.last_error = "\xc3";  // a cut UTF-8 sequence
+  const std::string i = bridge::to_json(in);
+  CHECK(i.find("\"rejected_verify\":3") != std::string::npos);
+  CHECK(i.find("\"last_error\":\"\xef\xbf\xbd\"") != std::string::npos);
+}

@@ -5,10 +5,11 @@
 #include <zmq.h>
 
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
+
+#include <nlohmann/json.hpp>
 
 #include "flatring/bridge.hpp"
 
@@ -165,76 +166,47 @@ bool is_loopback(std::string_view endpoint) noexcept {
 }
 
 namespace {
-std::string quoted(const std::string& s) {
-  std::string o = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      o += '\\';
-      o += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      o += buf;
-    } else {
-      o += c;
-    }
-  }
-  return o + "\"";
+// Insertion order kept (ordered_json); text that is not UTF-8 (last_error may quote what a peer
+// sent) is replaced, not passed through into invalid JSON.
+std::string dump(const nlohmann::ordered_json& j) {
+  return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
-struct Json {
-  std::string s = "{";
-  Json& num(const char* k, std::uint64_t v) {
-    if (s.size() > 1) s += ",";
-    s += "\"" + std::string(k) + "\":" + std::to_string(v);
-    return *this;
-  }
-  Json& str(const char* k, const std::string& v) {
-    if (s.size() > 1) s += ",";
-    s += "\"" + std::string(k) + "\":" + quoted(v);
-    return *this;
-  }
-  std::string done() { return s + "}"; }
-};
 }  // namespace
 
 std::string to_json(const OutStatus& s) {
-  return Json{}
-      .str("side", "out")
-      .str("state", std::string(to_string(s.state)))
-      .str("peer", s.peer)
-      .num("forwarded", s.forwarded)
-      .num("resent", s.resent)
-      .num("acknowledged", s.acknowledged)
-      .num("remote_rejected", s.remote_rejected)
-      .num("reconnects", s.reconnects)
-      .num("in_flight", s.in_flight)
-      .num("in_flight_bytes", s.in_flight_bytes)
-      .num("source_corrupt", s.source_corrupt)
-      .str("last_error", s.last_error)
-      .done();
+  return dump({{"side", "out"},
+               {"state", std::string(to_string(s.state))},
+               {"peer", s.peer},
+               {"forwarded", s.forwarded},
+               {"resent", s.resent},
+               {"acknowledged", s.acknowledged},
+               {"remote_rejected", s.remote_rejected},
+               {"reconnects", s.reconnects},
+               {"in_flight", s.in_flight},
+               {"in_flight_bytes", s.in_flight_bytes},
+               {"source_corrupt", s.source_corrupt},
+               {"last_error", s.last_error}});
 }
 
 std::string to_json(const InStatus& s) {
-  return Json{}
-      .str("side", "in")
-      .str("bound", s.bound)
-      .num("sessions", s.sessions)
-      .num("received", s.received)
-      .num("committed", s.committed)
-      .num("committed_bytes", s.committed_bytes)
-      .num("duplicates", s.duplicates)
-      .num("rejected_malformed", s.rejected_malformed)
-      .num("rejected_oversized", s.rejected_oversized)
-      .num("rejected_verify", s.rejected_verify)
-      .num("rejected_out_of_order", s.rejected_out_of_order)
-      .num("rejected_no_session", s.rejected_no_session)
-      .num("refused_schema", s.refused_schema)
-      .num("refused_auth", s.refused_auth)
-      .num("handshake_failed", s.handshake_failed)
-      .num("acks", s.acks)
-      .num("full_waits", s.full_waits)
-      .str("last_error", s.last_error)
-      .done();
+  return dump({{"side", "in"},
+               {"bound", s.bound},
+               {"sessions", s.sessions},
+               {"received", s.received},
+               {"committed", s.committed},
+               {"committed_bytes", s.committed_bytes},
+               {"duplicates", s.duplicates},
+               {"rejected_malformed", s.rejected_malformed},
+               {"rejected_oversized", s.rejected_oversized},
+               {"rejected_verify", s.rejected_verify},
+               {"rejected_out_of_order", s.rejected_out_of_order},
+               {"rejected_no_session", s.rejected_no_session},
+               {"refused_schema", s.refused_schema},
+               {"refused_auth", s.refused_auth},
+               {"handshake_failed", s.handshake_failed},
+               {"acks", s.acks},
+               {"full_waits", s.full_waits},
+               {"last_error", s.last_error}});
 }
 
 }  // namespace flatring::bridge

@@ -3,7 +3,6 @@
 #include <zmq.h>
 
 #include <algorithm>
-#include <deque>
 #include <memory>
 #include <random>
 #include <vector>
@@ -78,7 +77,36 @@ struct Out::Impl {
     std::span<const std::byte> bytes;
     bool sent;
   };
-  std::deque<Flight> fl;   // the window, oldest first
+  // The window, oldest first: a ring of slots that grows (doubling) only when the window reaches
+  // a size it never had, so a steady stream allocates nothing (a std::deque allocated a block
+  // every dozen records as the window slid).
+  class Window {
+   public:
+    [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
+    [[nodiscard]] std::size_t size() const noexcept { return size_; }
+    Flight& front() noexcept { return slots_[head_]; }
+    Flight& operator[](std::size_t i) noexcept { return slots_[(head_ + i) & (slots_.size() - 1)]; }
+    void push_back(const Flight& f) {
+      if (size_ == slots_.size()) grow();
+      (*this)[size_++] = f;
+    }
+    void pop_front() noexcept {
+      head_ = (head_ + 1) & (slots_.size() - 1);
+      --size_;
+    }
+
+   private:
+    void grow() {
+      std::vector<Flight> bigger(std::max<std::size_t>(16, 2 * slots_.size()));
+      for (std::size_t i = 0; i < size_; ++i) bigger[i] = (*this)[i];
+      slots_ = std::move(bigger);
+      head_ = 0;
+    }
+    std::vector<Flight> slots_;  // a power of two in size
+    std::size_t head_ = 0;
+    std::size_t size_ = 0;
+  };
+  Window fl;
   std::size_t cursor = 0;  // fl[0, cursor) are sent on the current session
   std::uint64_t remote_last = wire::kNone;
   std::uint64_t remote_max = 0;

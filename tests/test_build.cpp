@@ -38,10 +38,13 @@ auto msg_of(std::uint64_t seq, std::size_t size) {
   };
 }
 
-// The bytes an ordinary builder makes for the same record.
+// The bytes an ordinary builder makes for the same record, finished with a minimum alignment of
+// 16 as Producer::try_build finishes (so that the record starts 16-byte aligned in the ring).
 std::vector<std::byte> reference(std::uint64_t seq, std::size_t size) {
   flatbuffers::FlatBufferBuilder fbb;
-  fr_test::build_msg(fbb, seq, size);
+  const auto root = msg_of(seq, size)(fbb);
+  fbb.TrackMinAlign(flatring::layout::kRecordAlign);
+  fbb.Finish(root, flatring::test::MsgIdentifier());
   const auto b = fr_test::detail_bytes(fbb);
   return {b.begin(), b.end()};
 }
@@ -125,6 +128,8 @@ TEMPLATE_TEST_CASE("Producer::try_build: the record a reader sees is exactly an 
     auto r = reader.try_read();
     REQUIRE(r.has_value());
     CHECK(same(r->bytes, reference(seq, size)));
+    // Like every record, one built in place starts 16-byte aligned.
+    CHECK(reinterpret_cast<std::uintptr_t>(r->bytes.data()) % flatring::layout::kRecordAlign == 0);
     flatbuffers::Verifier v(reinterpret_cast<const std::uint8_t*>(r->bytes.data()),
                             r->bytes.size());
     CHECK(v.VerifyBuffer<Msg>(flatring::test::MsgIdentifier()));
@@ -233,7 +238,8 @@ TEMPLATE_TEST_CASE("The offset word of a record built in place is untrusted: out
   Ring ring = Ring::create(name, {.capacity = 1 << 14, .mode = M});
   Reader<M> reader(ring);
   Writer<M> writer(ring);
-  const std::uint64_t bad = GENERATE(0, 8, 15, 18, 65, 1 << 20, ~std::uint64_t{0});
+  // 20, 24, 36: multiples of 4 or 8 but not of 16, a view that would not be 16-byte aligned.
+  const std::uint64_t bad = GENERATE(0, 8, 15, 18, 20, 24, 36, 65, 1 << 20, ~std::uint64_t{0});
   CAPTURE(bad);
   auto r = writer.try_reserve(64);
   REQUIRE(r.has_value());
@@ -256,6 +262,7 @@ TEST_CASE("Writer::commit_at refuses offsets it cannot publish, keeping the rese
   for (std::size_t i = 0; i < 64; ++i) (*r)[i] = std::byte(i);
   CHECK(writer.commit_at(8, 64) == Status::invalid_state);   // below kMinOffset
   CHECK(writer.commit_at(18, 64) == Status::invalid_state);  // not a multiple of 4
+  CHECK(writer.commit_at(24, 64) == Status::invalid_state);  // not a multiple of 16
   CHECK(writer.commit_at(32, 65) == Status::invalid_state);  // more than reserved
   CHECK(writer.commit_at(68, 64) == Status::invalid_state);  // past used
   REQUIRE(writer.commit_at(32, 64) == Status::ok);

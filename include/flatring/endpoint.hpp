@@ -197,7 +197,7 @@ inline bool payload_start(const layout::RecordHeader& h, std::uint64_t aux, std:
   // for the same reason as load_aux: a stale mpmc reader may race a later lap's writer.
   const auto* word = reinterpret_cast<const std::uint64_t*>(&h + 1);
   const std::uint64_t o = __atomic_load_n(word, __ATOMIC_RELAXED);
-  if (o < layout::kMinOffset || o > len || (o & 3) != 0) return false;
+  if (o < layout::kMinOffset || o > len || (o & (layout::kRecordAlign - 1)) != 0) return false;
   start = o;
   return true;
 }
@@ -470,10 +470,11 @@ class ProducerCore {
   /// `offset` (the record's offset word, layout::kOffsetFlag), and the `offset` bytes in front of
   /// the record stay in the ring as dead space until it is released. Consumers see exactly the
   /// `used - offset` bytes. invalid_state (the reservation is kept) unless
-  /// layout::kMinOffset <= offset <= used <= the reserved size and offset is a multiple of 4.
+  /// layout::kMinOffset <= offset <= used <= the reserved size and offset is a multiple of 16
+  /// (layout::kRecordAlign: every record a reader sees starts 16-byte aligned).
   Status commit_at(std::size_t offset, std::size_t used) noexcept {
     if (reserved_ == kNone || used > reserved_ || offset < layout::kMinOffset || offset > used ||
-        (offset & 3) != 0) {
+        (offset & (layout::kRecordAlign - 1)) != 0) {
       return Status::invalid_state;
     }
     // Relaxed: published by the commit word's store, like the payload (see payload_start).

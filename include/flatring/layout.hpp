@@ -79,8 +79,8 @@ struct RecordHeader {
 /// aux flag of a data record (every mode, layout version 3): the record was built in place
 /// (FlatBuffers builds back to front). Its payload area starts with an 8-byte offset word `o`,
 /// and the record's bytes are the `length - o` bytes at payload + o, so the `o` bytes in front
-/// are dead space. kMinOffset <= o <= length, o a multiple of 4 (FlatBuffers' own minimum
-/// alignment); anything else is corrupt.
+/// are dead space. kMinOffset <= o <= length, o a multiple of 16 (kRecordAlign: the record starts
+/// 16-byte aligned, as every other record does); anything else is corrupt.
 inline constexpr std::uint64_t kOffsetFlag = 1;
 inline constexpr std::uint64_t kAuxFlags = kRecordAlign - 1;
 inline constexpr std::uint64_t kMinOffset = 16;

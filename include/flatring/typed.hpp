@@ -223,8 +223,9 @@ class Producer {
     const std::size_t block = used > layout::kMinOffset ? used - layout::kMinOffset : 0;
     alloc_.set_block(r->data() + layout::kMinOffset, block);
     // FlatBuffers aligns relative to the buffer's end, which is the block's (16-byte aligned)
-    // end: the bytes are exactly those a builder of its own would make, at the alignment they
-    // need (4 at least: the offset is a multiple of 4).
+    // end. Finishing with a minimum alignment of 16 (TrackMinAlign, below) pads the buffer's
+    // front so that its size is a multiple of 16: it starts 16-byte aligned, as every record
+    // does, and its offset word is a multiple of 16 (what readers require).
     fbb_.emplace(block == 0 ? 1024 : block, &alloc_, false, layout::kRecordAlign);
     flatbuffers::Offset<Root> root;
     try {
@@ -234,11 +235,13 @@ class Producer {
       fbb_.reset();
       throw;
     }
+    fbb_->TrackMinAlign(layout::kRecordAlign);
     fbb_->Finish(root, schema_traits<Root>::file_identifier());
     const std::uint8_t* p = fbb_->GetBufferPointer();
     const std::size_t offset =
         static_cast<std::size_t>(p - reinterpret_cast<std::uint8_t*>(r->data()));
-    if (alloc_.in_block(p) && (offset & 3) == 0) return writer_.commit_at(offset, used);
+    if (alloc_.in_block(p) && (offset & (layout::kRecordAlign - 1)) == 0)
+      return writer_.commit_at(offset, used);
     // The fallback: the record outgrew the hint and was finished on the heap.
     writer_.abort();
     const Status s = fallback(detail::bytes_of(*fbb_));

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <new>
 #include <set>
 #include <sstream>
 #include <string_view>
@@ -605,6 +606,62 @@ bool is_nested_flatbuffer(const reflection::Field& f) {
          f.attributes() != nullptr && f.attributes()->LookupByKey("nested_flatbuffer") != nullptr;
 }
 
+// A field FlatBuffers 2.0.8's reflection verifier reads before it checks that the read is inside
+// the buffer (see kReflectionOverread): a table (not a struct) or a union.
+bool is_unchecked_offset_field(const reflection::Schema& schema, const reflection::Field& f) {
+  const reflection::Type& type = *f.type();
+  if (type.base_type() == reflection::Union) return true;
+  if (type.base_type() != reflection::Obj || schema.objects() == nullptr) return false;
+  const std::int32_t i = type.index();
+  return i >= 0 && static_cast<std::uint32_t>(i) < schema.objects()->size() &&
+         !schema.objects()->Get(static_cast<flatbuffers::uoffset_t>(i))->is_struct();
+}
+
+bool has_unchecked_offset_field(const reflection::Schema& schema) {
+  if (schema.objects() == nullptr) return false;
+  return std::any_of(
+      schema.objects()->begin(), schema.objects()->end(), [&](const reflection::Object* o) {
+        return o->fields() != nullptr && std::any_of(o->fields()->begin(), o->fields()->end(),
+                                                     [&](const reflection::Field* f) {
+                                                       return is_unchecked_offset_field(schema, *f);
+                                                     });
+      });
+}
+
+// FlatBuffers 2.0.8's reflection verifier (VerifyObject in its src/reflection.cpp) reads two
+// things before it checks that they lie inside the buffer: the type byte of a union field, and the
+// offset word of a table or union field, each at the table's start plus the field's vtable entry
+// (up to 65,535). It uses what it read only as offsets it then checks, but the read itself lands
+// up to 64 KiB past the record's end: outside the mapping when the record ends the ring (found by
+// the campaign's fuzz_frames, a SEGV in flatbuffers::Verify). And a field that lies outside the
+// buffer can pass (a union type byte read as 0 from outside, "none"), after which generated code
+// reads it out of bounds. So RecordVerifier verifies such schemas' records in a private copy with
+// this much readable room after it, and ReflectionGaps checks those fields' places itself.
+constexpr std::size_t kReflectionOverread = 65535 + sizeof(flatbuffers::uoffset_t) + 16;
+
+// This thread's copy of the record under verification, 16-byte aligned, with
+// kReflectionOverread bytes after it (zeroed once). Grows to the largest record verified on the
+// thread, never shrinks. nullptr if memory for it cannot be had.
+const std::uint8_t* padded_copy(std::span<const std::byte> bytes) noexcept {
+  struct Scratch {
+    std::byte* p = nullptr;
+    std::size_t capacity = 0;
+    ~Scratch() { ::operator delete[](p, std::align_val_t{16}); }
+  };
+  thread_local Scratch s;
+  const std::size_t need = bytes.size() + kReflectionOverread;
+  if (need > s.capacity) {
+    auto* q = static_cast<std::byte*>(::operator new[](need, std::align_val_t{16}, std::nothrow));
+    if (q == nullptr) return nullptr;
+    std::memset(q, 0, need);
+    ::operator delete[](s.p, std::align_val_t{16});
+    s.p = q;
+    s.capacity = need;
+  }
+  std::memcpy(s.p, bytes.data(), bytes.size());
+  return reinterpret_cast<const std::uint8_t*>(s.p);
+}
+
 bool has_nested_flatbuffer(const reflection::Schema& schema) {
   if (schema.objects() == nullptr) return false;
   return std::any_of(
@@ -620,12 +677,19 @@ bool has_nested_flatbuffer(const reflection::Schema& schema) {
 // (field_nested_root()) reads them as one: a record the reflection verifier passed could make
 // generated code read out of bounds (found by fuzz/fuzz_frames.cpp). NestedCheck walks a record
 // flatbuffers::Verify has passed and verifies each nested flatbuffer as its table, as generated
-// code does. Table visits and nested bytes count against a budget: offsets may alias, and one
-// record must not cost much more than its size.
+// code does. It also checks the places of table and union fields that flatbuffers::Verify read
+// unchecked (kReflectionOverread). Table visits and nested bytes count against a budget: offsets
+// may alias, and one record must not cost much more than its size.
 class NestedCheck {
  public:
-  NestedCheck(const reflection::Schema& s, const RecordVerifier::Limits& limits, std::size_t size)
-      : s_(s), limits_(limits), tables_left_(limits.max_tables), bytes_left_(16 * size + 4096) {}
+  NestedCheck(const reflection::Schema& s, const RecordVerifier::Limits& limits,
+              const std::uint8_t* buf, std::size_t size)
+      : s_(s),
+        limits_(limits),
+        tables_left_(limits.max_tables),
+        bytes_left_(16 * size + 4096),
+        lo_(reinterpret_cast<std::uintptr_t>(buf)),
+        hi_(lo_ + size) {}
 
   bool table(const reflection::Object& obj, const flatbuffers::Table& t, std::uint32_t depth) {
     if (tables_left_ == 0 || depth > limits_.max_depth) return false;
@@ -633,6 +697,18 @@ class NestedCheck {
     if (obj.fields() == nullptr) return true;
     for (const reflection::Field* f : *obj.fields()) {
       const reflection::Type& type = *f->type();
+      // The places flatbuffers::Verify read without checking (kReflectionOverread), checked
+      // before anything here reads them: the offset word, and a union's type byte in the slot
+      // before it (the slot arithmetic VerifyObject uses).
+      if (is_unchecked_offset_field(s_, *f) &&
+          (!inside(t, f->offset(), sizeof(flatbuffers::uoffset_t)) ||
+           (type.base_type() == reflection::Union &&
+            !inside(
+                t,
+                static_cast<flatbuffers::voffset_t>(f->offset() - sizeof(flatbuffers::voffset_t)),
+                1)))) {
+        return false;
+      }
       if (type.base_type() == reflection::Obj) {
         const reflection::Object* o = object(type.index());
         if (o == nullptr) return false;
@@ -663,6 +739,15 @@ class NestedCheck {
   }
 
  private:
+  // True if field slot `slot` of `t` is absent, or its `n` bytes lie inside the buffer being
+  // walked. The vtable itself was checked by flatbuffers::Verify.
+  bool inside(const flatbuffers::Table& t, flatbuffers::voffset_t slot, std::size_t n) const {
+    const flatbuffers::voffset_t fo = t.GetOptionalFieldOffset(slot);
+    if (fo == 0) return true;
+    const std::uintptr_t p = reinterpret_cast<std::uintptr_t>(&t) + fo;
+    return p >= lo_ && p <= hi_ && n <= hi_ - p;
+  }
+
   const reflection::Object* object(std::int32_t index) const noexcept {
     const auto* objects = s_.objects();
     if (objects == nullptr || index < 0 || static_cast<std::uint32_t>(index) >= objects->size())
@@ -718,13 +803,22 @@ class NestedCheck {
     if (!flatbuffers::Verify(s_, *type, bytes.data(), bytes.size(), limits_.max_depth,
                              limits_.max_tables))
       return false;
-    return table(*type, *flatbuffers::GetAnyRoot(bytes.data()), depth);
+    // Inside the nested buffer, the bounds are its own.
+    const std::uintptr_t lo = lo_, hi = hi_;
+    lo_ = reinterpret_cast<std::uintptr_t>(bytes.data());
+    hi_ = lo_ + bytes.size();
+    const bool ok = table(*type, *flatbuffers::GetAnyRoot(bytes.data()), depth);
+    lo_ = lo;
+    hi_ = hi;
+    return ok;
   }
 
   const reflection::Schema& s_;
   RecordVerifier::Limits limits_;
   std::uint64_t tables_left_;
   std::uint64_t bytes_left_;
+  std::uintptr_t lo_;  // the buffer being walked: the record, or a nested flatbuffer in it
+  std::uintptr_t hi_;
 };
 }  // namespace
 
@@ -741,7 +835,8 @@ RecordVerifier::RecordVerifier(Schema schema, Limits limits)
     : schema_(std::move(schema)),
       limits_(limits),
       supported_(supports(schema_)),
-      nested_(supported_ && has_nested_flatbuffer(schema_.reflection())) {}
+      nested_(supported_ && has_nested_flatbuffer(schema_.reflection())),
+      padded_(supported_ && has_unchecked_offset_field(schema_.reflection())) {}
 
 bool RecordVerifier::verify(std::span<const std::byte> bytes) const noexcept {
   if (!supported_ || bytes.size() >= FLATBUFFERS_MAX_BUFFER_SIZE ||
@@ -757,12 +852,16 @@ bool RecordVerifier::verify(std::span<const std::byte> bytes) const noexcept {
     }
   }
   FLATRING_TEST_HOOK(mid_verify);
+  if (padded_) {
+    buf = padded_copy(bytes);  // see kReflectionOverread
+    if (buf == nullptr) return false;
+  }
   try {
     if (!flatbuffers::Verify(schema_.reflection(), schema_.root(), buf, bytes.size(),
                              limits_.max_depth, limits_.max_tables))
       return false;
-    return !nested_ || NestedCheck(schema_.reflection(), limits_, bytes.size())
-                           .table(schema_.root(), *flatbuffers::GetAnyRoot(buf), 1);
+    return !(nested_ || padded_) || NestedCheck(schema_.reflection(), limits_, buf, bytes.size())
+                                        .table(schema_.root(), *flatbuffers::GetAnyRoot(buf), 1);
   } catch (...) {
     return false;  // the reflection verifier allocates nothing, but never let it escape
   }

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -327,6 +328,48 @@ TEST_CASE("RecordVerifier verifies each nested flatbuffer as its table, wherever
   CHECK_FALSE(verifies(R"({"items": [{"blob": )" + inner + R"(}, {"blob": )" + bogus + "}]}"));
   CHECK_FALSE(verifies(R"({"any_type": "Item", "any": {"blob": )" + bogus + "}}"));
   CHECK_FALSE(verifies(R"({"blob": )" + inner_bogus + "}"));  // inside a nested buffer
+}
+
+TEST_CASE("RecordVerifier never reads past a record whose table or union fields are placed past "
+          "its end, even at the end of a mapping",
+          "[schema]") {
+  // FlatBuffers 2.0.8's reflection verifier reads a union's type byte and a table or union
+  // field's offset at the table plus the field's vtable entry before checking that place (up to
+  // 64 KiB on): a record that ended the ring made it fault (the campaign's fuzz_frames).
+  const RecordVerifier verifier(load("nested.fbs"));
+  flatbuffers::Parser parser;
+  std::string text;
+  REQUIRE(flatbuffers::LoadFile(schema_path("nested.fbs").c_str(), false, &text));
+  REQUIRE(parser.Parse(text.c_str()));
+  REQUIRE(parser.ParseJson(R"({"id": 7, "any_type": "Item", "any": {}})"));
+  const std::uint8_t* b = parser.builder_.GetBufferPointer();
+  const std::size_t size = parser.builder_.GetSize();
+
+  // The record at the very end of a readable page; 17 inaccessible pages after it.
+  const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  const std::size_t span = 18 * page;
+  void* m = ::mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(m != MAP_FAILED);
+  auto* base = static_cast<std::uint8_t*>(m);
+  REQUIRE(::mprotect(base + page, span - page, PROT_NONE) == 0);
+  REQUIRE(size % 8 == 0);
+  std::uint8_t* rec = base + page - size;
+  std::memcpy(rec, b, size);
+  const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(rec), size);
+  CHECK(verifier.verify(bytes));  // as built
+
+  // Outer's fields: id, blob, items, any_type, any: vtable slots 4, 6, 8, 10, 12.
+  const auto* root = rec + flatbuffers::ReadScalar<flatbuffers::uoffset_t>(rec);
+  auto* vtable =
+      const_cast<std::uint8_t*>(root - flatbuffers::ReadScalar<flatbuffers::soffset_t>(root));
+  REQUIRE(flatbuffers::ReadScalar<flatbuffers::voffset_t>(vtable) > 12);
+  const flatbuffers::voffset_t far =
+      GENERATE(flatbuffers::voffset_t{0xFFF0}, flatbuffers::voffset_t{0x8000});
+  const int slot = GENERATE(10, 12);  // the union's type byte, its offset
+  CAPTURE(far, slot);
+  flatbuffers::WriteScalar<flatbuffers::voffset_t>(vtable + slot, far);
+  CHECK_FALSE(verifier.verify(bytes));
+  ::munmap(m, span);
 }
 
 // ---------------------------------------------------------------- the schema area is untrusted

@@ -133,8 +133,12 @@ class RecordVerifier {
   /// Only a binary schema with builtin attributes says which fields are nested flatbuffers
   /// (flatring_add_schema and Schema::from_fbs_file make them so; `flatc --schema` needs
   /// --bfbs-builtins): without them such a field is checked as plain bytes, and a reader of its
-  /// nested root must verify it first. Never reads outside `bytes`. \pre `bytes` is 8-byte aligned
-  /// (FlatBuffers' own verifier checks the alignment of scalars).
+  /// nested root must verify it first. Never reads outside `bytes`: for a schema with table or
+  /// union fields, whose places FlatBuffers 2.0.8's reflection verifier reads before checking
+  /// them (up to 64 KiB past the buffer), the record is verified in a copy private to the calling
+  /// thread (its size plus 64 KiB, kept for the thread's next record) and those places are checked
+  /// to lie inside the record. \pre `bytes` is 8-byte aligned (FlatBuffers' own verifier checks
+  /// the alignment of scalars).
   [[nodiscard]] bool verify(std::span<const std::byte> bytes) const noexcept;
   [[nodiscard]] const Schema& schema() const noexcept { return schema_; }
 
@@ -143,6 +147,10 @@ class RecordVerifier {
   Limits limits_;
   bool supported_ = false;
   bool nested_ = false;  // the schema has nested flatbuffers: each is verified too
+  // The schema has table or union fields, whose places FlatBuffers 2.0.8's reflection verifier
+  // reads unchecked: records are verified in a private copy with room after it, and those places
+  // are checked (src/schema.cpp, kReflectionOverread).
+  bool padded_ = false;
 };
 
 }  // namespace flatring

@@ -43,11 +43,14 @@ std::atomic<std::uint64_t>& word_at(std::byte* base, std::uint64_t offset) {
 }
 
 // A record an mpmc consumer hands out: inside the ring (it reads through the writable mapping,
-// since it zeroes what it consumed), right after the header at the position it reports.
+// since it zeroes what it consumed), right after the header at the position it reports, or, for a
+// record built in place (layout::kOffsetFlag), a multiple of 16 bytes further (its offset word).
 void check_record(Ring& r, const RecordView& v) {
   std::byte* base = r.writable_data();
   FUZZ_CHECK((v.position & (layout::kRecordAlign - 1)) == 0);
-  FUZZ_CHECK(v.bytes.data() == base + (v.position & kMask) + layout::kRecordHeaderSize);
+  const std::byte* payload = base + (v.position & kMask) + layout::kRecordHeaderSize;
+  FUZZ_CHECK(v.bytes.data() >= payload &&
+             (v.bytes.data() - payload) % std::ptrdiff_t{layout::kRecordAlign} == 0);
   fuzz::touch(r, v.bytes, base);
 }
 

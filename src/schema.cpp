@@ -617,15 +617,16 @@ bool is_unchecked_offset_field(const reflection::Schema& schema, const reflectio
          !schema.objects()->Get(static_cast<flatbuffers::uoffset_t>(i))->is_struct();
 }
 
-bool has_unchecked_offset_field(const reflection::Schema& schema) {
+// True if some field of some object of `schema` satisfies `pred(const reflection::Field&)`.
+template <class Pred>
+bool any_field(const reflection::Schema& schema, Pred&& pred) {
   if (schema.objects() == nullptr) return false;
-  return std::any_of(
-      schema.objects()->begin(), schema.objects()->end(), [&](const reflection::Object* o) {
-        return o->fields() != nullptr && std::any_of(o->fields()->begin(), o->fields()->end(),
-                                                     [&](const reflection::Field* f) {
-                                                       return is_unchecked_offset_field(schema, *f);
-                                                     });
-      });
+  return std::any_of(schema.objects()->begin(), schema.objects()->end(),
+                     [&](const reflection::Object* o) {
+                       return o->fields() != nullptr &&
+                              std::any_of(o->fields()->begin(), o->fields()->end(),
+                                          [&](const reflection::Field* f) { return pred(*f); });
+                     });
 }
 
 // FlatBuffers 2.0.8's reflection verifier (VerifyObject in its src/reflection.cpp) reads two
@@ -636,7 +637,7 @@ bool has_unchecked_offset_field(const reflection::Schema& schema) {
 // the campaign's fuzz_frames, a SEGV in flatbuffers::Verify). And a field that lies outside the
 // buffer can pass (a union type byte read as 0 from outside, "none"), after which generated code
 // reads it out of bounds. So RecordVerifier verifies such schemas' records in a private copy with
-// this much readable room after it, and ReflectionGaps checks those fields' places itself.
+// this much readable room after it, and NestedCheck checks those fields' places itself.
 constexpr std::size_t kReflectionOverread = 65535 + sizeof(flatbuffers::uoffset_t) + 16;
 
 // This thread's copy of the record under verification, 16-byte aligned, with
@@ -660,16 +661,6 @@ const std::uint8_t* padded_copy(std::span<const std::byte> bytes) noexcept {
   }
   std::memcpy(s.p, bytes.data(), bytes.size());
   return reinterpret_cast<const std::uint8_t*>(s.p);
-}
-
-bool has_nested_flatbuffer(const reflection::Schema& schema) {
-  if (schema.objects() == nullptr) return false;
-  return std::any_of(
-      schema.objects()->begin(), schema.objects()->end(), [](const reflection::Object* o) {
-        return o->fields() != nullptr &&
-               std::any_of(o->fields()->begin(), o->fields()->end(),
-                           [](const reflection::Field* f) { return is_nested_flatbuffer(*f); });
-      });
 }
 
 // FlatBuffers 2.0.8's reflection verifier checks a `[ubyte] (nested_flatbuffer: "T")` field as
@@ -835,8 +826,10 @@ RecordVerifier::RecordVerifier(Schema schema, Limits limits)
     : schema_(std::move(schema)),
       limits_(limits),
       supported_(supports(schema_)),
-      nested_(supported_ && has_nested_flatbuffer(schema_.reflection())),
-      padded_(supported_ && has_unchecked_offset_field(schema_.reflection())) {}
+      nested_(supported_ && any_field(schema_.reflection(), is_nested_flatbuffer)),
+      padded_(supported_ && any_field(schema_.reflection(), [this](const reflection::Field& f) {
+                return is_unchecked_offset_field(schema_.reflection(), f);
+              })) {}
 
 bool RecordVerifier::verify(std::span<const std::byte> bytes) const noexcept {
   if (!supported_ || bytes.size() >= FLATBUFFERS_MAX_BUFFER_SIZE ||

@@ -197,7 +197,7 @@ inline bool payload_start(const layout::RecordHeader& h, std::uint64_t aux, std:
   // for the same reason as load_aux: a stale mpmc reader may race a later lap's writer.
   const auto* word = reinterpret_cast<const std::uint64_t*>(&h + 1);
   const std::uint64_t o = __atomic_load_n(word, __ATOMIC_RELAXED);
-  if (o < layout::kMinOffset || o > len || (o & (layout::kRecordAlign - 1)) != 0) return false;
+  if (o < layout::kMinOffset || o > len || (o & kAlignMask) != 0) return false;
   start = o;
   return true;
 }
@@ -474,7 +474,7 @@ class ProducerCore {
   /// (layout::kRecordAlign: every record a reader sees starts 16-byte aligned).
   Status commit_at(std::size_t offset, std::size_t used) noexcept {
     if (reserved_ == kNone || used > reserved_ || offset < layout::kMinOffset || offset > used ||
-        (offset & (layout::kRecordAlign - 1)) != 0) {
+        (offset & detail::kAlignMask) != 0) {
       return Status::invalid_state;
     }
     // Relaxed: published by the commit word's store, like the payload (see payload_start).

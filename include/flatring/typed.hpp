@@ -240,7 +240,7 @@ class Producer {
     const std::uint8_t* p = fbb_->GetBufferPointer();
     const std::size_t offset =
         static_cast<std::size_t>(p - reinterpret_cast<std::uint8_t*>(r->data()));
-    if (alloc_.in_block(p) && (offset & (layout::kRecordAlign - 1)) == 0)
+    if (alloc_.in_block(p) && (offset & detail::kAlignMask) == 0)
       return writer_.commit_at(offset, used);
     // The fallback: the record outgrew the hint and was finished on the heap.
     writer_.abort();

@@ -403,13 +403,20 @@ bool WaitFd::refresh_peers() noexcept {
   bool dead_there = false;
   const layout::Control& c = t_.self->ring().control();
   const auto want = static_cast<std::uint32_t>(t_.peer);
+  const auto want_too = static_cast<std::uint32_t>(t_.peer_too);
   for (std::uint32_t i = 0; i < layout::kMaxPeers; ++i) {
     Peer& p = peers_[i];
     if (i == t_.self->index()) continue;
     const layout::PeerSlot& s = c.peers[i];
     // Acquire: pairs with the claimer's role store (release), after its pid and start time.
-    if (s.role.load(std::memory_order_acquire) != want) {
-      if (p.pid != 0) drop_peer(p);  // left, or reaped by the liveness step
+    const std::uint32_t role = s.role.load(std::memory_order_acquire);
+    if (role != want && (role != want_too || want_too == 0)) {
+      // Left, or reaped by another peer's liveness step, perhaps before we saw its pidfd fire:
+      // it may have died holding a claim or a record, so the step runs once for it.
+      if (p.pid != 0) {
+        drop_peer(p);
+        dead_there = true;
+      }
       continue;
     }
     // Untrusted: only used for pidfd_open and /proc lookups.
@@ -454,9 +461,16 @@ Status WaitFd::arm() noexcept {
   const Ring& ring = t_.self->ring();
   drain();
   // An exited peer stays "there" until the liveness step reaps its slot (or the mode's recovery
-  // is done with it), so its exit is acted on as often as read() would, never lost.
-  if (refresh_peers()) {
-    const Status s = t_.check(t_.endpoint, true);
+  // is done with it), so its exit is acted on as often as read() would, never lost. Besides, the
+  // liveness step runs once per interval, as a blocked read() runs it: work that no exit
+  // announces (mpmc: a record a dead consumer held reaches the head only once the live consumers
+  // ahead of it are done, long after the exit was seen and its slot reaped) waits at most one
+  // interval past the caller's next arm().
+  const bool dead = refresh_peers();
+  const auto now = std::chrono::steady_clock::now();
+  if (dead || now >= next_check_) {
+    next_check_ = now + t_.interval;
+    const Status s = t_.check(t_.endpoint, dead);
     if (ring.lost()) return Status::segment_lost;
     if (s != t_.idle) return s;
   }

@@ -24,6 +24,7 @@
 
 #include "helpers.hpp"
 #include "mode_types.hpp"
+#include "mp_helpers.hpp"
 
 using namespace flatring;
 using namespace std::chrono_literals;
@@ -250,6 +251,98 @@ TEMPLATE_TEST_CASE("WaitFd: the fd becomes readable when the producer dies, and 
   REQUIRE(readable(w.fd()));
   CHECK(reader.try_read().status() == Status::empty);
   CHECK(w.arm() == Status::peer_dead);
+}
+
+TEST_CASE("WaitFd (mpmc): a consumer that dies holding the record at the head makes the other "
+          "consumers' fds readable, and their next arm() hands that record over again",
+          "[wait][process]") {
+  const std::string name = fr_test::unique_name("wfd-held");
+  RemoveGuard guard(name);
+  Ring ring = make_ring<Mode::mpmc>(name);
+  Writer<Mode::mpmc> writer(ring);
+  const std::uint64_t seven = 7;
+  REQUIRE(writer.try_write(bytes_of(seven)) == Status::ok);
+  Pipe holding, hold;
+  const pid_t child = fr_test::spawn([&] {
+    Reader<Mode::mpmc> r(Ring::open(name));
+    if (!r.try_read()) return 1;
+    holding.put();
+    (void)hold.get();  // parked, holding the record, until killed
+    return 0;
+  });
+  fr_test::ParkedChild parked(child);
+  REQUIRE(holding.get() == 1);
+  Reader<Mode::mpmc> reader(ring);
+  WaitFd w(reader);
+  REQUIRE(reader.try_read().status() == Status::empty);  // next == tail: the child has it
+  REQUIRE(w.arm() == Status::empty);
+  CHECK(parked.kill_and_join() == 128 + SIGKILL);
+  // Nothing is committed and the producer lives: only the consumer's pidfd can wake us.
+  REQUIRE(readable(w.fd()));
+  auto r = read_via_fd(reader, w);
+  REQUIRE(r);
+  CHECK(r->redelivered);
+  CHECK(value_of(r->bytes) == 7);
+  reader.release();
+  CHECK(reader.try_read().status() == Status::empty);
+}
+
+TEST_CASE("WaitFd (mpmc): a record a dead consumer held behind a live consumer's is handed over "
+          "by an arm() once the head reaches it, though its exit was seen and its slot reaped "
+          "long before",
+          "[wait][process]") {
+  const std::string name = fr_test::unique_name("wfd-behind");
+  RemoveGuard guard(name);
+  Ring ring = make_ring<Mode::mpmc>(name);
+  Writer<Mode::mpmc> writer(ring);
+  const std::uint64_t one = 1, two = 2;
+  REQUIRE(writer.try_write(bytes_of(one)) == Status::ok);
+  REQUIRE(writer.try_write(bytes_of(two)) == Status::ok);
+  Reader<Mode::mpmc> live(ring);
+  REQUIRE(live.try_read());  // record 1, held at the head
+  Pipe holding, hold;
+  const pid_t child = fr_test::spawn([&] {
+    Reader<Mode::mpmc> r(Ring::open(name));
+    if (!r.try_read()) return 1;  // record 2
+    holding.put();
+    (void)hold.get();
+    return 0;
+  });
+  fr_test::ParkedChild parked(child);
+  REQUIRE(holding.get() == 1);
+  Reader<Mode::mpmc> reader(ring, WaitOptions{.liveness_interval = 1ms});
+  WaitFd w(reader);
+  REQUIRE(reader.try_read().status() == Status::empty);
+  CHECK(parked.kill_and_join() == 128 + SIGKILL);
+  REQUIRE(readable(w.fd()));
+  // The exit is acted on, but record 2 is not at the head yet: nothing to take over.
+  CHECK(reader.try_read().status() == Status::empty);
+  CHECK(w.arm() == Status::empty);
+  CHECK(ring.reap_dead_peers() == 1);  // as another peer's liveness step would
+  live.release();  // the head moves to record 2; nothing is committed, nobody is woken
+  // Each arm() runs the liveness step once its interval has passed. The poll timeout stands in
+  // for the caller's own; the bound on rounds is a hang guard.
+  std::optional<std::uint64_t> got;
+  bool redelivered = false;
+  for (int round = 0; round < 30'000 && !got; ++round) {
+    auto r = reader.try_read();
+    if (r) {
+      got = value_of(r->bytes);
+      redelivered = r->redelivered;
+      reader.release();
+      break;
+    }
+    REQUIRE(r.status() == Status::empty);
+    const Status s = w.arm();
+    if (s == Status::ok) continue;
+    REQUIRE(s == Status::empty);
+    pollfd p{w.fd(), POLLIN, 0};
+    (void)::poll(&p, 1, 1);
+  }
+  REQUIRE(got);
+  CHECK(*got == 2);
+  CHECK(redelivered);
+  CHECK(reader.try_read().status() == Status::empty);
 }
 
 TEST_CASE("WaitFd: the writer's fd reports a consumer that dies (spsc: peer_dead)",

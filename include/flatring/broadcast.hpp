@@ -141,7 +141,8 @@ class BroadcastReader final : public ConsumerCore<BroadcastReader, false> {
  private:
   friend class ConsumerCore<BroadcastReader, false>;
   static constexpr Handshake kHandshake = Handshake::seq_cst;
-  static constexpr bool kKeeps = true;  // ConsumerCore::keep: a position change only
+  static constexpr bool kKeeps = true;               // ConsumerCore::keep: a position change only
+  static constexpr bool kRecoversConsumers = false;  // each consumer reads on its own
 
   Result<RecordView> next() noexcept {
     for (int hop = 0; hop < 2; ++hop) {

@@ -349,6 +349,11 @@ struct WaitTarget {
   Handshake handshake = Handshake::seq_cst;
   /// The role on the other side of `line`: whose death ends the wait.
   layout::Role peer = layout::Role::none;
+  /// A second role whose death leaves the mode's recovery work (none: no such role). An mpmc
+  /// consumer's: the other consumers, whose held records a dead one leaves at the head.
+  layout::Role peer_too = layout::Role::none;
+  /// How often `check` is due while the endpoint waits (WaitOptions::liveness_interval).
+  std::chrono::nanoseconds interval{};
   /// What the endpoint's try_ call says while it must wait: empty (readers) or full (writers).
   Status idle = Status::empty;
   /// Payload bytes a writer waits to have room for (readers: unused).
@@ -504,6 +509,7 @@ class ProducerCore {
     t.self = &self_;
     t.handshake = Policy::kHandshake;
     t.peer = layout::Role::consumer;
+    t.interval = wait_.liveness_interval;
     t.idle = Status::full;
     t.bytes = bytes;
     t.has_wait_fd = &has_wait_fd_;
@@ -578,6 +584,7 @@ class ProducerCore {
 /// mpmc consumers zero what they consumed); spsc and broadcast consumers map it read-only.
 /// `Policy` (CRTP) supplies, privately (befriend the core):
 ///   static constexpr Handshake kHandshake;
+///   static constexpr bool kRecoversConsumers  a dead consumer leaves this mode's recovery work
 ///   Result<RecordView> next()            the record at the read position (via hold()), or why not
 ///   void step(std::uint64_t extent)      move head_ past `extent` bytes
 ///   bool publish_position()              publish head_; true if space may have been freed
@@ -717,6 +724,8 @@ class ConsumerCore {
     t.self = &self_;
     t.handshake = Policy::kHandshake;
     t.peer = layout::Role::producer;
+    if constexpr (Policy::kRecoversConsumers) t.peer_too = layout::Role::consumer;
+    t.interval = wait_.liveness_interval;
     t.idle = Status::empty;
     t.has_wait_fd = &has_wait_fd_;
     return t;

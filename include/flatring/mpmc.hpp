@@ -50,7 +50,8 @@ class MpmcReader final : public ConsumerCore<MpmcReader, true> {
  private:
   friend class ConsumerCore<MpmcReader, true>;
   static constexpr Handshake kHandshake = Handshake::seq_cst;
-  static constexpr bool kKeeps = false;  // each claim is one record held by one consumer
+  static constexpr bool kKeeps = false;             // each claim is one record held by one consumer
+  static constexpr bool kRecoversConsumers = true;  // a dead one's held record stops the head
 
   Result<RecordView> next() noexcept;
   // Finishes the held record (zero, done). publish_position() then frees what can be freed.

@@ -149,6 +149,7 @@ class MpscReader final : public ConsumerCore<MpscReader, true> {
   static constexpr Handshake kHandshake = Handshake::seq_cst;
   // ConsumerCore::keep: kept records are zeroed by release_to, walking them with these rules.
   static constexpr bool kKeeps = true;
+  static constexpr bool kRecoversConsumers = false;  // one consumer
   static constexpr FrameRules kFrames = kMpFrames;
 
   // True if [head_, end) lies below the published tail. The tail is untrusted.

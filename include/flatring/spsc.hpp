@@ -120,7 +120,8 @@ class SpscReader final : public ConsumerCore<SpscReader, false> {
  private:
   friend class ConsumerCore<SpscReader, false>;
   static constexpr Handshake kHandshake = Handshake::asymmetric;
-  static constexpr bool kKeeps = true;  // ConsumerCore::keep: a position change only
+  static constexpr bool kKeeps = true;               // ConsumerCore::keep: a position change only
+  static constexpr bool kRecoversConsumers = false;  // one consumer
 
   Result<RecordView> next() noexcept {
     for (int hop = 0; hop < 2; ++hop) {

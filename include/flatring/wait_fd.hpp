@@ -5,8 +5,10 @@
 //  - an AF_UNIX datagram socket bound at /dev/shm/flatring-wait.<ring>/<peer slot>, in a directory
 //    with the segment's owner and permissions (0700 for a 0600 ring; never a path read from the
 //    segment), so only processes that may open the ring can signal it; and
-//  - a pidfd for each peer on the other side (a reader watches the producers, a writer the
-//    consumers), so the exit of a peer makes the fd readable too.
+//  - a pidfd for each peer on the other side (a reader watches the producers, an mpmc reader the
+//    other consumers too, a writer the consumers), so the exit of a peer makes the fd readable too.
+//    arm() also runs the liveness step once per liveness interval: poll an mpmc reader's fd with a
+//    timeout (docs/api.md, "WaitFd").
 // arm() registers the endpoint in the ring's wait line like a futex sleeper (its bit in
 // WaitLine::notify, then `waiters`, the handshake fence, a re-check). A waker that sees `waiters`
 // non-zero after publishing claims the armed bits and sends each of those sockets one datagram:
@@ -16,6 +18,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <type_traits>
 
@@ -97,6 +100,7 @@ class WaitFd {
   int sock_ = -1;
   std::uint64_t sock_ino_ = 0;  // the socket file's inode: removed at close only if still ours
   std::uint32_t drains_ = 0;
+  std::chrono::steady_clock::time_point next_check_{};  // when arm() runs the liveness step
   std::array<Peer, layout::kMaxPeers> peers_{};
 };
 

@@ -419,7 +419,12 @@ int consumer_main(const Setup& s, Ledger& ledger, std::uint32_t generation, Role
       }
       const auto idle = std::chrono::steady_clock::now() - idle_since;
       const bool may_stop = drain || (role == Role::witness && ledger.draining.load() != 0);
-      if (may_stop && idle > 500ms) return 0;
+      if (may_stop && idle > 500ms) {
+        std::fprintf(stderr, "  chaos %s: %s stops (wait %u, last %s)\n",
+                     std::string(to_string(M)).c_str(), drain ? "drainer" : "witness",
+                     static_cast<unsigned>(how), std::string(to_string(got.status())).c_str());
+        return 0;
+      }
       if (idle > 10s) return kHang;
       continue;
     }
@@ -679,6 +684,7 @@ int run(const Args& args) {
   const bool drained = M == Mode::broadcast ||
                        (ctl.consumer.head.load() == ctl.producer.tail.load() &&
                         (M != Mode::mpmc || ctl.consumer.next.load() == ctl.producer.tail.load()));
+  if (!drained) print_state(ring, "not drained");
   const std::uint64_t corrupt = ctl.retired.value[layout::corrupt_records].load();
   const std::uint64_t damaged = ledger->damaged.load();
   const std::uint64_t abandoned = ledger->abandoned.load();

@@ -357,6 +357,42 @@ TEMPLATE_TEST_CASE("poll delivers up to max records and releases them as one bat
   CHECK(published<M>(f.ring, r) == w.position());
 }
 
+TEMPLATE_TEST_CASE("poll whose callback throws releases the records before it and keeps the one "
+                   "it was given",
+                   "[modes]", FR_ALL_MODES) {
+  constexpr Mode M = TestType::value;
+  Fixture<M> f;
+  Writer<M> w(f.ring);
+  Reader<M> r(f.ring);
+  constexpr std::size_t kSize = 100;
+  std::uint64_t written = 0;
+  while (w.try_write(pattern(kSize, written)) == Status::ok) ++written;
+  REQUIRE(written > 3);
+  const std::uint64_t at = published<M>(f.ring, r);
+  std::uint64_t seen = 0;
+  struct Stop {};
+  CHECK_THROWS_AS(r.poll(
+                      [&](std::span<const std::byte> bytes) {
+                        if (seen == 2) throw Stop{};
+                        CHECK(fr_test::check_pattern(bytes, seen++));
+                      },
+                      64),
+                  Stop);
+  // The two records before the throw are freed: the producers see their space.
+  CHECK(published<M>(f.ring, r) == at + 2 * layout::frame_size(kSize));
+  CHECK(w.try_write(pattern(kSize, written)) == Status::ok);
+  ++written;
+  // The third is still held: it comes again, then the rest in order.
+  std::uint64_t next = 2;
+  while (next < written) {
+    const std::size_t n = r.poll(
+        [&](std::span<const std::byte> bytes) { CHECK(fr_test::check_pattern(bytes, next++)); },
+        64);
+    REQUIRE(n > 0);
+  }
+  CHECK(r.try_read().status() == Status::empty);
+}
+
 TEMPLATE_TEST_CASE("poll keeps up with producer processes streaming through many laps",
                    "[modes][process]", FR_ALL_MODES) {
   constexpr Mode M = TestType::value;

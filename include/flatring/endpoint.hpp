@@ -678,16 +678,22 @@ class ConsumerCore {
   /// Calls `on_record(std::span<const std::byte>)` for up to `max` committed records, releasing
   /// each after the call, and publishes the position once at the end (one store for the whole
   /// batch). Returns the number of records delivered. Stops early at empty, corrupt or abandoned
-  /// (last_status()).
+  /// (last_status()). If `on_record` throws, the records before it are released (published) and
+  /// the one it was given stays held: the next try_read or poll returns it again.
   template <class F>
   std::size_t poll(F&& on_record, std::size_t max) {
     std::size_t n = 0;
-    while (n < max) {
-      auto r = try_read();
-      if (!r) break;
-      on_record(r->bytes);
-      consume_held();
-      ++n;
+    try {
+      while (n < max) {
+        auto r = try_read();
+        if (!r) break;
+        on_record(r->bytes);
+        consume_held();
+        ++n;
+      }
+    } catch (...) {
+      if (n != 0) publish();
+      throw;
     }
     if (n != 0) publish();
     return n;

@@ -3,7 +3,6 @@ with per-producer order, no loss and no duplicate; records of 65,537 B, 1 MiB an
 byte; a garbage record mid-stream."""
 
 import multiprocessing as mp
-import time
 
 import pytest
 
@@ -15,21 +14,22 @@ BATCH = 500
 fork = mp.get_context("fork")
 
 
-def produce(name, producer_id, n, start_after_consumers=0):
+def produce(name, producer_id, n):
     ring = flatring.open(name)
-    if start_after_consumers:  # broadcast: consumers see only what comes after they joined
-        while sum(p["role"] == "consumer" for p in ring.peers()) < start_after_consumers:
-            time.sleep(0.001)
     tx = ring.producer()
     for base in range(0, n, BATCH):
         tx.send_many([tag(producer_id, s) for s in range(base, min(n, base + BATCH))])
     tx.close()
 
 
-def consume(name, expect, result_name):
+def consume(name, expect, result_name, joined=None):
     """Receives `expect` records; checks per-producer order; sends back a seen-bitmap per
-    producer over a raw result ring (the first byte of each result is the producer id)."""
+    producer over a raw result ring (the first byte of each result is the producer id).
+    `joined` is released once the consumer is attached: a broadcast consumer sees only what is
+    committed after its consumer() returned (its slot shows in peers() a little earlier)."""
     rx = flatring.open(name).consumer()
+    if joined is not None:
+        joined.release()
     seen = {}
     last = {}
     got = 0
@@ -82,17 +82,18 @@ def test_sequences_across_processes(names, mode, producers, consumers):
     res = flatring.create(results, capacity=1 << 22, mode="mpsc")
     res_rx = res.consumer()
     per_consumer = None if mode == "mpmc" else N * producers
+    joined = fork.Semaphore(0)
     procs = []
     for c in range(consumers):
         if mode == "mpmc":
             procs.append(fork.Process(target=consume_until_dry, args=(name, results)))
         else:
-            procs.append(fork.Process(target=consume, args=(name, per_consumer, results)))
+            procs.append(fork.Process(target=consume, args=(name, per_consumer, results, joined)))
     run(procs)
-    wait_for = consumers if mode == "broadcast" else 0
-    prods = run(
-        [fork.Process(target=produce, args=(name, p, N, wait_for)) for p in range(producers)]
-    )
+    if mode == "broadcast":  # its consumers see only what comes after they joined
+        for _ in range(consumers):
+            assert joined.acquire(timeout=60), "a consumer did not attach"
+    prods = run([fork.Process(target=produce, args=(name, p, N)) for p in range(producers)])
     join_all(prods)
     join_all(procs)
     out = []

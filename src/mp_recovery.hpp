@@ -97,9 +97,11 @@ inline std::uint64_t dead_claim_extent(const std::byte* data, std::uint64_t mask
 /// mpmc: frees the `done` records at the head, in order. Returns whether it freed any: the caller
 /// then wakes producers waiting for space (wake<Handshake::seq_cst>).
 /// Anyone may call it (consumers after finishing a record, a producer after finishing a stalled
-/// claim, recoverers). A finisher stores `done` (seq_cst) and then calls this, which loads the head
-/// (seq_cst); a freer CASes the head (seq_cst) and then loads the next frame (seq_cst): in the
-/// single total order one of them sees the other, so no finished record is left unfreed.
+/// claim, recoverers). A finisher stores `done` (a consumer: release, then a seq_cst fence before
+/// calling this, once per batch; a producer finishing a stalled claim: seq_cst) and then calls
+/// this, which loads the head (seq_cst); a freer CASes the head (seq_cst) and then loads the next
+/// frame (seq_cst): in the single total order one of them sees the other, so no finished record
+/// is left unfreed (docs/design-mp.md, "Why a finished record is always freed").
 inline bool free_done_records(layout::Control& ctrl, const std::byte* data,
                               std::uint64_t capacity) noexcept {
   const std::uint64_t mask = capacity - 1;

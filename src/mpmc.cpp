@@ -163,16 +163,26 @@ void MpmcReader::finish(std::uint64_t pos, std::uint64_t extent, bool zero) noex
   // The done record names its own position: free space keeps old done headers, and a freer must
   // not take one of those (a claim whose header was never written) for this lap's.
   store_aux(h, pos);
-  // SYNC POINT WRITE: publishes the zeroes and the aux (release) to whoever frees this record;
-  // seq_cst: the Dekker half against a freer's head CAS (free_done_records).
-  h.frame.store(layout::make_frame(RecordType::done, extent), std::memory_order_seq_cst);
+  // SYNC POINT WRITE: publishes the zeroes and the aux (release) to whoever frees this record.
+  // The Dekker half against a freer's head CAS is the seq_cst fence in publish_position(), which
+  // every finish is followed by: one fence per batch of records instead of one per record.
+  h.frame.store(layout::make_frame(RecordType::done, extent), std::memory_order_release);
 }
 
 void MpmcReader::advance_head() noexcept {
   if (publish_position()) wake<kHandshake>(ctrl_->space, self_, false, INT_MAX, space_mark_);
 }
 
-bool MpmcReader::publish_position() noexcept { return free_done_records(*ctrl_, data_, capacity_); }
+bool MpmcReader::publish_position() noexcept {
+  // The Dekker fence (docs/design-mp.md, "Why a finished record is always freed"): every done
+  // store this consumer made before it (finish(), release) is ordered before the free loop's
+  // seq_cst load of `head`. So either a freer's seq_cst load of one of those frames follows this
+  // fence in the single total order (it sees done: C++20 [atomics.order]), or its head CAS
+  // precedes the fence and our head load sees it. Every path that finishes a record reaches here
+  // before it can wait or return to the caller: release(), poll()'s end, advance_head().
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  return free_done_records(*ctrl_, data_, capacity_);
+}
 
 bool MpmcReader::consumer_alive_at(std::uint64_t pos) const noexcept {
   for (const auto& s : ctrl_->peers) {

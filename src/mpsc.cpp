@@ -131,8 +131,9 @@ void MpWriterCore::finish_if_stalled(std::uint64_t w, std::uint64_t extent) noex
   ring_zero(data_ + offset + 8, extent - 8);
   auto& h = header_at(data_, offset);
   store_aux(h, claim_);  // a done record names its position (see MpmcReader::finish)
-  // SYNC POINT WRITE: as a consumer's finish (mpmc.cpp): publishes the zeroes to the freer;
-  // seq_cst for the Dekker with a freer's head CAS.
+  // SYNC POINT WRITE: publishes the zeroes to the freer (as MpmcReader::finish); seq_cst for the
+  // Dekker with a freer's head CAS (a consumer uses a release store and a fence per batch instead;
+  // a stalled claim is finished once, so the store is the fence here).
   h.frame.store(layout::make_frame(layout::RecordType::done, extent), std::memory_order_seq_cst);
   if (free_done_records(*ctrl_, data_, capacity_)) {
     wake<Handshake::seq_cst>(ctrl_->space, self_, false, INT_MAX, space_mark_);

@@ -16,9 +16,10 @@
 //                   -- SYNC POINT: the claim. The CAS is on a 64-bit position that never repeats,
 //                   so it cannot succeed on a stale `w`.
 // Consumer finish:  frame.store(releasing|extent|takeovers, release); zero [r + 8, r + extent);
-//                   aux = r; frame.store(done|extent, seq_cst) -- SYNC POINT WRITE (zeroes)
+//                   aux = r; frame.store(done|extent, release) -- SYNC POINT WRITE (zeroes);
+//                   a seq_cst fence before the free loop (publish_position: once per batch)
 // Freeing (anyone): head.CAS(h -> h + extent, seq_cst) over the done records at the head, Dekker
-//                   against the finisher's done store (src/mp_recovery.hpp).
+//                   against the finisher's done store and fence (src/mp_recovery.hpp).
 // Recovery (recover, run by read() every liveness interval while it waits): a dead consumer's
 // record at the head is taken over (data is delivered again, RecordView::redelivered); a dead
 // producer's claim at the read cursor is skipped (abandoned); with WaitOptions::claim_timeout, a

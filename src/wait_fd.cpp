@@ -426,6 +426,8 @@ bool WaitFd::refresh_peers() noexcept {
       dead_there |= p.dead;
       continue;
     }
+    // Another process in the slot: the one we watched left it, so the step runs once for it too.
+    dead_there |= p.pid != 0;
     drop_peer(p);
     p.pid = pid;
     p.start_time = start;
@@ -467,7 +469,7 @@ Status WaitFd::arm() noexcept {
   // ahead of it are done, long after the exit was seen and its slot reaped) waits at most one
   // interval past the caller's next arm().
   const bool dead = refresh_peers();
-  const auto now = std::chrono::steady_clock::now();
+  const auto now = detail::Clock::now();
   if (dead || now >= next_check_) {
     next_check_ = now + t_.interval;
     const Status s = t_.check(t_.endpoint, dead);

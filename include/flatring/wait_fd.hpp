@@ -100,7 +100,7 @@ class WaitFd {
   int sock_ = -1;
   std::uint64_t sock_ino_ = 0;  // the socket file's inode: removed at close only if still ours
   std::uint32_t drains_ = 0;
-  std::chrono::steady_clock::time_point next_check_{};  // when arm() runs the liveness step
+  detail::Clock::time_point next_check_{};  // when arm() runs the liveness step
   std::array<Peer, layout::kMaxPeers> peers_{};
 };
 

@@ -1,8 +1,9 @@
 // chaos: producer and consumer processes SIGKILLed, round after round, in any mode.
 //   flatring-campaign chaos --mode M --kills K [--capacity BYTES] [--seed S] [--hook-odds N]
 //                           [--inject loss]
-// --inject loss: every consumer drops (does not count) the record with seq 100, a control run
-// that must fail with "lost", to show the checks can.
+// --inject loss: every consumer drops (does not count) one committed record, the first from seq 100
+// on that a consumer gets (broadcast: the witness), a control run that must fail with "lost", to
+// show the checks can.
 // Processes per mode: spsc 1 producer + 1 consumer; mpsc 2 + 1; mpmc 2 + 3; broadcast 1 producer +
 // 2 consumers that are killed + 1 witness consumer that never is. Each round kills (kind counted):
 //   random       after a random 0-20 ms, a producer, a consumer, or both;
@@ -107,6 +108,7 @@ struct Ledger {
   std::atomic<std::uint64_t> damaged;
   std::atomic<std::uint64_t> draining;                  // broadcast: the witness may stop when idle
   std::atomic<std::uint64_t> witness_attached;          // broadcast
+  std::atomic<std::uint64_t> injected;                  // --inject loss: seq + 1 dropped
   std::atomic<std::uint64_t> holding[kSlots];           // seq + 1 counted, not yet released
   std::atomic<std::uint64_t> holding_pos[kSlots];       // its ring position + 1
   std::atomic<std::uint64_t> parked[kSlots];            // Stop + 1 where the slot's process parked
@@ -441,10 +443,18 @@ int consumer_main(const Setup& s, Ledger& ledger, std::uint32_t generation, Role
       return kBadPayload;
     }
     const std::uint64_t seq = tag->seq;
-    if (s.inject_loss && seq == 100) {  // the control: as if it had never arrived
-      r.release();
-      first = false;
-      continue;
+    if (s.inject_loss && seq >= 100) {  // the control: as if it had never arrived
+      // The first record from seq 100 on that a consumer gets (so one that was committed; seq 100
+      // itself may be a number a killed producer never committed) is the one every consumer drops;
+      // in broadcast the witness picks it, since only its losses are checked.
+      std::uint64_t none = 0;
+      if (M != Mode::broadcast || role != Role::killed)
+        ledger.injected.compare_exchange_strong(none, seq + 1);
+      if (ledger.injected.load() == seq + 1) {
+        r.release();
+        first = false;
+        continue;
+      }
     }
     if (role == Role::killed) {
       ledger.holding_pos[g_slot].store(got->position + 1);

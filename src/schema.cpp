@@ -143,6 +143,14 @@ class WellFormed {
     for (const auto* e : *s_.enums()) {
       if (!types.insert(view(e->name())).second) return "two types named " + e->name()->str();
     }
+    // Parser::Deserialize walks each file's included_filenames without a null check (a SEGV,
+    // found by the campaign's fuzz_frames in a bridge hello); flatc always writes the vector.
+    if (s_.fbs_files() != nullptr) {
+      for (const auto* f : *s_.fbs_files()) {
+        if (f->included_filenames() == nullptr)
+          return "file " + f->filename()->str() + " has no list of included files";
+      }
+    }
     if (!unique_names(s_.services())) return "two services of one name";
     if (s_.services() != nullptr) {
       for (const auto* sv : *s_.services()) {

@@ -471,3 +471,38 @@ TEST_CASE("Schema::from_bfbs: every check on untrusted bytes has its own error",
   CHECK_THAT(v1.describe(), Catch::Contains("root_type flatring.evo.Order;"));
   CHECK_THAT(v1.describe(), Catch::Contains("qty: int (id: 2);"));
 }
+
+namespace {
+// A minimal binary schema (one table without fields, the root) naming one source file, with or
+// without its list of included files.
+std::vector<std::uint8_t> bfbs_with_file(bool with_includes) {
+  flatbuffers::FlatBufferBuilder fbb;
+  std::vector<flatbuffers::Offset<reflection::Field>> no_fields;
+  const auto root = reflection::CreateObjectDirect(fbb, "t.Root", &no_fields);
+  std::vector<flatbuffers::Offset<reflection::Object>> objects{root};
+  std::vector<flatbuffers::Offset<reflection::Enum>> enums;
+  const std::vector<flatbuffers::Offset<flatbuffers::String>> includes;
+  std::vector<flatbuffers::Offset<reflection::SchemaFile>> files{
+      reflection::CreateSchemaFileDirect(fbb, "//t.fbs", with_includes ? &includes : nullptr)};
+  fbb.Finish(reflection::CreateSchemaDirect(fbb, &objects, &enums, nullptr, nullptr, root, nullptr,
+                                            reflection::AdvancedFeatures{}, &files),
+             reflection::SchemaIdentifier());
+  return {fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize()};
+}
+}  // namespace
+
+TEST_CASE("Schema::from_bfbs refuses a source file entry without its list of included files, "
+          "which FlatBuffers' Parser::Deserialize would dereference",
+          "[schema][hostile]") {
+  // Found by the campaign's fuzz_frames: a bridge hello carrying such a schema made
+  // check_compatible (Parser::Deserialize, for ConformTo) read address 0.
+  const auto bad = bfbs_with_file(false);
+  CHECK(fr_test::error_code([&] { (void)Schema::from_bfbs(bad); }) == Errc::corrupt_schema);
+  // The same schema with the list (empty, as flatc writes it) loads and compares.
+  const Schema good = Schema::from_bfbs(bfbs_with_file(true));
+  CHECK(good.root_name() == "t.Root");
+  auto other = bfbs_with_file(true);
+  other.push_back(0);  // different bytes, the same schema: check_compatible loads both
+  const Schema again = Schema::from_bfbs(other);
+  CHECK(check_compatible(good, again).compatible);
+}

@@ -8,7 +8,9 @@
 #include <csignal>
 #include <cstring>
 #include <optional>
+#include <random>
 #include <span>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
@@ -298,6 +300,97 @@ TEST_CASE(
     r.release();
   }
   CHECK(total * 32 >= 4096 / 2);  // a ring's worth: records take 32 to 64 bytes
+}
+
+// A consumer frees what it released by zeroing it (free space reads zero for the next claimer),
+// and it can die at any instruction of that. Records of 1 MiB make the zeroing most of what the
+// consumer does, so most kills land inside it: in release() one record at a time, or in
+// release_to() over a batch of kept records (the bridge's way). Whatever the point, the next
+// consumer must find no corrupt record and no partly zeroed one: it resumes at the first record
+// the dead one had not released (or at one it had begun to release: delivered again intact, or
+// skipped), and reads every record after it in order.
+TEST_CASE("mpsc crash: a consumer SIGKILLed while it zeroes released records leaves none corrupt "
+          "or partly zeroed, and the next consumer resumes in order",
+          "[mpsc][crash][process]") {
+  const bool keep = GENERATE(false, true);
+  CAPTURE(keep);
+  constexpr std::size_t kSize = 1 << 20;
+  constexpr std::uint64_t kFilled = 6;  // then one more after the kill: 7 fill the 8 MiB ring
+  WaitOptions fast;
+  fast.liveness_interval = 10ms;
+  std::mt19937 rng(keep ? 2027 : 2026);
+  std::vector<std::byte> buf(kSize);
+  for (int round = 0; round < 40; ++round) {
+    CAPTURE(round);
+    const auto name = unique_name("mpsc-zero");
+    RemoveGuard guard(name);
+    auto ring = Ring::create(name, {.capacity = 8u << 20, .mode = Mode::mpsc});
+    Writer<Mode::mpsc> w(ring);
+    auto put = [&](std::uint64_t seq) {
+      std::memcpy(buf.data(), &seq, 8);
+      fr_test::fill_pattern(std::span(buf).subspan(8), seq);
+      REQUIRE(w.try_write(buf) == Status::ok);
+    };
+    for (std::uint64_t seq = 0; seq < kFilled; ++seq) put(seq);
+    // [0]: attached; [1]: every record below it is released; [2]: no record from it on has been
+    // given to release or release_to yet; [3]: go. The kill falls between or inside those steps.
+    fr_test::SharedWords shared(4);
+    fr_test::ParkedChild consumer(fr_test::spawn([&]() -> int {
+      Reader<Mode::mpsc> r(Ring::open(name));
+      shared[0].store(1);
+      while (shared[3].load() == 0) {
+      }
+      std::uint64_t kept = 0;
+      for (;;) {
+        auto got = r.try_read();
+        if (!got) continue;  // spins until it is killed
+        std::uint64_t seq = 0;
+        std::memcpy(&seq, got->bytes.data(), 8);
+        if (!keep) {
+          shared[2].store(seq + 1);
+          r.release();
+          shared[1].store(seq + 1);
+        } else if (r.keep(); ++kept % 3 == 0) {
+          shared[2].store(seq + 1);
+          r.release_to(r.position());
+          shared[1].store(seq + 1);
+        }
+      }
+    }));
+    fr_test::wait_for([&] { return shared[0].load() == 1; });
+    shared[3].store(1);
+    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 700));
+    CHECK(consumer.kill_and_join() == 128 + SIGKILL);
+    const std::uint64_t low = shared[1].load(), high = shared[2].load();
+    CAPTURE(low, high);
+    put(kFilled);  // the stream goes on; and this producer's cursor is off the dead one's records
+
+    Reader<Mode::mpsc> r(ring, fast);
+    std::optional<std::uint64_t> first;
+    std::uint64_t next = 0;
+    while (next <= kFilled) {
+      auto got = r.read(10s);
+      if (!got) {
+        // abandoned: records the dead consumer had zeroed, measured as a claim nobody wrote.
+        REQUIRE(got.status() == Status::abandoned);
+        continue;
+      }
+      REQUIRE(got->bytes.size() == kSize);
+      std::uint64_t seq = 0;
+      std::memcpy(&seq, got->bytes.data(), 8);
+      REQUIRE(fr_test::check_pattern(got->bytes.subspan(8), seq));
+      if (!first) {
+        first = seq;
+        CHECK(low <= seq);
+        CHECK(seq <= std::max(low, high));
+      } else {
+        REQUIRE(seq == next);
+      }
+      next = seq + 1;
+      r.release();
+    }
+    CHECK(r.try_read().status() == Status::empty);
+  }
 }
 
 TEST_CASE("mpmc crash: a producer SIGKILLed inside a claim is abandoned by exactly one of two "

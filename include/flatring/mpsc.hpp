@@ -13,8 +13,9 @@
 //    a producer may commit fewer bytes than it reserved, and the extent must not shrink.
 //  - A claim never spans the wrap: a producer that does not fit before the end claims the rest as
 //    a padding record of its own (committed at once), then claims again at offset 0.
-//  - Free space is all zero: the consumer zeroes a record's bytes (payload first, frame word last)
-//    before it publishes the head past it.
+//  - Free space is all zero: the consumer zeroes a record's bytes (the frame word marked
+//    abandoned first, then aux and payload, then the frame word) before it publishes the head
+//    past it.
 //
 // Protocol (SYNC POINTs at the atomics, in src/mpsc.cpp for the claim):
 //  producer claim:   slot.cursor.store(t, release); tail.CAS(t -> t + extent, seq_cst); then
@@ -187,17 +188,29 @@ class MpscReader final : public ConsumerCore<MpscReader, true> {
   }
 
   // Zeroes [head_, head_ + extent) and moves past it: free space must read zero for the next
-  // claimer. Payload first, frame word last, so a consumer that dies half-way leaves a readable
-  // record behind, not a zero frame over leftover bytes.
+  // claimer. Crash order: the frame word first says "abandoned, `extent` bytes" (consumed), then
+  // the aux word and payload are zeroed, then the frame word. A consumer that dies half-way leaves
+  // a record the next one skips, never a data frame over a zeroed aux word (corrupt for good) or a
+  // partly zeroed payload (delivered again); one that dies after the last store leaves zeros,
+  // which recover_step measures and skips once no live producer's cursor is at the head.
   void step(std::uint64_t extent) noexcept {
     if (keeping()) {  // a padding or abandoned claim among kept records: release_to zeroes it
       head_ += extent;
       return;
     }
     const std::uint64_t offset = head_ & mask_;
+    auto& frame = header_at(data_, offset).frame;
+    // Relaxed, both: no producer touches [head, ...) before the head store (release) that follows
+    // publishes it, and a successor reads them only after this process died, when every store it
+    // made is visible. The signal fences (no instruction) keep the compiler from moving the zeroing
+    // across them: a SIGKILL stops the process between two instructions in program order.
+    frame.store(
+        layout::make_frame(layout::RecordType::abandoned, extent - layout::kRecordHeaderSize),
+        std::memory_order_relaxed);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
     ring_zero(data_ + offset + 8, extent - 8);
-    // Relaxed: published by the head store (release) that follows.
-    header_at(data_, offset).frame.store(0, std::memory_order_relaxed);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    frame.store(0, std::memory_order_relaxed);
     head_ += extent;
   }
 

@@ -524,6 +524,45 @@ TEST_CASE("bridge: a full remote ring stops the source without loss", "[bridge]"
   CHECK(fr_bridge::terminate(*in.proc, in.status) == 0);
 }
 
+TEST_CASE("bridge: a source ring corrupt at the read position is reported once and retried, "
+          "and the bridge stays up",
+          "[bridge]") {
+  Scratch s;
+  TwoRings r({.capacity = 1 << 16, .mode = Mode::mpsc}, {.capacity = 1 << 16});
+  {
+    Writer<Mode::mpsc> w(r.ra);
+    flatbuffers::FlatBufferBuilder fbb;
+    for (std::uint64_t seq = 0; seq < 3; ++seq) {
+      fr_test::build_msg(fbb, seq, 100);
+      REQUIRE(w.try_write(fr_test::detail_bytes(fbb)) == Status::ok);
+    }
+  }
+  // The first record's aux word (its extent) zeroed under its data frame: what a consumer killed
+  // at the start of zeroing it left before 2026-12-04. No recovery step can tell how far it
+  // reaches.
+  auto& h = detail::header_at(r.ra.writable_data(), 0);
+  h.aux = 0;
+  InBridge in(s, r.b);
+  const std::string out_status = s.path("out.json");
+  const std::string& status = out_status;
+  Proc out(fr_bridge::out_args(s, r.a, in.endpoint, status), s.path("out.log"));
+  eventually(
+      [&] {
+        return fr_bridge::field(status, "last_error").find("corrupt at position 0") !=
+               std::string::npos;
+      },
+      "the out to report the corrupt source");
+  CHECK(fr_bridge::counter(status, "source_corrupt").value_or(0) >= 1);
+  CHECK(fr_bridge::field(status, "state") == "connected");
+  CHECK(in.get("committed") == 0);
+  INFO(out.log());
+  // Logged once for the position, however often it is retried.
+  const std::string log = out.log();
+  CHECK(log.find("corrupt at position 0") == log.rfind("corrupt at position 0"));
+  CHECK(fr_bridge::terminate(out, out_status) == 0);
+  CHECK(fr_bridge::terminate(*in.proc, in.status) == 0);
+}
+
 TEST_CASE("bridge: the JSON status is valid JSON whatever text a peer put in last_error",
           "[bridge]") {
   bridge::OutStatus out;

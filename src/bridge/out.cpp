@@ -114,6 +114,11 @@ struct Out::Impl {
   bool connected = false;
   bool ever_connected = false;
   bool hello_due = true;
+  // The source ring read corrupt and recover() could not move past it: wait() then sleeps on the
+  // socket instead of retrying the ring at once (a corrupt read returns at once), and the position
+  // is logged once.
+  bool source_stuck = false;
+  std::uint64_t stuck_logged_at = wire::kNone;
   // handshake_at: when the current handshake round began (sent or not: with ZMQ_IMMEDIATE a
   // hello is only taken once a connection is up).
   Clock::time_point handshake_at{}, heard_at{}, next_status{}, next_unreachable_log{};
@@ -348,7 +353,14 @@ struct Out::Impl {
       if (!r) {
         if (r.status() == Status::corrupt) {
           st.source_corrupt++;
-          (void)src->recover();
+          const Status fixed = src->recover();
+          if (fixed == Status::abandoned) continue;  // it moved past the bad bytes
+          source_stuck = true;
+          if (stuck_logged_at != src->position()) {
+            stuck_logged_at = src->position();
+            log("the source ring is corrupt at position " + std::to_string(stuck_logged_at) +
+                " and cannot be repaired here: retrying every 20 ms (flatring stat shows it)");
+          }
         } else if (r.status() == Status::abandoned) {
           continue;
         }
@@ -376,7 +388,9 @@ struct Out::Impl {
   }
 
   void wait() {
-    const bool room = connected && fl.size() < window && st.in_flight_bytes < o.window_bytes;
+    const bool room =
+        !source_stuck && connected && fl.size() < window && st.in_flight_bytes < o.window_bytes;
+    source_stuck = false;
     if (room) {
       // Wait on the ring (futex); shorter while acknowledgements are due on the socket.
       auto r = src->read(fl.empty() ? std::chrono::milliseconds(20) : std::chrono::milliseconds(1));

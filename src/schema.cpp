@@ -649,12 +649,16 @@ bool any_field(const reflection::Schema& schema, Pred&& pred) {
 constexpr std::size_t kReflectionOverread = 65535 + sizeof(flatbuffers::uoffset_t) + 16;
 
 // This thread's copy of the record under verification, 16-byte aligned, with
-// kReflectionOverread bytes after it (zeroed once). Grows to the largest record verified on the
-// thread, never shrinks. nullptr if memory for it cannot be had.
+// kReflectionOverread zero bytes after it. Grows to the largest record verified on the thread,
+// never shrinks. The bytes after the record are zero every time, not what a longer record verified
+// before left there: what the reflection verifier reads past the end (values it then checks) is
+// the same for a record whatever came before it, so a verdict never depends on the thread's
+// history (and a fuzzer's finding reproduces alone). nullptr if memory for it cannot be had.
 const std::uint8_t* padded_copy(std::span<const std::byte> bytes) noexcept {
   struct Scratch {
     std::byte* p = nullptr;
     std::size_t capacity = 0;
+    std::size_t used = 0;  // [used, capacity) is zero
     ~Scratch() { ::operator delete[](p, std::align_val_t{16}); }
   };
   thread_local Scratch s;
@@ -666,8 +670,12 @@ const std::uint8_t* padded_copy(std::span<const std::byte> bytes) noexcept {
     ::operator delete[](s.p, std::align_val_t{16});
     s.p = q;
     s.capacity = need;
+    s.used = 0;
   }
   std::memcpy(s.p, bytes.data(), bytes.size());
+  // At most what the previous copy wrote past this one: never more than that copy cost.
+  if (s.used > bytes.size()) std::memset(s.p + bytes.size(), 0, s.used - bytes.size());
+  s.used = bytes.size();
   return reinterpret_cast<const std::uint8_t*>(s.p);
 }
 

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <span>
@@ -59,10 +60,19 @@ inline void reset_image(flatring::Ring& ring) {
   std::memset(ring.writable_data(), 0, ring.info().capacity);
 }
 
-/// Stops the run (libFuzzer reports it as a crash) when an invariant the library promises fails.
-#define FUZZ_CHECK(cond)           \
-  do {                             \
-    if (!(cond)) __builtin_trap(); \
+/// Says which check failed, then stops the run (libFuzzer reports it as a crash). Out of line and
+/// never inlined, so that each check keeps its own call site: the compiler merges the traps of one
+/// function into one instruction, and a crash report could not say which check it was.
+[[noreturn, gnu::noinline, gnu::cold]] inline void check_failed(const char* what, const char* file,
+                                                                int line) noexcept {
+  std::fprintf(stderr, "FUZZ_CHECK failed at %s:%d: %s\n", file, line, what);
+  __builtin_trap();
+}
+
+/// Stops the run when an invariant the library promises fails.
+#define FUZZ_CHECK(cond)                                          \
+  do {                                                            \
+    if (!(cond)) ::fuzz::check_failed(#cond, __FILE__, __LINE__); \
   } while (0)
 
 /// Every byte of a record a Reader<> hands out must lie inside the ring (the mapping at `base`: the

@@ -285,6 +285,8 @@ void open_segment(fuzz::Input& in, std::uint8_t flags) {
 
   try {
     Ring ring = Ring::open(seg.name);
+    if (expect)
+      std::fprintf(stderr, "Ring::open succeeded, expected error code %d\n", int(*expect));
     FUZZ_CHECK(!expect);
     const SegmentInfo& info = ring.info();
     FUZZ_CHECK(info.ring_offset == right_ring && info.segment_size == file_size);
@@ -297,6 +299,10 @@ void open_segment(fuzz::Input& in, std::uint8_t flags) {
       exercise(s, record);
     }
   } catch (const Error& e) {
+    if (!expect || e.code() != *expect) {
+      std::fprintf(stderr, "Ring::open threw code %d (expected %d): %s\n", int(e.code()),
+                   expect ? int(*expect) : -1, e.what());
+    }
     FUZZ_CHECK(expect && e.code() == *expect);
   }
 }

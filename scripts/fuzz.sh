@@ -63,5 +63,15 @@ for target in "${targets[@]}"; do
     tail -n 60 "$log" >&2
   fi
 done
-rm -f /dev/shm/flatring.fuzz-* 2>/dev/null || true
+# Scratch segments a fuzzer left when it crashed (on a normal exit it removes its own). Only those
+# of processes that are gone: the names end in the fuzzer's pid, and another fuzz.sh (a campaign
+# runs two at a time) may have a fuzzer running whose segments these patterns also match; removing
+# those made that fuzzer's next Ring::open fail with not_found (fuzz_schema's "deadly signal" that
+# no input reproduced alone).
+for f in /dev/shm/flatring.fuzz-* /dev/shm/flatring-wait.fuzz-*; do
+  [[ -e $f ]] || continue
+  pid=$(basename "$f" | sed -E 's/\.state$//; s/.*-([0-9]+)$/\1/')
+  if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then continue; fi
+  rm -rf "$f" 2>/dev/null || true
+done
 exit $failed

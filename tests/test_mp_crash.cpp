@@ -1,7 +1,8 @@
 // Crash recovery across real processes, stopped at the library's test seams (src/test_hooks.hpp):
-// a producer SIGKILLed at an exact point inside a claim, and a consumer SIGKILLed while producers
-// are blocked on a full ring (mpsc); for mpmc also a consumer SIGKILLed in the middle of a release
-// and one SIGKILLed holding a record while the others go on.
+// a producer SIGKILLed at an exact point inside a claim, a consumer SIGKILLed while producers are
+// blocked on a full ring and one SIGKILLed while it zeroes what it released (mpsc); for mpmc also
+// a consumer SIGKILLed in the middle of a release and one SIGKILLed holding a record while the
+// others go on.
 #include <catch2/catch.hpp>
 
 #include <chrono>

@@ -158,9 +158,15 @@ MpscReader::MpscReader(Ring ring, WaitOptions wait)
 Status MpscReader::recover_step() noexcept {
   const std::uint64_t offset = head_ & mask_;
   auto& h = header_at(data_, offset);
-  // Acquire: pairs with the producer's commit; a committed record needs no recovery.
+  // Acquire: pairs with the producer's commit; a written frame needs no recovery. What it is,
+  // next() decides (the one decoder): ok only for a record now held (try_read returns it), empty
+  // after skips, corrupt for bytes nothing here can measure (say, a data frame whose aux word is
+  // not a valid extent): not "ok", or a caller that retries on ok would spin on it.
   std::uint64_t w = h.frame.load(std::memory_order_acquire);
-  if (w != 0 && layout::frame_type(w) != layout::RecordType::claimed) return Status::ok;
+  if (w != 0 && layout::frame_type(w) != layout::RecordType::claimed) {
+    const Result<RecordView> r = next();
+    return r ? Status::ok : r.status();
+  }
   // SYNC POINT READ: pairs with the tail CASes (one release sequence): the owner's cursor store,
   // made before its CAS, is visible once we see a tail past its claim.
   const std::uint64_t t = ctrl_->producer.tail.load(std::memory_order_acquire);

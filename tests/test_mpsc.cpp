@@ -143,6 +143,29 @@ TEST_CASE("mpsc: an aborted claim is skipped and a short commit keeps the claime
   CHECK(a.commit(1) == Status::invalid_state);
 }
 
+TEST_CASE("mpsc: recover() on a written frame it cannot measure says corrupt, never ok",
+          "[mpsc][hostile]") {
+  const auto name = unique_name("mpsc-recover-corrupt");
+  RemoveGuard guard(name);
+  auto ring = Ring::create(name, {.capacity = 4096, .mode = Mode::mpsc});
+  Writer<Mode::mpsc> w(ring);
+  std::byte buf[64];
+  REQUIRE(w.try_write({buf, fr_test::make_tagged(buf, 1, 0)}) == Status::ok);
+  REQUIRE(w.try_write({buf, fr_test::make_tagged(buf, 1, 1)}) == Status::ok);
+  Reader<Mode::mpsc> r(ring);
+  auto& h = detail::header_at(ring.writable_data(), 0);
+  const std::uint64_t extent = h.aux;
+  h.aux = 0;  // a data frame over a zeroed extent
+  CHECK(r.try_read().status() == Status::corrupt);
+  CHECK(r.recover() == Status::corrupt);  // "ok" would say a record is ready: a retry loop spins
+  CHECK(r.try_read().status() == Status::corrupt);
+  h.aux = extent;  // repaired: recover() now says a record is ready, and it is the first
+  CHECK(r.recover() == Status::ok);
+  auto got = r.try_read();
+  REQUIRE(got.has_value());
+  CHECK(fr_test::tagged_of(got->bytes)->seq == 0);
+}
+
 TEST_CASE("mpsc: a live producer holding a claim is waited for and never abandoned",
           "[mpsc][process]") {
   const auto name = unique_name("mpsc-live");

@@ -704,7 +704,8 @@ class ConsumerCore {
   ///  - spsc, broadcast: after `corrupt`, drops everything up to the producer's published tail
   ///    (validated); the records there are lost and counted as corrupt. abandoned when it
   ///    skipped something.
-  ///  - mpsc: a claim at the read position whose producer is dead is skipped: abandoned.
+  ///  - mpsc: a claim at the read position whose producer is dead is skipped: abandoned; a
+  ///    written frame there that does not decode (it cannot be measured) is corrupt.
   ///  - mpmc: frees records a dead consumer finished, takes over a record a dead consumer held
   ///    (ok: try_read returns it with `redelivered` set), or skips a dead producer's claim
   ///    (abandoned).

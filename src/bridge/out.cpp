@@ -354,7 +354,8 @@ struct Out::Impl {
         if (r.status() == Status::corrupt) {
           st.source_corrupt++;
           const Status fixed = src->recover();
-          if (fixed == Status::abandoned) continue;  // it moved past the bad bytes
+          // abandoned: it moved past the bad bytes; ok: a record is held, the next read has it.
+          if (fixed == Status::abandoned || fixed == Status::ok) continue;
           source_stuck = true;
           if (stuck_logged_at != src->position()) {
             stuck_logged_at = src->position();
